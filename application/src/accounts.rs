@@ -1,0 +1,293 @@
+//! Sign-up, log-in and token checks.
+
+use std::sync::Arc;
+
+use anb_domain::ports::{AccessToken, Clock, PasswordHasher, TokenError, TokenIssuer, UserRepository, UserRepositoryError};
+use anb_domain::user::{Email, NewUser, Password};
+use anb_domain::{BackendError, PasswordHash, UserId};
+
+use crate::FieldError;
+
+/// Most characters in a name, city or country.
+pub const MAX_TEXT_CHARS: usize = 100;
+
+/// A sign-up form as received.
+#[derive(Debug, Clone, Default)]
+pub struct SignUp {
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub password1: String,
+    pub password2: String,
+    pub city: String,
+    pub country: String,
+}
+
+/// Why a sign-up failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignUpError {
+    /// One or more fields are wrong; every one is listed.
+    #[error("{}", .0.first().map_or("", |e| e.message.as_str()))]
+    Invalid(Vec<FieldError>),
+    #[error("El correo electrónico ya está registrado.")]
+    EmailTaken,
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// Why a log-in failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogInError {
+    /// Unknown e-mail or wrong password; deliberately the same answer.
+    #[error("Correo o contraseña incorrectos.")]
+    InvalidCredentials,
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// A valid argon2id hash of a random password, verified against when the
+/// e-mail is unknown so that both failures take the same time.
+const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$m6IoG2lQd7eS1TwiUe3aI+oeBCSxJk/0HKEaeDnwtuE";
+
+/// Account use cases.
+#[derive(Clone)]
+pub struct Accounts {
+    users: Arc<dyn UserRepository>,
+    hasher: Arc<dyn PasswordHasher>,
+    tokens: Arc<dyn TokenIssuer>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Accounts {
+    /// Wires the use cases to their ports.
+    pub fn new(users: Arc<dyn UserRepository>, hasher: Arc<dyn PasswordHasher>, tokens: Arc<dyn TokenIssuer>, clock: Arc<dyn Clock>) -> Self {
+        Self { users, hasher, tokens, clock }
+    }
+
+    /// Registers a player.
+    ///
+    /// # Errors
+    /// [`SignUpError::Invalid`] listing every bad field (missing or blank,
+    /// too long, malformed e-mail, weak or mismatched passwords);
+    /// [`SignUpError::EmailTaken`] when the e-mail is registered in any case.
+    pub async fn sign_up(&self, form: SignUp) -> Result<UserId, SignUpError> {
+        let mut errors = Vec::new();
+        for (field, value) in [
+            ("first_name", &form.first_name),
+            ("last_name", &form.last_name),
+            ("city", &form.city),
+            ("country", &form.country),
+        ] {
+            if let Err(message) = check_text(value) {
+                errors.push(FieldError::new(field, format!("{field}: {message}")));
+            }
+        }
+        let email = Email::parse(&form.email).map_err(|e| errors.push(FieldError::new("email", e.to_string()))).ok();
+        let password = Password::new(&form.password1).map_err(|e| errors.push(FieldError::new("password1", e.to_string()))).ok();
+        if form.password1 != form.password2 {
+            errors.push(FieldError::new("password2", "Las contraseñas no coinciden."));
+        }
+        let (Some(email), Some(password), true) = (email, password, errors.is_empty()) else {
+            return Err(SignUpError::Invalid(errors));
+        };
+        if self.users.by_email(&email).await.map_err(user_backend)?.is_some() {
+            return Err(SignUpError::EmailTaken);
+        }
+        let password_hash = self.hasher.hash(&password).await?;
+        let user = NewUser {
+            first_name: form.first_name.trim().to_owned(),
+            last_name: form.last_name.trim().to_owned(),
+            email,
+            password_hash,
+            city: form.city.trim().to_owned(),
+            country: form.country.trim().to_owned(),
+            created_at: self.clock.now(),
+        };
+        match self.users.create(user).await {
+            Ok(user) => Ok(user.id),
+            Err(UserRepositoryError::DuplicateEmail) => Err(SignUpError::EmailTaken),
+            Err(UserRepositoryError::Backend(e)) => Err(e.into()),
+        }
+    }
+
+    /// Checks credentials and issues an access token.
+    ///
+    /// # Errors
+    /// [`LogInError::InvalidCredentials`] for an unknown e-mail or a wrong
+    /// password, after the same hashing work in both cases.
+    pub async fn log_in(&self, email: &str, password: &str) -> Result<AccessToken, LogInError> {
+        let password = Password::candidate(password);
+        let user = match Email::parse(email) {
+            Ok(email) => self.users.by_email(&email).await.map_err(user_backend)?,
+            Err(_) => None,
+        };
+        let Some(user) = user else {
+            self.hasher.verify(&password, &PasswordHash(DECOY_HASH.to_owned())).await;
+            return Err(LogInError::InvalidCredentials);
+        };
+        if !self.hasher.verify(&password, &user.password_hash).await {
+            return Err(LogInError::InvalidCredentials);
+        }
+        Ok(self.tokens.issue(user.id)?)
+    }
+
+    /// The user a bearer token names.
+    ///
+    /// # Errors
+    /// [`TokenError`] for a malformed, forged or expired token.
+    pub fn authenticate(&self, token: &str) -> Result<UserId, TokenError> {
+        self.tokens.verify(token)
+    }
+}
+
+fn check_text(value: &str) -> Result<(), &'static str> {
+    if value.trim().is_empty() {
+        Err("el campo es obligatorio.")
+    } else if value.chars().count() > MAX_TEXT_CHARS {
+        Err("no puede superar 100 caracteres.")
+    } else if value.chars().any(char::is_control) {
+        Err("no puede contener caracteres de control.")
+    } else {
+        Ok(())
+    }
+}
+
+fn user_backend(error: UserRepositoryError) -> BackendError {
+    match error {
+        UserRepositoryError::Backend(e) => e,
+        UserRepositoryError::DuplicateEmail => BackendError::internal("duplicate e-mail on read"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use anb_domain::ports::{MockClock, MockPasswordHasher, MockTokenIssuer, MockUserRepository};
+    use anb_domain::User;
+    use chrono::Utc;
+
+    use super::*;
+
+    fn form() -> SignUp {
+        SignUp {
+            first_name: "Ana".into(),
+            last_name: "Pérez".into(),
+            email: "Ana@Example.com".into(),
+            password1: "S3cure!pass".into(),
+            password2: "S3cure!pass".into(),
+            city: "Bogotá".into(),
+            country: "Colombia".into(),
+        }
+    }
+
+    fn stored_user() -> User {
+        User {
+            id: UserId(7),
+            first_name: "Ana".into(),
+            last_name: "Pérez".into(),
+            email: Email::parse("ana@example.com").unwrap(),
+            password_hash: PasswordHash("$argon2id$real".into()),
+            city: "Bogotá".into(),
+            country: "Colombia".into(),
+            created_at: Utc::now(),
+        }
+    }
+
+    fn clock() -> MockClock {
+        let mut clock = MockClock::new();
+        clock.expect_now().returning(Utc::now);
+        clock
+    }
+
+    fn accounts(users: MockUserRepository, hasher: MockPasswordHasher, tokens: MockTokenIssuer) -> Accounts {
+        Accounts::new(Arc::new(users), Arc::new(hasher), Arc::new(tokens), Arc::new(clock()))
+    }
+
+    #[tokio::test]
+    async fn sign_up_stores_a_normalised_email_and_a_hash() {
+        let mut users = MockUserRepository::new();
+        users.expect_by_email().returning(|_| Ok(None));
+        users
+            .expect_create()
+            .withf(|u| u.email.as_str() == "ana@example.com" && u.password_hash.0 == "hashed")
+            .returning(|_| Ok(stored_user()));
+        let mut hasher = MockPasswordHasher::new();
+        hasher.expect_hash().returning(|_| Ok(PasswordHash("hashed".into())));
+        let id = accounts(users, hasher, MockTokenIssuer::new()).sign_up(form()).await.unwrap();
+        assert_eq!(id, UserId(7));
+    }
+
+    #[tokio::test]
+    async fn sign_up_lists_every_bad_field() {
+        let bad = SignUp { first_name: " ".into(), email: "nope".into(), password1: "short".into(), password2: "other".into(), ..form() };
+        let err = accounts(MockUserRepository::new(), MockPasswordHasher::new(), MockTokenIssuer::new()).sign_up(bad).await.unwrap_err();
+        let SignUpError::Invalid(errors) = err else { panic!("{err:?}") };
+        let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["first_name", "email", "password1", "password2"]);
+    }
+
+    #[tokio::test]
+    async fn sign_up_refuses_mismatched_passwords_alone() {
+        let bad = SignUp { password2: "S3cure!pasS".into(), ..form() };
+        let err = accounts(MockUserRepository::new(), MockPasswordHasher::new(), MockTokenIssuer::new()).sign_up(bad).await.unwrap_err();
+        assert_eq!(err.to_string(), "Las contraseñas no coinciden.");
+    }
+
+    #[tokio::test]
+    async fn sign_up_with_a_registered_email_is_refused_before_hashing() {
+        let mut users = MockUserRepository::new();
+        users.expect_by_email().returning(|_| Ok(Some(stored_user())));
+        let err = accounts(users, MockPasswordHasher::new(), MockTokenIssuer::new()).sign_up(form()).await.unwrap_err();
+        assert!(matches!(err, SignUpError::EmailTaken));
+    }
+
+    #[tokio::test]
+    async fn a_sign_up_that_loses_the_race_is_told_the_email_is_taken() {
+        let mut users = MockUserRepository::new();
+        users.expect_by_email().returning(|_| Ok(None));
+        users.expect_create().returning(|_| Err(UserRepositoryError::DuplicateEmail));
+        let mut hasher = MockPasswordHasher::new();
+        hasher.expect_hash().returning(|_| Ok(PasswordHash("h".into())));
+        let err = accounts(users, hasher, MockTokenIssuer::new()).sign_up(form()).await.unwrap_err();
+        assert!(matches!(err, SignUpError::EmailTaken));
+    }
+
+    #[tokio::test]
+    async fn sign_up_reports_a_database_failure_as_such() {
+        let mut users = MockUserRepository::new();
+        users.expect_by_email().returning(|_| Err(BackendError::unavailable("down").into()));
+        let err = accounts(users, MockPasswordHasher::new(), MockTokenIssuer::new()).sign_up(form()).await.unwrap_err();
+        assert!(matches!(err, SignUpError::Backend(e) if e.kind == anb_domain::BackendErrorKind::Unavailable));
+    }
+
+    #[tokio::test]
+    async fn log_in_issues_a_token_for_the_right_password() {
+        let mut users = MockUserRepository::new();
+        users.expect_by_email().withf(|e| e.as_str() == "ana@example.com").returning(|_| Ok(Some(stored_user())));
+        let mut hasher = MockPasswordHasher::new();
+        hasher.expect_verify().withf(|p, h| p.expose() == "S3cure!pass" && h.0 == "$argon2id$real").returning(|_, _| true);
+        let mut tokens = MockTokenIssuer::new();
+        tokens.expect_issue().withf(|id| *id == UserId(7)).returning(|_| Ok(AccessToken { token: "jwt".into(), expires_in: 3600 }));
+        let token = accounts(users, hasher, tokens).log_in("ANA@example.com", "S3cure!pass").await.unwrap();
+        assert_eq!(token.token, "jwt");
+    }
+
+    #[tokio::test]
+    async fn log_in_with_a_wrong_password_is_refused() {
+        let mut users = MockUserRepository::new();
+        users.expect_by_email().returning(|_| Ok(Some(stored_user())));
+        let mut hasher = MockPasswordHasher::new();
+        hasher.expect_verify().returning(|_, _| false);
+        let err = accounts(users, hasher, MockTokenIssuer::new()).log_in("ana@example.com", "wrong").await.unwrap_err();
+        assert!(matches!(err, LogInError::InvalidCredentials));
+    }
+
+    #[tokio::test]
+    async fn log_in_with_an_unknown_email_still_spends_a_hash_check() {
+        let mut users = MockUserRepository::new();
+        users.expect_by_email().returning(|_| Ok(None));
+        let mut hasher = MockPasswordHasher::new();
+        hasher.expect_verify().withf(|_, h| h.0 == DECOY_HASH).times(1).returning(|_, _| false);
+        let err = accounts(users, hasher, MockTokenIssuer::new()).log_in("who@example.com", "whatever1").await.unwrap_err();
+        assert!(matches!(err, LogInError::InvalidCredentials));
+    }
+}

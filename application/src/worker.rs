@@ -1,0 +1,550 @@
+//! The worker: takes one job from the queue and turns the original upload
+//! into the published video, keeping the job alive while it works.
+//!
+//! Each step is idempotent by video id, so a job delivered twice (a worker
+//! died, a relay published again) does no harm: a video that is gone or
+//! already processed is acknowledged without work.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anb_domain::ports::{Clock, JobQueue, ObjectStorage, QueueError, StorageError, TranscodeError, Transcoder, VideoRepository, VideoRepositoryError};
+use anb_domain::{BackendError, Delivery, ObjectKey, Receipt, VideoStatus};
+use futures::future::{BoxFuture, Either, Shared, select};
+
+/// Resolves when the process is asked to stop. Cloning is cheap.
+pub type Shutdown = Shared<BoxFuture<'static, ()>>;
+
+/// A failure of the worker's own plumbing (database, queue, scratch disk);
+/// the job itself comes back after its visibility timeout.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// How a worker paces its jobs.
+#[derive(Debug, Clone)]
+pub struct ProcessorSettings {
+    /// How long a received job stays hidden from other workers.
+    pub visibility: Duration,
+    /// How often the visibility is extended while a job runs.
+    pub heartbeat: Duration,
+    /// Deliveries after which a failing job is dead-lettered.
+    pub max_attempts: u32,
+    /// Wait before a failed attempt is tried again.
+    pub retry_delay: Duration,
+    /// Wait between polls when the queue was empty.
+    pub idle_wait: Duration,
+    /// Where jobs keep their scratch files.
+    pub work_dir: PathBuf,
+}
+
+impl ProcessorSettings {
+    /// Defaults for a worker that keeps scratch files under `work_dir`.
+    pub fn new(work_dir: PathBuf) -> Self {
+        Self {
+            visibility: Duration::from_secs(120),
+            heartbeat: Duration::from_secs(30),
+            max_attempts: 3,
+            retry_delay: Duration::from_secs(5),
+            idle_wait: Duration::from_millis(500),
+            work_dir,
+        }
+    }
+}
+
+/// How handling one delivery ended.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    /// Processed now.
+    Done,
+    /// Nothing to do (video gone or already final); the job is finished.
+    Skipped(&'static str),
+    /// This attempt failed; the user-facing reason.
+    Failed(String),
+    /// The job's visibility ran out and another worker may hold it.
+    Lost,
+    /// Shutdown came first; the job goes back to the queue.
+    Interrupted,
+}
+
+/// Processes jobs, one per call of [`Processor::process_next_job`].
+#[derive(Clone)]
+pub struct Processor {
+    videos: Arc<dyn VideoRepository>,
+    queue: Arc<dyn JobQueue>,
+    storage: Arc<dyn ObjectStorage>,
+    transcoder: Arc<dyn Transcoder>,
+    clock: Arc<dyn Clock>,
+    settings: ProcessorSettings,
+}
+
+impl Processor {
+    /// Wires the worker to its ports.
+    pub fn new(
+        videos: Arc<dyn VideoRepository>,
+        queue: Arc<dyn JobQueue>,
+        storage: Arc<dyn ObjectStorage>,
+        transcoder: Arc<dyn Transcoder>,
+        clock: Arc<dyn Clock>,
+        settings: ProcessorSettings,
+    ) -> Self {
+        Self { videos, queue, storage, transcoder, clock, settings }
+    }
+
+    /// Runs jobs until `shutdown` resolves; an in-flight job is given back
+    /// to the queue then. Plumbing failures are logged and retried later.
+    pub async fn run(&self, shutdown: Shutdown) {
+        loop {
+            let step = pin!(self.process_next_job(shutdown.clone()));
+            let wait = match select(step, shutdown.clone()).await {
+                Either::Left((Ok(true), _)) => continue,
+                Either::Left((Ok(false), _)) => self.settings.idle_wait,
+                Either::Left((Err(error), _)) => {
+                    tracing::warn!(%error, "worker step failed; retrying shortly");
+                    self.settings.retry_delay
+                }
+                Either::Right(_) => return,
+            };
+            if let Either::Right(_) = select(pin!(self.clock.sleep(wait)), shutdown.clone()).await {
+                return;
+            }
+        }
+    }
+
+    /// Receives and handles one job. Returns whether there was one.
+    ///
+    /// # Errors
+    /// [`WorkerError`] when the queue or database fail; the job then comes
+    /// back after its visibility timeout.
+    pub async fn process_next_job(&self, shutdown: Shutdown) -> Result<bool, WorkerError> {
+        let Some(delivery) = self.queue.receive(self.settings.visibility).await.map_err(queue_backend)? else {
+            return Ok(false);
+        };
+        let span = tracing::info_span!("job", task_id = %delivery.job.task_id, video_id = %delivery.job.video_id, attempt = delivery.receive_count);
+        let _guard = span.enter();
+        let scratch = Scratch::create(&self.settings.work_dir, &delivery)?;
+        let outcome = self.handle(&delivery, &scratch, shutdown).await;
+        drop(scratch);
+        self.settle(&delivery, outcome).await?;
+        Ok(true)
+    }
+
+    async fn handle(&self, delivery: &Delivery, scratch: &Scratch, shutdown: Shutdown) -> Result<Outcome, WorkerError> {
+        let id = delivery.job.video_id;
+        let Some(video) = self.videos.by_id(id).await.map_err(repo_backend)? else {
+            return Ok(Outcome::Skipped("video deleted"));
+        };
+        if matches!(video.status, VideoStatus::Processed | VideoStatus::Failed) {
+            return Ok(Outcome::Skipped("video already final"));
+        }
+        match self.videos.mark_processing(id).await {
+            Ok(()) => {}
+            Err(VideoRepositoryError::NotFound) => return Ok(Outcome::Skipped("video deleted")),
+            Err(VideoRepositoryError::InvalidTransition { .. }) => return Ok(Outcome::Skipped("video already final")),
+            Err(VideoRepositoryError::Backend(e)) => return Err(e.into()),
+        }
+        tracing::info!("processing started");
+
+        match self.storage.get_to_file(&video.original_key, &scratch.input).await {
+            Ok(()) => {}
+            Err(StorageError::NotFound) => {
+                return Ok(match self.videos.by_id(id).await.map_err(repo_backend)? {
+                    None => Outcome::Skipped("video deleted"),
+                    Some(_) => Outcome::Failed("El archivo original ya no existe.".into()),
+                });
+            }
+            Err(StorageError::Backend(e)) => return Err(e.into()),
+        }
+
+        let transcode = pin!(self.transcoder.transcode(&scratch.input, &scratch.output));
+        let keep_alive = pin!(self.keep_alive(&delivery.receipt));
+        let report = match select(transcode, select(keep_alive, shutdown)).await {
+            Either::Left((Ok(report), _)) => report,
+            Either::Left((Err(error), _)) => {
+                tracing::warn!(%error, "transcoding failed");
+                return Ok(Outcome::Failed(match error {
+                    TranscodeError::InvalidInput(why) => format!("No se pudo decodificar el video: {why}"),
+                    TranscodeError::Failed(_) => "Error interno al procesar el video.".into(),
+                }));
+            }
+            Either::Right((Either::Left(_), _)) => return Ok(Outcome::Lost),
+            Either::Right((Either::Right(_), _)) => return Ok(Outcome::Interrupted),
+        };
+
+        let key = ObjectKey::processed(video.task_id);
+        self.storage.put_file(&key, &scratch.output).await.map_err(storage_backend)?;
+        match self.videos.mark_processed(id, &key, self.clock.now()).await {
+            Ok(()) => {
+                tracing::info!(output_seconds = report.duration.as_secs_f64(), "video processed");
+                Ok(Outcome::Done)
+            }
+            Err(VideoRepositoryError::NotFound) => {
+                self.storage.delete(&key).await.map_err(storage_backend)?;
+                Ok(Outcome::Skipped("video deleted while processing"))
+            }
+            Err(VideoRepositoryError::InvalidTransition { .. }) => Ok(Outcome::Skipped("video finished by another worker")),
+            Err(VideoRepositoryError::Backend(e)) => Err(e.into()),
+        }
+    }
+
+    /// Ends the delivery according to the outcome. A plumbing error while
+    /// handling is kept for the caller after giving the job back.
+    async fn settle(&self, delivery: &Delivery, outcome: Result<Outcome, WorkerError>) -> Result<(), WorkerError> {
+        let id = delivery.job.video_id;
+        let receipt = &delivery.receipt;
+        match outcome {
+            Ok(Outcome::Done) => self.finish(receipt).await,
+            Ok(Outcome::Skipped(why)) => {
+                tracing::info!(why, "job acknowledged without work");
+                self.finish(receipt).await
+            }
+            Ok(Outcome::Lost) => {
+                tracing::warn!("job visibility lost; leaving it to its new holder");
+                Ok(())
+            }
+            Ok(Outcome::Interrupted) => {
+                tracing::info!("shutting down; job given back to the queue");
+                self.give_back(id, receipt, "Interrumpido por un reinicio del servicio.", Duration::ZERO).await
+            }
+            Ok(Outcome::Failed(reason)) if delivery.receive_count >= self.settings.max_attempts => {
+                tracing::error!(%reason, "job failed for the last time; dead-lettered");
+                tolerate_gone(self.videos.mark_failed(id, &reason).await)?;
+                tolerate_expired(self.queue.dead_letter(receipt, &reason).await)
+            }
+            Ok(Outcome::Failed(reason)) => self.give_back(id, receipt, &reason, self.settings.retry_delay).await,
+            Err(error) => {
+                let _ = self.give_back(id, receipt, "Error temporal del servicio.", self.settings.retry_delay).await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn finish(&self, receipt: &Receipt) -> Result<(), WorkerError> {
+        tolerate_expired(self.queue.ack(receipt).await)
+    }
+
+    async fn give_back(&self, id: anb_domain::VideoId, receipt: &Receipt, reason: &str, delay: Duration) -> Result<(), WorkerError> {
+        tolerate_gone(self.videos.mark_waiting(id, reason).await)?;
+        tolerate_expired(self.queue.release(receipt, delay).await)
+    }
+
+    /// Extends the job's visibility every heartbeat; returns only when the
+    /// job is no longer ours.
+    async fn keep_alive(&self, receipt: &Receipt) {
+        loop {
+            self.clock.sleep(self.settings.heartbeat).await;
+            match self.queue.extend(receipt, self.settings.visibility).await {
+                Ok(()) => {}
+                Err(QueueError::ReceiptExpired) => return,
+                Err(QueueError::Backend(error)) => tracing::warn!(%error, "could not extend the job's visibility"),
+            }
+        }
+    }
+}
+
+/// A per-delivery scratch directory, removed when dropped.
+struct Scratch {
+    dir: PathBuf,
+    input: PathBuf,
+    output: PathBuf,
+}
+
+impl Scratch {
+    fn create(root: &Path, delivery: &Delivery) -> Result<Self, WorkerError> {
+        let dir = root.join(format!("job-{}-{}", delivery.job.task_id, uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).map_err(|e| BackendError::internal(format!("cannot create {}: {e}", dir.display())))?;
+        Ok(Self { input: dir.join("original.mp4"), output: dir.join("processed.mp4"), dir })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Err(error) = std::fs::remove_dir_all(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), %error, "could not remove scratch directory");
+        }
+    }
+}
+
+fn tolerate_expired(result: Result<(), QueueError>) -> Result<(), WorkerError> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(QueueError::ReceiptExpired) => {
+            tracing::info!("job was already gone from the queue");
+            Ok(())
+        }
+        Err(QueueError::Backend(e)) => Err(e.into()),
+    }
+}
+
+fn tolerate_gone(result: Result<(), VideoRepositoryError>) -> Result<(), WorkerError> {
+    match result {
+        Ok(()) | Err(VideoRepositoryError::NotFound | VideoRepositoryError::InvalidTransition { .. }) => Ok(()),
+        Err(VideoRepositoryError::Backend(e)) => Err(e.into()),
+    }
+}
+
+fn queue_backend(error: QueueError) -> BackendError {
+    match error {
+        QueueError::Backend(e) => e,
+        QueueError::ReceiptExpired => BackendError::internal("receipt expired on receive"),
+    }
+}
+
+fn repo_backend(error: VideoRepositoryError) -> BackendError {
+    crate::videos::video_backend(error)
+}
+
+fn storage_backend(error: StorageError) -> BackendError {
+    crate::videos::storage_backend(error)
+}
+
+/// A shutdown that never comes, for tests and one-off runs.
+pub fn never() -> Shutdown {
+    use futures::FutureExt;
+    futures::future::pending::<()>().boxed().shared()
+}
+
+/// Turns any future into a [`Shutdown`].
+pub fn shutdown_on<F: Future<Output = ()> + Send + 'static>(signal: F) -> Shutdown {
+    use futures::FutureExt;
+    signal.boxed().shared()
+}
+
+#[cfg(test)]
+mod tests {
+    use anb_domain::ports::{MockClock, MockJobQueue, MockObjectStorage, MockTranscoder, MockVideoRepository, TranscodeReport};
+    use anb_domain::{Job, TaskId, VideoId};
+    use chrono::Utc;
+    use mockall::predicate::eq;
+
+    use super::*;
+    use crate::videos::tests::video;
+
+    struct Mocks {
+        videos: MockVideoRepository,
+        queue: MockJobQueue,
+        storage: MockObjectStorage,
+        transcoder: MockTranscoder,
+        clock: MockClock,
+    }
+
+    impl Mocks {
+        fn new() -> Self {
+            let mut clock = MockClock::new();
+            clock.expect_now().returning(Utc::now);
+            Self { videos: MockVideoRepository::new(), queue: MockJobQueue::new(), storage: MockObjectStorage::new(), transcoder: MockTranscoder::new(), clock }
+        }
+
+        fn deliver(&mut self, status: VideoStatus, receive_count: u32) {
+            let stored = video(5, 1, status);
+            let job = Job { task_id: stored.task_id, video_id: VideoId(5) };
+            self.queue.expect_receive().times(1).returning(move |_| Ok(Some(Delivery { job, receipt: Receipt("r1".into()), receive_count })));
+            self.videos.expect_by_id().with(eq(VideoId(5))).returning(move |_| Ok(Some(stored.clone())));
+        }
+
+        fn processor(self, dir: &Path) -> Processor {
+            let (transcoder, clock) = (Arc::new(self.transcoder), Arc::new(self.clock));
+            Self::build(self.videos, self.queue, self.storage, transcoder, clock, dir)
+        }
+
+        /// A processor whose transcode never ends and whose clock sleeps as told.
+        fn hanging_processor(self, dir: &Path, sleeps_forever: bool) -> Processor {
+            Self::build(self.videos, self.queue, self.storage, Arc::new(Hang), Arc::new(TestClock { sleeps_forever }), dir)
+        }
+
+        fn build(
+            videos: MockVideoRepository,
+            queue: MockJobQueue,
+            storage: MockObjectStorage,
+            transcoder: Arc<dyn Transcoder>,
+            clock: Arc<dyn Clock>,
+            dir: &Path,
+        ) -> Processor {
+            let mut settings = ProcessorSettings::new(dir.to_path_buf());
+            settings.heartbeat = Duration::from_secs(3600);
+            Processor::new(Arc::new(videos), Arc::new(queue), Arc::new(storage), transcoder, clock, settings)
+        }
+    }
+
+    /// A transcode that never finishes (mockall answers synchronously).
+    struct Hang;
+
+    #[async_trait::async_trait]
+    impl Transcoder for Hang {
+        async fn transcode(&self, _: &Path, _: &Path) -> Result<TranscodeReport, TranscodeError> {
+            futures::future::pending().await
+        }
+    }
+
+    struct TestClock {
+        sleeps_forever: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl Clock for TestClock {
+        fn now(&self) -> anb_domain::Timestamp {
+            Utc::now()
+        }
+
+        async fn sleep(&self, _: Duration) {
+            if self.sleeps_forever {
+                futures::future::pending::<()>().await;
+            }
+        }
+    }
+
+    fn scratch_root() -> PathBuf {
+        std::env::temp_dir().join(format!("anb-worker-test-{}", uuid::Uuid::new_v4()))
+    }
+
+    fn assert_scratch_empty(root: &Path) {
+        let left: Vec<_> = std::fs::read_dir(root).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        assert!(left.is_empty(), "scratch files left: {left:?}");
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[tokio::test]
+    async fn an_empty_queue_means_no_work() {
+        let mut m = Mocks::new();
+        m.queue.expect_receive().returning(|_| Ok(None));
+        assert!(!m.processor(&scratch_root()).process_next_job(never()).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_job_is_fetched_transcoded_stored_marked_and_acknowledged() {
+        let mut m = Mocks::new();
+        m.deliver(VideoStatus::Uploaded, 1);
+        m.videos.expect_mark_processing().with(eq(VideoId(5))).times(1).returning(|_| Ok(()));
+        m.storage.expect_get_to_file().times(1).returning(|_, path| {
+            std::fs::write(path, b"original").unwrap();
+            Ok(())
+        });
+        m.transcoder.expect_transcode().times(1).returning(|input, output| {
+            assert!(input.exists());
+            std::fs::write(output, b"processed").unwrap();
+            Ok(TranscodeReport { duration: Duration::from_secs(35) })
+        });
+        m.storage.expect_put_file().withf(|key, path| key.as_str().starts_with("processed/") && path.exists()).times(1).returning(|_, _| Ok(()));
+        m.videos.expect_mark_processed().withf(|id, key, _| *id == VideoId(5) && key.as_str().starts_with("processed/")).times(1).returning(|_, _, _| Ok(()));
+        m.queue.expect_ack().with(eq(Receipt("r1".into()))).times(1).returning(|_| Ok(()));
+        let root = scratch_root();
+        assert!(m.processor(&root).process_next_job(never()).await.unwrap());
+        assert_scratch_empty(&root);
+    }
+
+    #[tokio::test]
+    async fn a_job_for_a_deleted_or_finished_video_is_acknowledged_without_work() {
+        for status in [VideoStatus::Processed, VideoStatus::Failed] {
+            let mut m = Mocks::new();
+            m.deliver(status, 1);
+            m.queue.expect_ack().times(1).returning(|_| Ok(()));
+            assert!(m.processor(&scratch_root()).process_next_job(never()).await.unwrap());
+        }
+        let mut m = Mocks::new();
+        m.queue.expect_receive().returning(|_| Ok(Some(Delivery { job: Job { task_id: TaskId::random(), video_id: VideoId(9) }, receipt: Receipt("r".into()), receive_count: 1 })));
+        m.videos.expect_by_id().returning(|_| Ok(None));
+        m.queue.expect_ack().times(1).returning(|_| Err(QueueError::ReceiptExpired));
+        assert!(m.processor(&scratch_root()).process_next_job(never()).await.unwrap());
+    }
+
+    fn failing_transcode(m: &mut Mocks) {
+        m.videos.expect_mark_processing().returning(|_| Ok(()));
+        m.storage.expect_get_to_file().returning(|_, _| Ok(()));
+        m.transcoder.expect_transcode().returning(|_, _| Err(TranscodeError::InvalidInput("broken stream".into())));
+    }
+
+    #[tokio::test]
+    async fn a_failed_attempt_is_retried_later() {
+        let mut m = Mocks::new();
+        m.deliver(VideoStatus::Uploaded, 1);
+        failing_transcode(&mut m);
+        m.videos.expect_mark_waiting().withf(|_, reason| reason.contains("broken stream")).times(1).returning(|_, _| Ok(()));
+        m.queue.expect_release().with(eq(Receipt("r1".into())), eq(Duration::from_secs(5))).times(1).returning(|_, _| Ok(()));
+        assert!(m.processor(&scratch_root()).process_next_job(never()).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn the_last_failed_attempt_marks_the_video_failed_and_dead_letters_the_job() {
+        let mut m = Mocks::new();
+        m.deliver(VideoStatus::Uploaded, 3);
+        failing_transcode(&mut m);
+        m.videos.expect_mark_failed().withf(|_, reason| reason.contains("broken stream")).times(1).returning(|_, _| Ok(()));
+        m.queue.expect_dead_letter().times(1).returning(|_, _| Ok(()));
+        assert!(m.processor(&scratch_root()).process_next_job(never()).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn internal_transcoder_errors_are_not_shown_to_the_user() {
+        let mut m = Mocks::new();
+        m.deliver(VideoStatus::Processing, 3);
+        m.videos.expect_mark_processing().returning(|_| Ok(()));
+        m.storage.expect_get_to_file().returning(|_, _| Ok(()));
+        m.transcoder.expect_transcode().returning(|_, _| Err(TranscodeError::Failed("/var/lib/secret/path missing".into())));
+        m.videos.expect_mark_failed().withf(|_, reason| !reason.contains("/var/lib")).times(1).returning(|_, _| Ok(()));
+        m.queue.expect_dead_letter().returning(|_, _| Ok(()));
+        m.processor(&scratch_root()).process_next_job(never()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_video_deleted_during_processing_leaves_no_processed_file() {
+        let mut m = Mocks::new();
+        m.deliver(VideoStatus::Uploaded, 1);
+        m.videos.expect_mark_processing().returning(|_| Ok(()));
+        m.storage.expect_get_to_file().returning(|_, _| Ok(()));
+        m.transcoder.expect_transcode().returning(|_, _| Ok(TranscodeReport { duration: Duration::from_secs(35) }));
+        m.storage.expect_put_file().returning(|_, _| Ok(()));
+        m.videos.expect_mark_processed().returning(|_, _, _| Err(VideoRepositoryError::NotFound));
+        m.storage.expect_delete().withf(|k| k.as_str().starts_with("processed/")).times(1).returning(|_| Ok(()));
+        m.queue.expect_ack().times(1).returning(|_| Err(QueueError::ReceiptExpired));
+        assert!(m.processor(&scratch_root()).process_next_job(never()).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_missing_original_of_a_deleted_video_is_not_a_failure() {
+        let mut m = Mocks::new();
+        let stored = video(5, 1, VideoStatus::Uploaded);
+        let job = Job { task_id: stored.task_id, video_id: VideoId(5) };
+        m.queue.expect_receive().returning(move |_| Ok(Some(Delivery { job, receipt: Receipt("r1".into()), receive_count: 1 })));
+        let mut seq = mockall::Sequence::new();
+        m.videos.expect_by_id().times(1).in_sequence(&mut seq).returning(move |_| Ok(Some(stored.clone())));
+        m.videos.expect_by_id().times(1).in_sequence(&mut seq).returning(|_| Ok(None));
+        m.videos.expect_mark_processing().returning(|_| Ok(()));
+        m.storage.expect_get_to_file().returning(|_, _| Err(StorageError::NotFound));
+        m.queue.expect_ack().times(1).returning(|_| Ok(()));
+        assert!(m.processor(&scratch_root()).process_next_job(never()).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn shutdown_gives_the_job_back_at_once() {
+        let mut m = Mocks::new();
+        m.deliver(VideoStatus::Uploaded, 1);
+        m.videos.expect_mark_processing().returning(|_| Ok(()));
+        m.storage.expect_get_to_file().returning(|_, _| Ok(()));
+        m.videos.expect_mark_waiting().times(1).returning(|_, _| Ok(()));
+        m.queue.expect_release().with(eq(Receipt("r1".into())), eq(Duration::ZERO)).times(1).returning(|_, _| Ok(()));
+        let stop = shutdown_on(async {});
+        assert!(m.hanging_processor(&scratch_root(), true).process_next_job(stop).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_lost_job_is_left_to_its_new_holder() {
+        let mut m = Mocks::new();
+        m.deliver(VideoStatus::Uploaded, 1);
+        m.videos.expect_mark_processing().returning(|_| Ok(()));
+        m.storage.expect_get_to_file().returning(|_, _| Ok(()));
+        m.queue.expect_extend().times(1).returning(|_, _| Err(QueueError::ReceiptExpired));
+        assert!(m.hanging_processor(&scratch_root(), false).process_next_job(never()).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_queue_failure_is_reported_to_the_loop() {
+        let mut m = Mocks::new();
+        m.queue.expect_receive().returning(|_| Err(BackendError::unavailable("db down").into()));
+        assert!(m.processor(&scratch_root()).process_next_job(never()).await.is_err());
+    }
+}

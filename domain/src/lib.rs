@@ -1,0 +1,24 @@
+//! The heart of the ANB Rising Stars Showcase: what a player, a video and a
+//! vote are, the rules they obey, and the ports (traits) through which the
+//! application reaches the outside world.
+//!
+//! This crate does no I/O. Adapters in `anb-adapters` implement the ports;
+//! use cases in `anb-application` drive them. With the `mocks` feature every
+//! port gets a mockall `Mock*` type for unit tests.
+
+pub mod error;
+pub mod ports;
+pub mod upload;
+pub mod user;
+pub mod video;
+
+pub use error::{BackendError, BackendErrorKind};
+pub use upload::{ProbedVideo, UploadRejection, UploadRules};
+pub use user::{Email, NewUser, Password, PasswordHash, User, UserId};
+pub use video::{
+    Job, ObjectKey, PublicVideo, RankingEntry, Receipt, TaskId, Title, Video, VideoId,
+    VideoStatus, Delivery, NewVideo, CityFilter, Page,
+};
+
+/// A point in time, always UTC.
+pub type Timestamp = chrono::DateTime<chrono::Utc>;

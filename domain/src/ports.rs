@@ -1,0 +1,385 @@
+//! The ports: everything the application needs from the outside world, as
+//! `dyn`-safe traits. Each method documents the errors an adapter returns;
+//! adapters map their own failures (a unique-constraint violation, a missing
+//! file) onto these, so the core never sees a database or SDK error type.
+//! A [`BackendError`] means the backend itself failed (down, full, broken).
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::{
+    BackendError, CityFilter, Delivery, Email, Job, NewUser, NewVideo, ObjectKey, Page,
+    Password, PasswordHash, ProbedVideo, PublicVideo, RankingEntry, Receipt, Timestamp, User,
+    UserId, Video, VideoId,
+};
+
+/// Errors of [`UserRepository`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserRepositoryError {
+    /// Another account already has this (normalised) e-mail address.
+    #[error("e-mail already registered")]
+    DuplicateEmail,
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// Stores accounts.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait UserRepository: Send + Sync + 'static {
+    /// Creates an account.
+    ///
+    /// # Errors
+    /// - [`UserRepositoryError::DuplicateEmail`] when the e-mail is taken, also
+    ///   when two sign-ups race (a unique index decides).
+    async fn create(&self, user: NewUser) -> Result<User, UserRepositoryError>;
+
+    /// The account with this e-mail, if any.
+    ///
+    /// # Errors
+    /// Only [`UserRepositoryError::Backend`].
+    async fn by_email(&self, email: &Email) -> Result<Option<User>, UserRepositoryError>;
+
+    /// The account with this id, if any.
+    ///
+    /// # Errors
+    /// Only [`UserRepositoryError::Backend`].
+    async fn by_id(&self, id: UserId) -> Result<Option<User>, UserRepositoryError>;
+}
+
+/// Errors of [`VideoRepository`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VideoRepositoryError {
+    /// No video has this id.
+    #[error("no such video")]
+    NotFound,
+    /// The video's current status does not allow the move.
+    #[error("video cannot go from {from} to {to}")]
+    InvalidTransition { from: crate::VideoStatus, to: crate::VideoStatus },
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// What [`VideoRepository::delete_unless_public`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deletion {
+    /// The video and its pending job are gone; here is what it was.
+    Deleted(Video),
+    /// The video is public (processed) and was kept.
+    Public,
+    /// There is no such video.
+    NotFound,
+}
+
+/// Stores videos and moves them through their statuses.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait VideoRepository: Send + Sync + 'static {
+    /// Inserts the video with status `uploaded` and, in the same transaction,
+    /// its processing job (read by the database queue, or relayed to an
+    /// external queue), so that no video exists without its job.
+    ///
+    /// # Errors
+    /// Only [`VideoRepositoryError::Backend`].
+    async fn create_with_job(&self, video: NewVideo) -> Result<Video, VideoRepositoryError>;
+
+    /// The video with this id, if any.
+    ///
+    /// # Errors
+    /// Only [`VideoRepositoryError::Backend`].
+    async fn by_id(&self, id: VideoId) -> Result<Option<Video>, VideoRepositoryError>;
+
+    /// A player's videos, newest first.
+    ///
+    /// # Errors
+    /// Only [`VideoRepositoryError::Backend`].
+    async fn list_by_owner(&self, owner: UserId) -> Result<Vec<Video>, VideoRepositoryError>;
+
+    /// Processed videos, most voted first (older first among equals).
+    ///
+    /// # Errors
+    /// Only [`VideoRepositoryError::Backend`].
+    async fn list_public(&self, city: CityFilter, page: Page) -> Result<Vec<PublicVideo>, VideoRepositoryError>;
+
+    /// Moves the video to `processing` (from `uploaded`, or from `processing`
+    /// when a job is redelivered).
+    ///
+    /// # Errors
+    /// - [`VideoRepositoryError::NotFound`] when it was deleted.
+    /// - [`VideoRepositoryError::InvalidTransition`] when processed or failed.
+    async fn mark_processing(&self, id: VideoId) -> Result<(), VideoRepositoryError>;
+
+    /// Moves the video from `processing` to `processed`, public from now on.
+    ///
+    /// # Errors
+    /// - [`VideoRepositoryError::NotFound`] when it was deleted meanwhile.
+    /// - [`VideoRepositoryError::InvalidTransition`] when not `processing`.
+    async fn mark_processed(&self, id: VideoId, key: &ObjectKey, at: Timestamp) -> Result<(), VideoRepositoryError>;
+
+    /// Moves the video from `processing` back to `uploaded` (an attempt
+    /// failed and will be retried), keeping the reason.
+    ///
+    /// # Errors
+    /// As [`VideoRepository::mark_processed`].
+    async fn mark_waiting(&self, id: VideoId, reason: &str) -> Result<(), VideoRepositoryError>;
+
+    /// Moves the video from `processing` to `failed` with the reason.
+    ///
+    /// # Errors
+    /// As [`VideoRepository::mark_processed`].
+    async fn mark_failed(&self, id: VideoId, reason: &str) -> Result<(), VideoRepositoryError>;
+
+    /// Deletes the video, its votes and its pending job, unless it is public;
+    /// checked and done in one transaction so a video that becomes public
+    /// meanwhile is kept.
+    ///
+    /// # Errors
+    /// Only [`VideoRepositoryError::Backend`].
+    async fn delete_unless_public(&self, id: VideoId) -> Result<Deletion, VideoRepositoryError>;
+}
+
+/// Errors of [`VoteRepository`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VoteRepositoryError {
+    /// This person already voted for this video (a unique index decides, so
+    /// racing requests get this too).
+    #[error("already voted")]
+    DuplicateVote,
+    /// No such video, or it is not public.
+    #[error("video not found or not public")]
+    VideoNotPublic,
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// Records votes and ranks players.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait VoteRepository: Send + Sync + 'static {
+    /// Records one vote and adds it to the video's count in one transaction.
+    ///
+    /// # Errors
+    /// - [`VoteRepositoryError::DuplicateVote`] on a second vote.
+    /// - [`VoteRepositoryError::VideoNotPublic`] when the video does not
+    ///   exist or is not processed.
+    async fn cast(&self, voter: UserId, video: VideoId) -> Result<(), VoteRepositoryError>;
+
+    /// Players by the sum of votes of their public videos, ties broken by the
+    /// earlier first upload; players without public videos are left out.
+    ///
+    /// # Errors
+    /// Only [`VoteRepositoryError::Backend`].
+    async fn rankings(&self, city: CityFilter, page: Page) -> Result<Vec<RankingEntry>, VoteRepositoryError>;
+}
+
+/// Errors of [`ObjectStorage`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    /// No object has this key.
+    #[error("no object at this key")]
+    NotFound,
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// Keeps the original and processed files.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait ObjectStorage: Send + Sync + 'static {
+    /// Stores the file at `source` under `key`, streaming it (never whole in
+    /// memory), replacing any object there. The source file is left as is.
+    ///
+    /// # Errors
+    /// [`StorageError::Backend`], of kind `StorageFull` when out of space; a
+    /// failed put leaves no partial object.
+    async fn put_file(&self, key: &ObjectKey, source: &Path) -> Result<(), StorageError>;
+
+    /// Writes the object to the file `target` (created or truncated).
+    ///
+    /// # Errors
+    /// - [`StorageError::NotFound`] when there is no such object.
+    async fn get_to_file(&self, key: &ObjectKey, target: &Path) -> Result<(), StorageError>;
+
+    /// Deletes the object; deleting a missing object is not an error.
+    ///
+    /// # Errors
+    /// Only [`StorageError::Backend`].
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError>;
+
+    /// A URL that reads the object without other credentials until `ttl` ends.
+    ///
+    /// # Errors
+    /// Only [`StorageError::Backend`].
+    async fn signed_url(&self, key: &ObjectKey, ttl: Duration) -> Result<String, StorageError>;
+}
+
+/// Errors of [`JobQueue`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    /// The receipt no longer holds the job: it was acknowledged, or its
+    /// visibility ran out and someone else received it.
+    #[error("receipt no longer valid")]
+    ReceiptExpired,
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// Hands processing jobs to workers, at least once each.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait JobQueue: Send + Sync + 'static {
+    /// Enqueues a job; sending a job that is already queued is harmless.
+    ///
+    /// # Errors
+    /// Only [`QueueError::Backend`].
+    async fn send(&self, job: &Job) -> Result<(), QueueError>;
+
+    /// The next visible job, hidden from other receivers for `visibility`;
+    /// `None` when there is none (an adapter may wait a while first).
+    ///
+    /// # Errors
+    /// Only [`QueueError::Backend`].
+    async fn receive(&self, visibility: Duration) -> Result<Option<Delivery>, QueueError>;
+
+    /// Keeps the job hidden for `visibility` from now (a heartbeat).
+    ///
+    /// # Errors
+    /// - [`QueueError::ReceiptExpired`] when the job is no longer ours.
+    async fn extend(&self, receipt: &Receipt, visibility: Duration) -> Result<(), QueueError>;
+
+    /// Removes a finished job.
+    ///
+    /// # Errors
+    /// - [`QueueError::ReceiptExpired`] when the job is no longer ours.
+    async fn ack(&self, receipt: &Receipt) -> Result<(), QueueError>;
+
+    /// Gives the job back, visible again after `delay` (zero: at once).
+    ///
+    /// # Errors
+    /// - [`QueueError::ReceiptExpired`] when the job is no longer ours.
+    async fn release(&self, receipt: &Receipt, delay: Duration) -> Result<(), QueueError>;
+
+    /// Moves a job that will never succeed to the dead-letter queue.
+    ///
+    /// # Errors
+    /// - [`QueueError::ReceiptExpired`] when the job is no longer ours.
+    async fn dead_letter(&self, receipt: &Receipt, reason: &str) -> Result<(), QueueError>;
+}
+
+/// Errors of [`Transcoder`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TranscodeError {
+    /// The input cannot be decoded (corrupt, truncated, unsupported codec).
+    #[error("cannot decode the video: {0}")]
+    InvalidInput(String),
+    /// Processing failed for another reason (missing plugin, disk, bug).
+    #[error("transcoding failed: {0}")]
+    Failed(String),
+}
+
+/// What a finished transcode produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranscodeReport {
+    /// Length of the output, cards included.
+    pub duration: Duration,
+}
+
+/// Turns an original upload into the published file (spec/video.md).
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait Transcoder: Send + Sync + 'static {
+    /// Reads `input` and writes the processed MP4 to `output`.
+    ///
+    /// # Errors
+    /// [`TranscodeError::InvalidInput`] for a file that cannot be decoded,
+    /// [`TranscodeError::Failed`] otherwise. On error `output` may be partial.
+    async fn transcode(&self, input: &Path, output: &Path) -> Result<TranscodeReport, TranscodeError>;
+}
+
+/// Errors of [`VideoProbe`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    /// Not an MP4 (ISO base media) file, or too damaged to read.
+    #[error("not an MP4 file: {0}")]
+    NotMp4(String),
+    /// An MP4 without a video track.
+    #[error("no video track")]
+    NoVideoTrack,
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// Reads the facts the upload rules need from a file's own bytes.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait VideoProbe: Send + Sync + 'static {
+    /// Probes the file.
+    ///
+    /// # Errors
+    /// [`ProbeError::NotMp4`], [`ProbeError::NoVideoTrack`], or a backend
+    /// error when the file cannot be read.
+    async fn probe(&self, path: &Path) -> Result<ProbedVideo, ProbeError>;
+}
+
+/// Hashes and checks passwords.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait PasswordHasher: Send + Sync + 'static {
+    /// Hashes a new password with a fresh salt.
+    ///
+    /// # Errors
+    /// Only [`BackendError`] (the hasher itself failed).
+    async fn hash(&self, password: &Password) -> Result<PasswordHash, BackendError>;
+
+    /// Whether the password matches the hash; a malformed hash is `false`.
+    async fn verify(&self, password: &Password, hash: &PasswordHash) -> bool;
+}
+
+/// A signed access token and how long it lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessToken {
+    /// The bearer token (a JWT).
+    pub token: String,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+}
+
+/// Errors of [`TokenIssuer::verify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Malformed, forged, or signed with another key.
+    #[error("invalid token")]
+    Invalid,
+    /// Well signed but past its expiry.
+    #[error("expired token")]
+    Expired,
+}
+
+/// Issues and checks access tokens.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+pub trait TokenIssuer: Send + Sync + 'static {
+    /// A token that names this user.
+    ///
+    /// # Errors
+    /// Only [`BackendError`] (signing failed).
+    fn issue(&self, user: UserId) -> Result<AccessToken, BackendError>;
+
+    /// The user a token names, if the token is valid now.
+    ///
+    /// # Errors
+    /// [`TokenError`] when it is not.
+    fn verify(&self, token: &str) -> Result<UserId, TokenError>;
+}
+
+/// Time, so that tests can control it.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait Clock: Send + Sync + 'static {
+    /// The current time.
+    fn now(&self) -> Timestamp;
+
+    /// Waits for `duration`.
+    async fn sleep(&self, duration: Duration);
+}

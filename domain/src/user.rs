@@ -1,0 +1,206 @@
+//! Players and the people who vote: accounts, e-mail addresses, passwords.
+
+use std::fmt;
+
+use crate::Timestamp;
+
+/// Database id of a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(pub i64);
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A syntactically valid e-mail address, normalised to lower case so that
+/// two spellings of one address compare equal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+/// Why a string is not an acceptable e-mail address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("El correo electrónico no es válido.")]
+pub struct InvalidEmail;
+
+impl Email {
+    /// Longest address accepted (RFC 5321 path limit).
+    pub const MAX_LEN: usize = 254;
+
+    /// Checks the shape `local@domain.tld` and lower-cases it.
+    ///
+    /// # Errors
+    /// [`InvalidEmail`] for an empty or over-long value, whitespace or control
+    /// characters, no `@`, more than one `@`, an empty local part, or a domain
+    /// without a dot or with empty labels.
+    pub fn parse(raw: &str) -> Result<Self, InvalidEmail> {
+        let value = raw.trim();
+        if value.is_empty()
+            || value.len() > Self::MAX_LEN
+            || value.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(InvalidEmail);
+        }
+        let (local, domain) = value.split_once('@').ok_or(InvalidEmail)?;
+        if local.is_empty() || domain.contains('@') || !domain.contains('.') {
+            return Err(InvalidEmail);
+        }
+        if domain.split('.').any(str::is_empty) {
+            return Err(InvalidEmail);
+        }
+        Ok(Self(value.to_lowercase()))
+    }
+
+    /// The normalised address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A plain-text password on its way to the hasher. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+/// Why a password is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WeakPassword {
+    /// Fewer than [`Password::MIN_CHARS`] characters.
+    #[error("La contraseña debe tener al menos 8 caracteres.")]
+    TooShort,
+    /// More than [`Password::MAX_BYTES`] bytes (hashing cost guard).
+    #[error("La contraseña no puede superar 1024 bytes.")]
+    TooLong,
+}
+
+impl Password {
+    /// Fewest characters (Unicode scalar values) accepted.
+    pub const MIN_CHARS: usize = 8;
+    /// Most bytes accepted, so nobody makes the server hash megabytes.
+    pub const MAX_BYTES: usize = 1024;
+
+    /// Applies the password policy to a new password.
+    ///
+    /// # Errors
+    /// [`WeakPassword`] when it is too short or too long.
+    pub fn new(raw: &str) -> Result<Self, WeakPassword> {
+        if raw.len() > Self::MAX_BYTES {
+            return Err(WeakPassword::TooLong);
+        }
+        if raw.chars().count() < Self::MIN_CHARS {
+            return Err(WeakPassword::TooShort);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// Wraps a password typed at login, without the policy (an old password
+    /// may predate it; the hash decides).
+    pub fn candidate(raw: &str) -> Self {
+        Self(raw.to_owned())
+    }
+
+    /// The secret itself, for the hasher only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// A password hash in PHC string format (`$argon2id$...`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash(pub String);
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash(<redacted>)")
+    }
+}
+
+/// What sign-up hands to the repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    pub first_name: String,
+    pub last_name: String,
+    pub email: Email,
+    pub password_hash: PasswordHash,
+    pub city: String,
+    pub country: String,
+    pub created_at: Timestamp,
+}
+
+/// A registered person: a player who uploads, a voter, or both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: Email,
+    pub password_hash: PasswordHash,
+    pub city: String,
+    pub country: String,
+    pub created_at: Timestamp,
+}
+
+impl User {
+    /// The public name shown in listings and rankings.
+    pub fn username(&self) -> String {
+        display_name(&self.first_name, &self.last_name)
+    }
+}
+
+/// `first last`, the way a player is named in public.
+pub fn display_name(first_name: &str, last_name: &str) -> String {
+    format!("{first_name} {last_name}")
+}
+
+/// A city as compared in filters: case-insensitive, surrounding space ignored.
+pub fn city_key(city: &str) -> String {
+    city.trim().to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_is_lower_cased_and_trimmed() {
+        assert_eq!(Email::parse("  Ana@Example.COM ").unwrap().as_str(), "ana@example.com");
+    }
+
+    #[test]
+    fn malformed_emails_are_refused() {
+        for bad in ["", "ana", "ana@", "@x.com", "ana@x", "a b@x.com", "a@@x.com", "a@x..com", "a@.com"] {
+            assert_eq!(Email::parse(bad), Err(InvalidEmail), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn password_policy_counts_characters_not_bytes() {
+        assert_eq!(Password::new("1234567"), Err(WeakPassword::TooShort));
+        assert!(Password::new("12345678").is_ok());
+        assert!(Password::new("ñññññññ").is_err());
+        assert!(Password::new(&"x".repeat(2000)).is_err());
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let shown = format!("{:?} {:?}", Password::candidate("hunter22"), PasswordHash("$argon2id$x".into()));
+        assert!(!shown.contains("hunter22") && !shown.contains("argon2id"), "{shown}");
+    }
+
+    #[test]
+    fn city_key_ignores_case_beyond_ascii() {
+        assert_eq!(city_key(" BOGOTÁ "), city_key("bogotá"));
+    }
+}
