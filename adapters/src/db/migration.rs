@@ -1,0 +1,159 @@
+//! The schema, as SeaORM migrations run at start-up. The same migrations
+//! serve SQLite and PostgreSQL. Constraints enforce what must never break:
+//! one account per e-mail, one vote per person and video.
+
+use sea_orm_migration::prelude::*;
+
+/// All migrations, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(Initial)]
+    }
+}
+
+#[derive(DeriveIden)]
+enum Users {
+    Table,
+    Id,
+    FirstName,
+    LastName,
+    Email,
+    PasswordHash,
+    City,
+    CityKey,
+    Country,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Videos {
+    Table,
+    Id,
+    OwnerId,
+    Title,
+    Status,
+    TaskId,
+    OriginalKey,
+    ProcessedKey,
+    UploadedAt,
+    ProcessedAt,
+    FailureReason,
+    Votes,
+}
+
+#[derive(DeriveIden)]
+enum Votes {
+    Table,
+    UserId,
+    VideoId,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Jobs {
+    Table,
+    TaskId,
+    VideoId,
+    State,
+    VisibleAt,
+    ReceiveCount,
+    Receipt,
+    LastError,
+    CreatedAt,
+}
+
+struct Initial;
+
+impl MigrationName for Initial {
+    fn name(&self) -> &str {
+        "m20261123_000001_initial"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Initial {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(Users::Table)
+                .col(ColumnDef::new(Users::Id).big_integer().not_null().auto_increment().primary_key())
+                .col(ColumnDef::new(Users::FirstName).text().not_null())
+                .col(ColumnDef::new(Users::LastName).text().not_null())
+                .col(ColumnDef::new(Users::Email).text().not_null().unique_key())
+                .col(ColumnDef::new(Users::PasswordHash).text().not_null())
+                .col(ColumnDef::new(Users::City).text().not_null())
+                .col(ColumnDef::new(Users::CityKey).text().not_null())
+                .col(ColumnDef::new(Users::Country).text().not_null())
+                .col(ColumnDef::new(Users::CreatedAt).timestamp_with_time_zone().not_null())
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(Index::create().name("users_city_key").table(Users::Table).col(Users::CityKey).to_owned()).await?;
+
+        m.create_table(
+            Table::create()
+                .table(Videos::Table)
+                .col(ColumnDef::new(Videos::Id).big_integer().not_null().auto_increment().primary_key())
+                .col(ColumnDef::new(Videos::OwnerId).big_integer().not_null())
+                .col(ColumnDef::new(Videos::Title).text().not_null())
+                .col(ColumnDef::new(Videos::Status).string_len(16).not_null())
+                .col(ColumnDef::new(Videos::TaskId).string_len(36).not_null().unique_key())
+                .col(ColumnDef::new(Videos::OriginalKey).text().not_null())
+                .col(ColumnDef::new(Videos::ProcessedKey).text())
+                .col(ColumnDef::new(Videos::UploadedAt).timestamp_with_time_zone().not_null())
+                .col(ColumnDef::new(Videos::ProcessedAt).timestamp_with_time_zone())
+                .col(ColumnDef::new(Videos::FailureReason).text())
+                .col(ColumnDef::new(Videos::Votes).big_integer().not_null().default(0))
+                .foreign_key(ForeignKey::create().from(Videos::Table, Videos::OwnerId).to(Users::Table, Users::Id).on_delete(ForeignKeyAction::Cascade))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(Index::create().name("videos_owner").table(Videos::Table).col(Videos::OwnerId).col(Videos::Id).to_owned()).await?;
+        m.create_index(
+            Index::create().name("videos_public").table(Videos::Table).col(Videos::Status).col(Videos::Votes).col(Videos::Id).to_owned(),
+        )
+        .await?;
+
+        m.create_table(
+            Table::create()
+                .table(Votes::Table)
+                .col(ColumnDef::new(Votes::UserId).big_integer().not_null())
+                .col(ColumnDef::new(Votes::VideoId).big_integer().not_null())
+                .col(ColumnDef::new(Votes::CreatedAt).timestamp_with_time_zone().not_null())
+                .primary_key(Index::create().col(Votes::UserId).col(Votes::VideoId))
+                .foreign_key(ForeignKey::create().from(Votes::Table, Votes::UserId).to(Users::Table, Users::Id).on_delete(ForeignKeyAction::Cascade))
+                .foreign_key(ForeignKey::create().from(Votes::Table, Votes::VideoId).to(Videos::Table, Videos::Id).on_delete(ForeignKeyAction::Cascade))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(Index::create().name("votes_video").table(Votes::Table).col(Votes::VideoId).to_owned()).await?;
+
+        m.create_table(
+            Table::create()
+                .table(Jobs::Table)
+                .col(ColumnDef::new(Jobs::TaskId).string_len(36).not_null().primary_key())
+                .col(ColumnDef::new(Jobs::VideoId).big_integer().not_null())
+                .col(ColumnDef::new(Jobs::State).string_len(16).not_null())
+                .col(ColumnDef::new(Jobs::VisibleAt).big_integer().not_null())
+                .col(ColumnDef::new(Jobs::ReceiveCount).integer().not_null().default(0))
+                .col(ColumnDef::new(Jobs::Receipt).string_len(36))
+                .col(ColumnDef::new(Jobs::LastError).text())
+                .col(ColumnDef::new(Jobs::CreatedAt).big_integer().not_null())
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(Index::create().name("jobs_ready").table(Jobs::Table).col(Jobs::State).col(Jobs::VisibleAt).to_owned()).await?;
+        m.create_index(Index::create().name("jobs_receipt").table(Jobs::Table).col(Jobs::Receipt).to_owned()).await?;
+        m.create_index(Index::create().name("jobs_video").table(Jobs::Table).col(Jobs::VideoId).to_owned()).await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for table in [Jobs::Table.into_iden(), Votes::Table.into_iden(), Videos::Table.into_iden(), Users::Table.into_iden()] {
+            m.drop_table(Table::drop().table(table).to_owned()).await?;
+        }
+        Ok(())
+    }
+}

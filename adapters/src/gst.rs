@@ -1,0 +1,2 @@
+//! GStreamer transcoder (written next).
+#[derive(Debug)] pub struct GstTranscoder;

@@ -1,0 +1,344 @@
+//! A small, strict MP4 (ISO base media) box parser: enough to read what the
+//! upload rules need from a file's own bytes, never from its name. It reads
+//! box headers and the `moov` box only (a few kilobytes for a short video),
+//! checks that every box fits in the file and that the video samples the
+//! index points to are really there, so a truncated file or one that claims
+//! more than it holds is refused.
+//!
+//! [`parse`] works on any `Read + Seek` and is the fuzzing entry point.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use std::time::Duration;
+
+use anb_domain::ports::{ProbeError, VideoProbe};
+use anb_domain::{BackendError, ProbedVideo};
+use async_trait::async_trait;
+
+/// Largest `moov` box read into memory. A 60 s video's index is far smaller.
+pub const MAX_MOOV_BYTES: u64 = 16 * 1024 * 1024;
+
+/// [`anb_domain::ports::VideoProbe`] on this parser.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mp4BoxProbe;
+
+#[async_trait]
+impl VideoProbe for Mp4BoxProbe {
+    async fn probe(&self, path: &Path) -> Result<ProbedVideo, ProbeError> {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&path).map_err(|e| BackendError::internal(format!("opening upload: {e}")))?;
+            parse(std::io::BufReader::new(file))
+        })
+        .await
+        .map_err(|e| BackendError::internal(format!("probe task: {e}")))?
+    }
+}
+
+fn bad(why: impl Into<String>) -> ProbeError {
+    ProbeError::NotMp4(why.into())
+}
+
+/// A box header: its type, where its body starts and ends.
+#[derive(Debug, Clone, Copy)]
+struct BoxHeader {
+    kind: [u8; 4],
+    body_start: u64,
+    end: u64,
+}
+
+/// Reads the facts of the first video track of an MP4.
+///
+/// # Errors
+/// [`ProbeError::NotMp4`] when the bytes are not a well-formed MP4 (no
+/// leading `ftyp`, a box past the end, no `moov`, index pointing outside the
+/// file), [`ProbeError::NoVideoTrack`] when no track is video.
+pub fn parse<R: Read + Seek>(mut reader: R) -> Result<ProbedVideo, ProbeError> {
+    let len = reader.seek(SeekFrom::End(0)).map_err(|e| bad(e.to_string()))?;
+    reader.seek(SeekFrom::Start(0)).map_err(|e| bad(e.to_string()))?;
+    let mut pos = 0;
+    let mut moov = None;
+    let mut first = true;
+    while pos < len {
+        let header = read_header(&mut reader, pos, len)?;
+        if first && &header.kind != b"ftyp" {
+            return Err(bad("the file does not start with an ftyp box"));
+        }
+        first = false;
+        if &header.kind == b"moov" {
+            if moov.is_some() {
+                return Err(bad("two moov boxes"));
+            }
+            let size = header.end - header.body_start;
+            if size > MAX_MOOV_BYTES {
+                return Err(bad(format!("moov box of {size} bytes is larger than allowed")));
+            }
+            let mut body = vec![0; usize::try_from(size).map_err(|_| bad("moov too large"))?];
+            reader.seek(SeekFrom::Start(header.body_start)).map_err(|e| bad(e.to_string()))?;
+            reader.read_exact(&mut body).map_err(|_| bad("truncated moov box"))?;
+            moov = Some(body);
+        }
+        pos = header.end;
+        reader.seek(SeekFrom::Start(pos)).map_err(|e| bad(e.to_string()))?;
+    }
+    if first {
+        return Err(bad("empty file"));
+    }
+    let moov = moov.ok_or_else(|| bad("no moov box"))?;
+    let track = video_track(&moov)?;
+    if track.data_end > len {
+        return Err(bad(format!("samples end at byte {} but the file has {len}", track.data_end)));
+    }
+    Ok(track.facts)
+}
+
+fn read_header<R: Read + Seek>(reader: &mut R, pos: u64, limit: u64) -> Result<BoxHeader, ProbeError> {
+    let mut head = [0u8; 8];
+    reader.read_exact(&mut head).map_err(|_| bad(format!("truncated box header at byte {pos}")))?;
+    let size32 = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+    let kind = [head[4], head[5], head[6], head[7]];
+    let (size, header_len) = match size32 {
+        0 => (limit - pos, 8),
+        1 => {
+            let mut large = [0u8; 8];
+            reader.read_exact(&mut large).map_err(|_| bad("truncated large box header"))?;
+            (u64::from_be_bytes(large), 16)
+        }
+        n => (u64::from(n), 8),
+    };
+    check_box(kind, pos, size, header_len, limit)
+}
+
+fn check_box(kind: [u8; 4], pos: u64, size: u64, header_len: u64, limit: u64) -> Result<BoxHeader, ProbeError> {
+    if !kind.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        return Err(bad(format!("invalid box type at byte {pos}")));
+    }
+    let end = pos.checked_add(size).ok_or_else(|| bad("box size overflows"))?;
+    if size < header_len || end > limit {
+        return Err(bad(format!("box {} at byte {pos} does not fit (size {size}, limit {limit})", String::from_utf8_lossy(&kind))));
+    }
+    Ok(BoxHeader { kind, body_start: pos + header_len, end })
+}
+
+/// The children of a box body held in memory.
+fn children(body: &[u8]) -> Result<Vec<(BoxHeader, &[u8])>, ProbeError> {
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while pos < body.len() {
+        let rest = &body[pos..];
+        if rest.len() < 8 {
+            return Err(bad("truncated child box"));
+        }
+        let size32 = be_u32(rest, 0)?;
+        let kind = [rest[4], rest[5], rest[6], rest[7]];
+        let (size, header_len) = match size32 {
+            0 => (rest.len() as u64, 8),
+            1 => (be_u64(rest, 8)?, 16),
+            n => (u64::from(n), 8),
+        };
+        let header = check_box(kind, 0, size, header_len, rest.len() as u64)?;
+        let (start, end) = (usize::try_from(header.body_start).map_err(|_| bad("box"))?, usize::try_from(header.end).map_err(|_| bad("box"))?);
+        out.push((header, &rest[start..end]));
+        pos += end;
+    }
+    Ok(out)
+}
+
+fn child<'a>(body: &'a [u8], kind: &[u8; 4]) -> Result<Option<&'a [u8]>, ProbeError> {
+    Ok(children(body)?.into_iter().find(|(h, _)| &h.kind == kind).map(|(_, b)| b))
+}
+
+fn require<'a>(body: &'a [u8], kind: &[u8; 4]) -> Result<&'a [u8], ProbeError> {
+    child(body, kind)?.ok_or_else(|| bad(format!("missing {} box", String::from_utf8_lossy(kind))))
+}
+
+fn be_u16(b: &[u8], at: usize) -> Result<u16, ProbeError> {
+    b.get(at..at + 2).map(|s| u16::from_be_bytes([s[0], s[1]])).ok_or_else(|| bad("box too short"))
+}
+
+fn be_u32(b: &[u8], at: usize) -> Result<u32, ProbeError> {
+    b.get(at..at + 4).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]])).ok_or_else(|| bad("box too short"))
+}
+
+fn be_u64(b: &[u8], at: usize) -> Result<u64, ProbeError> {
+    b.get(at..at + 8).map(|s| u64::from_be_bytes(s.try_into().expect("8 bytes"))).ok_or_else(|| bad("box too short"))
+}
+
+struct Track {
+    facts: ProbedVideo,
+    /// One past the last byte of sample data the index points to.
+    data_end: u64,
+}
+
+fn video_track(moov: &[u8]) -> Result<Track, ProbeError> {
+    for (header, trak) in children(moov)? {
+        if &header.kind != b"trak" {
+            continue;
+        }
+        let mdia = require(trak, b"mdia")?;
+        let hdlr = require(mdia, b"hdlr")?;
+        if hdlr.get(8..12) != Some(b"vide") {
+            continue;
+        }
+        return read_video_track(mdia);
+    }
+    Err(ProbeError::NoVideoTrack)
+}
+
+fn read_video_track(mdia: &[u8]) -> Result<Track, ProbeError> {
+    let mdhd = require(mdia, b"mdhd")?;
+    let (timescale, duration) = match mdhd.first() {
+        Some(1) => (be_u32(mdhd, 20)?, be_u64(mdhd, 24)?),
+        Some(0) => (be_u32(mdhd, 12)?, u64::from(be_u32(mdhd, 16)?)),
+        _ => return Err(bad("unknown mdhd version")),
+    };
+    if timescale == 0 {
+        return Err(bad("zero timescale"));
+    }
+    let stbl = require(require(mdia, b"minf")?, b"stbl")?;
+
+    let stsd = require(stbl, b"stsd")?;
+    if be_u32(stsd, 4)? == 0 {
+        return Err(bad("no sample description"));
+    }
+    let entry = stsd.get(8..).ok_or_else(|| bad("stsd too short"))?;
+    let codec = String::from_utf8_lossy(entry.get(4..8).ok_or_else(|| bad("stsd entry too short"))?).into_owned();
+    // VisualSampleEntry: 8 header, 6 reserved, 2 index, 16 pre-defined, then width, height.
+    let width = u32::from(be_u16(entry, 32)?);
+    let height = u32::from(be_u16(entry, 34)?);
+
+    let stts = require(stbl, b"stts")?;
+    let mut frames: u64 = 0;
+    for i in 0..be_u32(stts, 4)? as usize {
+        frames = frames.saturating_add(u64::from(be_u32(stts, 8 + i * 8)?));
+    }
+
+    let seconds = duration as f64 / f64::from(timescale);
+    let data_end = sample_data_end(stbl)?;
+    Ok(Track {
+        facts: ProbedVideo {
+            duration: Duration::try_from_secs_f64(seconds).map_err(|_| bad("invalid duration"))?,
+            width,
+            height,
+            codec,
+            frame_rate: (seconds > 0.0 && frames > 0).then(|| frames as f64 / seconds),
+        },
+        data_end,
+    })
+}
+
+/// The end of the last chunk: the largest chunk offset plus the sizes of the
+/// samples in it. Approximated from above by offset + the largest chunk's
+/// bytes, which is enough to tell a file that lacks its data.
+fn sample_data_end(stbl: &[u8]) -> Result<u64, ProbeError> {
+    let offsets: Vec<u64> = if let Some(stco) = child(stbl, b"stco")? {
+        (0..be_u32(stco, 4)? as usize).map(|i| be_u32(stco, 8 + i * 4).map(u64::from)).collect::<Result<_, _>>()?
+    } else if let Some(co64) = child(stbl, b"co64")? {
+        (0..be_u32(co64, 4)? as usize).map(|i| be_u64(co64, 8 + i * 8)).collect::<Result<_, _>>()?
+    } else {
+        return Ok(0);
+    };
+    let Some(&last_offset) = offsets.iter().max() else { return Ok(0) };
+    let stsz = require(stbl, b"stsz")?;
+    let (uniform, count) = (be_u32(stsz, 4)?, be_u32(stsz, 8)? as usize);
+    let last_sample = if uniform != 0 { u64::from(uniform) } else if count == 0 { 0 } else { u64::from(be_u32(stsz, 12 + (count - 1) * 4)?) };
+    Ok(last_offset.saturating_add(last_sample))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::*;
+
+    fn boxed(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut out = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// A minimal MP4 whose video track lasts `seconds` at `w`x`h`, with one
+    /// chunk at `chunk_offset` of one 100-byte sample.
+    fn mp4(seconds: u32, w: u16, h: u16, handler: &[u8; 4], chunk_offset: u32) -> Vec<u8> {
+        let mut mdhd = vec![0u8; 12];
+        mdhd.extend_from_slice(&1000u32.to_be_bytes());
+        mdhd.extend_from_slice(&(seconds * 1000).to_be_bytes());
+        mdhd.extend_from_slice(&[0; 4]);
+        let mut hdlr = vec![0u8; 8];
+        hdlr.extend_from_slice(handler);
+        hdlr.extend_from_slice(&[0; 13]);
+        let mut entry = vec![0u8; 24];
+        entry.extend_from_slice(&w.to_be_bytes());
+        entry.extend_from_slice(&h.to_be_bytes());
+        entry.extend_from_slice(&[0; 50]);
+        let mut stsd = vec![0, 0, 0, 0, 0, 0, 0, 1];
+        stsd.extend(boxed(b"avc1", &entry));
+        let mut stts = vec![0, 0, 0, 0, 0, 0, 0, 1];
+        stts.extend_from_slice(&(seconds * 30).to_be_bytes());
+        stts.extend_from_slice(&33u32.to_be_bytes());
+        let stsz = [[0u8; 4], 100u32.to_be_bytes(), 1u32.to_be_bytes()].concat();
+        let stco = [[0u8; 4], 1u32.to_be_bytes(), chunk_offset.to_be_bytes()].concat();
+        let stbl = [boxed(b"stsd", &stsd), boxed(b"stts", &stts), boxed(b"stsz", &stsz), boxed(b"stco", &stco)].concat();
+        let minf = boxed(b"minf", &boxed(b"stbl", &stbl));
+        let mdia = boxed(b"mdia", &[boxed(b"mdhd", &mdhd), boxed(b"hdlr", &hdlr), minf].concat());
+        let moov = boxed(b"moov", &boxed(b"trak", &mdia));
+        [boxed(b"ftyp", b"isom\0\0\0\0isomavc1"), moov, boxed(b"mdat", &[7; 2000])].concat()
+    }
+
+    #[test]
+    fn reads_duration_resolution_codec_and_rate() {
+        let facts = parse(Cursor::new(mp4(40, 1920, 1080, b"vide", 300))).unwrap();
+        assert_eq!(facts.duration, Duration::from_secs(40));
+        assert_eq!((facts.width, facts.height), (1920, 1080));
+        assert_eq!(facts.codec, "avc1");
+        assert!((facts.frame_rate.unwrap() - 30.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_mp4() {
+        for bytes in [Vec::new(), b"GIF89a not a video".to_vec(), boxed(b"mdat", &[0; 10])] {
+            assert!(matches!(parse(Cursor::new(bytes)), Err(ProbeError::NotMp4(_))));
+        }
+    }
+
+    #[test]
+    fn refuses_an_mp4_with_only_audio() {
+        assert_eq!(parse(Cursor::new(mp4(40, 0, 0, b"soun", 300))), Err(ProbeError::NoVideoTrack));
+    }
+
+    #[test]
+    fn refuses_truncated_files_and_indexes_pointing_past_the_end() {
+        let whole = mp4(40, 1920, 1080, b"vide", 300);
+        for cut in [whole.len() - 1, whole.len() / 2, 10] {
+            assert!(matches!(parse(Cursor::new(&whole[..cut])), Err(ProbeError::NotMp4(_))), "cut at {cut}");
+        }
+        let lying = mp4(40, 1920, 1080, b"vide", 1_000_000);
+        assert!(matches!(parse(Cursor::new(lying)), Err(ProbeError::NotMp4(why)) if why.contains("samples end")));
+    }
+
+    #[test]
+    fn refuses_a_huge_moov_without_reading_it() {
+        let mut bytes = boxed(b"ftyp", b"isom\0\0\0\0");
+        bytes.extend_from_slice(&1u32.to_be_bytes());
+        bytes.extend_from_slice(b"moov");
+        bytes.extend_from_slice(&(MAX_MOOV_BYTES + 100).to_be_bytes());
+        bytes.resize(bytes.len() + 100, 0);
+        assert!(matches!(parse(Cursor::new(bytes)), Err(ProbeError::NotMp4(_))));
+    }
+
+    #[test]
+    fn every_prefix_and_every_flipped_byte_is_handled_without_panicking() {
+        let whole = mp4(40, 1920, 1080, b"vide", 300);
+        for cut in 0..whole.len() {
+            let _ = parse(Cursor::new(&whole[..cut]));
+        }
+        for at in 0..whole.len() {
+            for value in [0u8, 1, 0x7f, 0xff] {
+                let mut bytes = whole.clone();
+                bytes[at] = value;
+                let _ = parse(Cursor::new(bytes));
+            }
+        }
+    }
+}
