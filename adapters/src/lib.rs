@@ -11,10 +11,12 @@
 
 pub mod auth;
 pub mod clock;
+pub mod config;
 pub mod db;
 pub mod gst;
 pub mod mp4;
 pub mod storage;
+pub mod wiring;
 
 pub use auth::{Argon2Hasher, JwtTokenIssuer};
 pub use clock::SystemClock;

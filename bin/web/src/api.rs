@@ -1,0 +1,390 @@
+//! The HTTP API of spec/api.md on poem-openapi: one operation per route, one
+//! response enum per operation, errors as problem+json through [`ApiError`].
+
+use anb_adapters::Database;
+use anb_application::videos::VideoSummary;
+use anb_application::{
+    Accounts, DeleteError, LogInError, PublicQueryError, Showcase, SignUp, SignUpError, UploadError, VideoAccessError, Videos,
+    VoteError,
+};
+use anb_domain::{Timestamp, UserId, Video, VideoId};
+use poem::Request;
+use poem::http::StatusCode;
+use poem_openapi::auth::Bearer;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme, Tags};
+
+use crate::problem::{ApiError, Problem};
+use crate::upload::UploadForm;
+
+#[derive(Tags)]
+enum Tag {
+    /// Liveness for the load balancer.
+    Health,
+    /// Sign-up and log-in.
+    Auth,
+    /// The signed-in player's own videos.
+    Videos,
+    /// Public videos, votes and rankings.
+    Public,
+}
+
+/// A bearer JWT from `POST /api/auth/login`.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", bearer_format = "JWT", checker = "check_token")]
+pub struct BearerAuth(UserId);
+
+async fn check_token(request: &Request, bearer: Bearer) -> Option<UserId> {
+    request.data::<Accounts>()?.authenticate(&bearer.token).ok()
+}
+
+/// Formats a time as RFC 3339 UTC with whole seconds (`2026-03-01T12:00:00Z`).
+fn rfc3339(at: Timestamp) -> String {
+    at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+#[derive(Object)]
+struct HealthBody {
+    /// `ok`, or `unavailable` when the database cannot be reached.
+    status: String,
+}
+
+#[derive(ApiResponse)]
+enum HealthResponse {
+    /// The process reaches its database.
+    #[oai(status = 200)]
+    Ok(Json<HealthBody>),
+    /// The database cannot be reached.
+    #[oai(status = 503)]
+    Unavailable(Json<HealthBody>),
+}
+
+#[derive(Object)]
+struct SignUpRequest {
+    first_name: String,
+    last_name: String,
+    email: String,
+    password1: String,
+    password2: String,
+    city: String,
+    country: String,
+}
+
+#[derive(Object)]
+struct MessageBody {
+    message: String,
+}
+
+#[derive(ApiResponse)]
+enum SignUpResponse {
+    /// The account exists.
+    #[oai(status = 201)]
+    Created(Json<MessageBody>),
+}
+
+#[derive(Object)]
+struct LogInRequest {
+    email: String,
+    password: String,
+}
+
+#[derive(Object)]
+struct TokenBody {
+    access_token: String,
+    /// Always `Bearer`.
+    token_type: String,
+    /// Seconds until the token expires.
+    expires_in: u64,
+}
+
+#[derive(ApiResponse)]
+enum LogInResponse {
+    #[oai(status = 200)]
+    Ok(Json<TokenBody>),
+}
+
+#[derive(Object)]
+struct UploadAccepted {
+    message: String,
+    /// Id of the processing job.
+    task_id: String,
+}
+
+#[derive(ApiResponse)]
+enum UploadResponse {
+    /// Accepted; processing runs in the background.
+    #[oai(status = 201)]
+    Created(Json<UploadAccepted>),
+}
+
+#[derive(Object)]
+struct VideoItem {
+    video_id: i64,
+    title: String,
+    /// `uploaded`, `processing`, `processed` or `failed`.
+    status: String,
+    uploaded_at: String,
+    processed_at: Option<String>,
+    processed_url: Option<String>,
+}
+
+#[derive(ApiResponse)]
+enum ListResponse {
+    #[oai(status = 200)]
+    Ok(Json<Vec<VideoItem>>),
+}
+
+#[derive(Object)]
+struct VideoDetailBody {
+    video_id: i64,
+    title: String,
+    status: String,
+    uploaded_at: String,
+    processed_at: Option<String>,
+    original_url: String,
+    processed_url: Option<String>,
+    votes: i64,
+    /// Why processing gave up; only for `failed` videos.
+    #[oai(skip_serializing_if_is_none)]
+    failure_reason: Option<String>,
+}
+
+#[derive(ApiResponse)]
+enum DetailResponse {
+    #[oai(status = 200)]
+    Ok(Json<VideoDetailBody>),
+}
+
+#[derive(Object)]
+struct DeletedBody {
+    message: String,
+    video_id: i64,
+}
+
+#[derive(ApiResponse)]
+enum DeleteResponse {
+    #[oai(status = 200)]
+    Ok(Json<DeletedBody>),
+}
+
+#[derive(Object)]
+struct PublicVideoItem {
+    video_id: i64,
+    title: String,
+    username: String,
+    city: String,
+    processed_url: String,
+    votes: i64,
+}
+
+#[derive(ApiResponse)]
+enum PublicListResponse {
+    #[oai(status = 200)]
+    Ok(Json<Vec<PublicVideoItem>>),
+}
+
+#[derive(ApiResponse)]
+enum VoteResponse {
+    #[oai(status = 200)]
+    Ok(Json<MessageBody>),
+}
+
+#[derive(Object)]
+struct RankingItem {
+    /// Rank in the whole (filtered) ranking.
+    position: i64,
+    username: String,
+    city: String,
+    votes: i64,
+}
+
+#[derive(ApiResponse)]
+enum RankingResponse {
+    #[oai(status = 200)]
+    Ok(Json<Vec<RankingItem>>),
+}
+
+fn message(text: &str) -> Json<MessageBody> {
+    Json(MessageBody { message: text.to_owned() })
+}
+
+fn video_item(summary: VideoSummary) -> VideoItem {
+    let VideoSummary { video, processed_url } = summary;
+    VideoItem {
+        video_id: video.id.0,
+        title: video.title,
+        status: video.status.as_str().to_owned(),
+        uploaded_at: rfc3339(video.uploaded_at),
+        processed_at: video.processed_at.map(rfc3339),
+        processed_url,
+    }
+}
+
+fn failure_reason(video: &Video) -> Option<String> {
+    (video.status == anb_domain::VideoStatus::Failed).then(|| video.failure_reason.clone().unwrap_or_default())
+}
+
+/// The API; each field is a group of use cases.
+pub struct Api {
+    pub database: Database,
+    pub accounts: Accounts,
+    pub videos: Videos,
+    pub showcase: Showcase,
+}
+
+type Answer<T> = Result<T, ApiError>;
+
+#[OpenApi]
+impl Api {
+    /// Whether this process can serve: 200 when it reaches its database.
+    #[oai(path = "/health", method = "get", tag = "Tag::Health")]
+    async fn health(&self) -> HealthResponse {
+        if self.database.ping().await {
+            HealthResponse::Ok(Json(HealthBody { status: "ok".into() }))
+        } else {
+            HealthResponse::Unavailable(Json(HealthBody { status: "unavailable".into() }))
+        }
+    }
+
+    /// Creates a player account.
+    #[oai(path = "/auth/signup", method = "post", tag = "Tag::Auth")]
+    async fn sign_up(&self, body: Json<SignUpRequest>) -> Answer<SignUpResponse> {
+        let Json(b) = body;
+        let form = SignUp {
+            first_name: b.first_name,
+            last_name: b.last_name,
+            email: b.email,
+            password1: b.password1,
+            password2: b.password2,
+            city: b.city,
+            country: b.country,
+        };
+        match self.accounts.sign_up(form).await {
+            Ok(_) => Ok(SignUpResponse::Created(message("Usuario creado exitosamente."))),
+            Err(SignUpError::Invalid(errors)) => Err(Problem::invalid_fields(&errors).into()),
+            Err(e @ SignUpError::EmailTaken) => Err(ApiError::bad_request(e.to_string())),
+            Err(SignUpError::Backend(e)) => Err(e.into()),
+        }
+    }
+
+    /// Exchanges e-mail and password for an access token.
+    #[oai(path = "/auth/login", method = "post", tag = "Tag::Auth")]
+    async fn log_in(&self, body: Json<LogInRequest>) -> Answer<LogInResponse> {
+        match self.accounts.log_in(&body.email, &body.password).await {
+            Ok(token) => Ok(LogInResponse::Ok(Json(TokenBody { access_token: token.token, token_type: "Bearer".into(), expires_in: token.expires_in }))),
+            Err(e @ LogInError::InvalidCredentials) => Err(ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())),
+            Err(LogInError::Backend(e)) => Err(e.into()),
+        }
+    }
+
+    /// Uploads a video (MP4, 20–60 s, at least 1080p, at most 100 MB) for processing.
+    #[oai(path = "/videos/upload", method = "post", tag = "Tag::Videos")]
+    async fn upload(&self, auth: BearerAuth, form: UploadForm) -> Answer<UploadResponse> {
+        let title = form.title.ok_or_else(|| ApiError::bad_request("El título es obligatorio."))?;
+        let file = form.file.ok_or_else(|| ApiError::bad_request("El archivo video_file es obligatorio."))?;
+        let result = self.videos.upload(auth.0, &title, &file.path, file.size).await;
+        drop(file);
+        match result {
+            Ok(video) => Ok(UploadResponse::Created(Json(UploadAccepted {
+                message: "Video subido correctamente. Procesamiento en curso.".into(),
+                task_id: video.task_id.to_string(),
+            }))),
+            Err(UploadError::Rejected(anb_domain::UploadRejection::TooLarge { .. })) => {
+                Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "El archivo supera el tamaño máximo permitido (100 MB)."))
+            }
+            Err(UploadError::Rejected(e)) => Err(ApiError::bad_request(e.to_string())),
+            Err(UploadError::InvalidTitle(e)) => Err(ApiError::bad_request(e.to_string())),
+            Err(UploadError::Backend(e)) => Err(e.into()),
+        }
+    }
+
+    /// The signed-in player's videos, newest first.
+    #[oai(path = "/videos", method = "get", tag = "Tag::Videos")]
+    async fn list_own(&self, auth: BearerAuth) -> Answer<ListResponse> {
+        let videos = self.videos.list_own(auth.0).await?;
+        Ok(ListResponse::Ok(Json(videos.into_iter().map(video_item).collect())))
+    }
+
+    /// One of the signed-in player's videos.
+    #[oai(path = "/videos/:video_id", method = "get", tag = "Tag::Videos")]
+    async fn detail(&self, auth: BearerAuth, video_id: Path<i64>) -> Answer<DetailResponse> {
+        match self.videos.detail(auth.0, VideoId(video_id.0)).await {
+            Ok(detail) => {
+                let video = detail.video;
+                Ok(DetailResponse::Ok(Json(VideoDetailBody {
+                    video_id: video.id.0,
+                    failure_reason: failure_reason(&video),
+                    title: video.title,
+                    status: video.status.as_str().to_owned(),
+                    uploaded_at: rfc3339(video.uploaded_at),
+                    processed_at: video.processed_at.map(rfc3339),
+                    original_url: detail.original_url,
+                    processed_url: detail.processed_url,
+                    votes: video.votes,
+                })))
+            }
+            Err(e @ VideoAccessError::NotFound) => Err(ApiError::new(StatusCode::NOT_FOUND, e.to_string())),
+            Err(e @ VideoAccessError::Forbidden) => Err(ApiError::new(StatusCode::FORBIDDEN, e.to_string())),
+            Err(VideoAccessError::Backend(e)) => Err(e.into()),
+        }
+    }
+
+    /// Deletes one of the player's videos that is not public yet, with its files.
+    #[oai(path = "/videos/:video_id", method = "delete", tag = "Tag::Videos")]
+    async fn delete(&self, auth: BearerAuth, video_id: Path<i64>) -> Answer<DeleteResponse> {
+        match self.videos.delete(auth.0, VideoId(video_id.0)).await {
+            Ok(id) => Ok(DeleteResponse::Ok(Json(DeletedBody { message: "El video ha sido eliminado exitosamente.".into(), video_id: id.0 }))),
+            Err(e @ DeleteError::AlreadyPublic) => Err(ApiError::bad_request(e.to_string())),
+            Err(e @ DeleteError::NotFound) => Err(ApiError::new(StatusCode::NOT_FOUND, e.to_string())),
+            Err(e @ DeleteError::Forbidden) => Err(ApiError::new(StatusCode::FORBIDDEN, e.to_string())),
+            Err(DeleteError::Backend(e)) => Err(e.into()),
+        }
+    }
+
+    /// Processed videos, most voted first.
+    #[oai(path = "/public/videos", method = "get", tag = "Tag::Public")]
+    async fn public_videos(&self, city: Query<Option<String>>, limit: Query<Option<i64>>, offset: Query<Option<i64>>) -> Answer<PublicListResponse> {
+        let videos = self.showcase.list_videos(city.0.as_deref(), limit.0, offset.0).await.map_err(query_error)?;
+        Ok(PublicListResponse::Ok(Json(
+            videos
+                .into_iter()
+                .map(|v| PublicVideoItem {
+                    video_id: v.video.id.0,
+                    title: v.video.title,
+                    username: v.video.username,
+                    city: v.video.city,
+                    processed_url: v.processed_url,
+                    votes: v.video.votes,
+                })
+                .collect(),
+        )))
+    }
+
+    /// One vote for a public video; one per person and video.
+    #[oai(path = "/public/videos/:video_id/vote", method = "post", tag = "Tag::Public")]
+    async fn vote(&self, auth: BearerAuth, video_id: Path<i64>) -> Answer<VoteResponse> {
+        match self.showcase.vote(auth.0, VideoId(video_id.0)).await {
+            Ok(()) => Ok(VoteResponse::Ok(message("Voto registrado exitosamente."))),
+            Err(e @ VoteError::AlreadyVoted) => Err(ApiError::bad_request(e.to_string())),
+            Err(e @ VoteError::NotFound) => Err(ApiError::new(StatusCode::NOT_FOUND, e.to_string())),
+            Err(VoteError::Backend(e)) => Err(e.into()),
+        }
+    }
+
+    /// Players ranked by the votes of their public videos.
+    #[oai(path = "/public/rankings", method = "get", tag = "Tag::Public")]
+    async fn rankings(&self, city: Query<Option<String>>, limit: Query<Option<i64>>, offset: Query<Option<i64>>) -> Answer<RankingResponse> {
+        let entries = self.showcase.rankings(city.0.as_deref(), limit.0, offset.0).await.map_err(query_error)?;
+        Ok(RankingResponse::Ok(Json(
+            entries.into_iter().map(|e| RankingItem { position: e.position, username: e.username, city: e.city, votes: e.votes }).collect(),
+        )))
+    }
+}
+
+fn query_error(error: PublicQueryError) -> ApiError {
+    match error {
+        PublicQueryError::InvalidParameter(detail) => ApiError::bad_request(detail),
+        PublicQueryError::Backend(e) => e.into(),
+    }
+}

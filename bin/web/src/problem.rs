@@ -1,0 +1,196 @@
+//! `application/problem+json` bodies (RFC 9457) and the one place that turns
+//! core errors into HTTP statuses. Internals never reach a body: server
+//! faults are logged with the request id and answered with a generic detail.
+
+use anb_application::FieldError;
+use anb_domain::{BackendError, BackendErrorKind};
+use poem::http::StatusCode;
+use poem::{IntoResponse, Response};
+use poem_openapi::payload::Payload;
+use poem_openapi::registry::{MetaSchemaRef, Registry};
+use poem_openapi::types::{ToJSON, Type};
+use poem_openapi::{ApiResponse, Object};
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, Object)]
+pub struct FieldProblem {
+    pub field: String,
+    pub message: String,
+}
+
+/// A problem details body.
+#[derive(Debug, Clone, Object)]
+pub struct ProblemBody {
+    /// Always `about:blank`: the status says what kind of problem it is.
+    #[oai(rename = "type")]
+    pub kind: String,
+    /// The status's reason phrase.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong, for the user (Spanish).
+    pub detail: String,
+    /// The fields that failed validation, when that is the problem.
+    #[oai(skip_serializing_if_is_none)]
+    pub errors: Option<Vec<FieldProblem>>,
+}
+
+/// A problem details payload.
+#[derive(Debug, Clone)]
+pub struct Problem(pub ProblemBody);
+
+impl Problem {
+    /// A problem with this status and detail.
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self(ProblemBody {
+            kind: "about:blank".into(),
+            title: status.canonical_reason().unwrap_or("Error").into(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            errors: None,
+        })
+    }
+
+    /// A 400 listing invalid fields; the detail is the first one's message.
+    pub fn invalid_fields(errors: &[FieldError]) -> Self {
+        let detail = errors.first().map_or_else(|| "Solicitud inválida.".to_owned(), |e| e.message.clone());
+        let mut problem = Self::new(StatusCode::BAD_REQUEST, detail);
+        problem.0.errors = Some(errors.iter().map(|e| FieldProblem { field: e.field.into(), message: e.message.clone() }).collect());
+        problem
+    }
+
+    /// The status this problem carries.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+impl Payload for Problem {
+    const CONTENT_TYPE: &'static str = "application/problem+json";
+
+    fn schema_ref() -> MetaSchemaRef {
+        ProblemBody::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        ProblemBody::register(registry);
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let body = self.0.to_json().map(|v| v.to_string()).unwrap_or_default();
+        Response::builder().status(self.status()).content_type(Self::CONTENT_TYPE).body(body)
+    }
+}
+
+/// Every error answer of the API. Each operation lists them all in the spec.
+#[derive(Debug, ApiResponse)]
+pub enum ApiError {
+    /// The request is invalid; `detail` says why.
+    #[oai(status = 400)]
+    BadRequest(Problem),
+    /// Missing, malformed, expired or forged token, or bad credentials.
+    #[oai(status = 401)]
+    Unauthorized(Problem),
+    /// The resource belongs to someone else, or a link is not valid.
+    #[oai(status = 403)]
+    Forbidden(Problem),
+    /// No such resource.
+    #[oai(status = 404)]
+    NotFound(Problem),
+    /// The client stopped sending its request body.
+    #[oai(status = 408)]
+    RequestTimeout(Problem),
+    /// The request body is over the limit.
+    #[oai(status = 413)]
+    PayloadTooLarge(Problem),
+    /// Unexpected server fault; see the log under the `x-request-id`.
+    #[oai(status = 500)]
+    Internal(Problem),
+    /// The database or another backend is unreachable; try again later.
+    #[oai(status = 503)]
+    Unavailable(Problem),
+    /// No space left to store the upload.
+    #[oai(status = 507)]
+    InsufficientStorage(Problem),
+}
+
+impl ApiError {
+    /// An error answer with this status and detail.
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self::from(Problem::new(status, detail))
+    }
+
+    /// A 400.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, detail)
+    }
+}
+
+impl From<Problem> for ApiError {
+    fn from(problem: Problem) -> Self {
+        match problem.status() {
+            StatusCode::BAD_REQUEST => Self::BadRequest(problem),
+            StatusCode::UNAUTHORIZED => Self::Unauthorized(problem),
+            StatusCode::FORBIDDEN => Self::Forbidden(problem),
+            StatusCode::NOT_FOUND => Self::NotFound(problem),
+            StatusCode::REQUEST_TIMEOUT => Self::RequestTimeout(problem),
+            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge(problem),
+            StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable(problem),
+            StatusCode::INSUFFICIENT_STORAGE => Self::InsufficientStorage(problem),
+            _ => Self::Internal(problem),
+        }
+    }
+}
+
+impl From<BackendError> for ApiError {
+    fn from(error: BackendError) -> Self {
+        Self::from(problem_of(error))
+    }
+}
+
+/// The problem answering a backend failure; the failure itself is logged.
+pub fn problem_of(error: BackendError) -> Problem {
+    Problem::from(error)
+}
+
+impl From<BackendError> for Problem {
+    fn from(error: BackendError) -> Self {
+        match error.kind {
+            BackendErrorKind::Unavailable => {
+                tracing::warn!(%error, "backend unavailable");
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "El servicio no está disponible en este momento. Inténtalo de nuevo.")
+            }
+            BackendErrorKind::StorageFull => {
+                tracing::error!(%error, "storage full");
+                Problem::new(StatusCode::INSUFFICIENT_STORAGE, "No hay espacio para almacenar el archivo.")
+            }
+            BackendErrorKind::Internal => {
+                tracing::error!(%error, "internal error");
+                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "Error interno del servidor.")
+            }
+        }
+    }
+}
+
+/// Turns any error that escaped the handlers (no route, wrong method, bad
+/// parameters, missing token, panics) into a problem response.
+pub fn problem_for(error: poem::Error) -> Response {
+    if error.is_from_response() {
+        return error.into_response();
+    }
+    let status = error.status();
+    let detail = match status {
+        StatusCode::NOT_FOUND => "Recurso no encontrado.".to_owned(),
+        StatusCode::METHOD_NOT_ALLOWED => "Método no permitido.".to_owned(),
+        StatusCode::UNAUTHORIZED => "No autenticado: falta el token o no es válido.".to_owned(),
+        StatusCode::PAYLOAD_TOO_LARGE => "El cuerpo de la solicitud supera el tamaño permitido.".to_owned(),
+        s if s.is_server_error() => {
+            tracing::error!(%error, "unhandled server error");
+            "Error interno del servidor.".to_owned()
+        }
+        _ => error.to_string(),
+    };
+    Problem::new(status, detail).into_response()
+}
