@@ -29,11 +29,7 @@ impl FromStr for Secret {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.len() < 32 {
-            Err("must be at least 32 characters long".into())
-        } else {
-            Ok(Self(s.to_owned()))
-        }
+        if s.len() < 32 { Err("must be at least 32 characters long".into()) } else { Ok(Self(s.to_owned())) }
     }
 }
 

@@ -202,7 +202,12 @@ fn cut_at(pad: &gst::Pad, limit: gst::ClockTime) {
 
 /// Builds the content branch up to its last element, whose src pad is returned
 /// for linking once the demuxer exposes the video.
-fn add_content(pipeline: &gst::Pipeline, input: &Path, settings: &TranscodeSettings, caps: &gst::Caps) -> Result<gst::Element, TranscodeError> {
+fn add_content(
+    pipeline: &gst::Pipeline,
+    input: &Path,
+    settings: &TranscodeSettings,
+    caps: &gst::Caps,
+) -> Result<gst::Element, TranscodeError> {
     let src = gst::ElementFactory::make("filesrc").property("location", input.to_string_lossy().as_ref()).build().map_err(failed)?;
     let demux = make("qtdemux")?;
     let decode = make("decodebin")?;
@@ -230,18 +235,20 @@ fn add_content(pipeline: &gst::Pipeline, input: &Path, settings: &TranscodeSetti
 
     let decode_sink = decode.static_pad("sink").ok_or_else(|| failed("decodebin has no sink pad"))?;
     demux.connect_pad_added(move |_, pad| {
-        let is_video = pad.current_caps().or_else(|| Some(pad.query_caps(None))).is_some_and(|caps| {
-            caps.structure(0).is_some_and(|s| s.name().starts_with("video/"))
-        });
+        let is_video = pad
+            .current_caps()
+            .or_else(|| Some(pad.query_caps(None)))
+            .is_some_and(|caps| caps.structure(0).is_some_and(|s| s.name().starts_with("video/")));
         if is_video && !decode_sink.is_linked() {
             let _ = pad.link(&decode_sink);
         }
     });
     let convert_sink = convert.static_pad("sink").ok_or_else(|| failed("videoconvert has no sink pad"))?;
     decode.connect_pad_added(move |_, pad| {
-        let is_raw_video = pad.current_caps().or_else(|| Some(pad.query_caps(None))).is_some_and(|caps| {
-            caps.structure(0).is_some_and(|s| s.name() == "video/x-raw")
-        });
+        let is_raw_video = pad
+            .current_caps()
+            .or_else(|| Some(pad.query_caps(None)))
+            .is_some_and(|caps| caps.structure(0).is_some_and(|s| s.name() == "video/x-raw"));
         if is_raw_video && !convert_sink.is_linked() {
             let _ = pad.link(&convert_sink);
         }
@@ -290,7 +297,9 @@ fn build(settings: &TranscodeSettings, input: &Path, output: &Path, rate: gst::F
 /// Whether a pipeline error is the input's fault (cannot be demuxed or decoded).
 fn is_input_error(error: &glib_error::Error) -> bool {
     use gst::StreamError::*;
-    error.kind::<gst::StreamError>().is_some_and(|kind| matches!(kind, Decode | Demux | Format | TypeNotFound | CodecNotFound | WrongType | Failed))
+    error
+        .kind::<gst::StreamError>()
+        .is_some_and(|kind| matches!(kind, Decode | Demux | Format | TypeNotFound | CodecNotFound | WrongType | Failed))
 }
 
 mod glib_error {
@@ -333,7 +342,11 @@ fn drive(pipeline: &gst::Pipeline, timeout: Duration, cancelled: &AtomicBool) ->
                 let source = err.src().map(|s| s.path_string().to_string()).unwrap_or_default();
                 let text = format!("{} ({source})", err.error());
                 tracing::debug!(debug = ?err.debug(), "pipeline error: {text}");
-                return Err(if is_input_error(&err.error()) { TranscodeError::InvalidInput(err.error().to_string()) } else { failed(text) });
+                return Err(if is_input_error(&err.error()) {
+                    TranscodeError::InvalidInput(err.error().to_string())
+                } else {
+                    failed(text)
+                });
             }
             _ => {}
         }
@@ -376,7 +389,10 @@ pub fn write_test_clip(path: &Path, seconds: u32, width: u32, height: u32, fps: 
     let frames = seconds * fps;
     let location = path.to_string_lossy();
     let audio_branch = if audio {
-        format!(" audiotestsrc num-buffers={} samplesperbuffer=1024 ! audio/x-raw,rate=48000 ! audioconvert ! avenc_aac ! mux.", seconds * 48000 / 1024 + 1)
+        format!(
+            " audiotestsrc num-buffers={} samplesperbuffer=1024 ! audio/x-raw,rate=48000 ! audioconvert ! avenc_aac ! mux.",
+            seconds * 48000 / 1024 + 1
+        )
     } else {
         String::new()
     };
@@ -385,7 +401,8 @@ pub fn write_test_clip(path: &Path, seconds: u32, width: u32, height: u32, fps: 
          ! x264enc speed-preset=ultrafast key-int-max={fps} ! video/x-h264,profile=high ! h264parse ! mp4mux name=mux ! filesink location=\"{location}\"{audio_branch}"
     );
     let pipeline = gst::parse::launch(&description).map_err(|e| e.to_string())?;
-    let result = drive(pipeline.downcast_ref::<gst::Pipeline>().ok_or("not a pipeline")?, Duration::from_secs(600), &AtomicBool::new(false));
+    let result =
+        drive(pipeline.downcast_ref::<gst::Pipeline>().ok_or("not a pipeline")?, Duration::from_secs(600), &AtomicBool::new(false));
     let _ = pipeline.set_state(gst::State::Null);
     result.map_err(|e| e.to_string())
 }

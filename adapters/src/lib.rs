@@ -15,6 +15,7 @@ pub mod config;
 pub mod db;
 pub mod gst;
 pub mod mp4;
+pub mod runtime;
 pub mod storage;
 pub mod wiring;
 

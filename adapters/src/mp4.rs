@@ -137,7 +137,8 @@ fn children(body: &[u8]) -> Result<Vec<(BoxHeader, &[u8])>, ProbeError> {
             n => (u64::from(n), 8),
         };
         let header = check_box(kind, 0, size, header_len, rest.len() as u64)?;
-        let (start, end) = (usize::try_from(header.body_start).map_err(|_| bad("box"))?, usize::try_from(header.end).map_err(|_| bad("box"))?);
+        let (start, end) =
+            (usize::try_from(header.body_start).map_err(|_| bad("box"))?, usize::try_from(header.end).map_err(|_| bad("box"))?);
         out.push((header, &rest[start..end]));
         pos += end;
     }
@@ -241,7 +242,13 @@ fn sample_data_end(stbl: &[u8]) -> Result<u64, ProbeError> {
     let Some(&last_offset) = offsets.iter().max() else { return Ok(0) };
     let stsz = require(stbl, b"stsz")?;
     let (uniform, count) = (be_u32(stsz, 4)?, be_u32(stsz, 8)? as usize);
-    let last_sample = if uniform != 0 { u64::from(uniform) } else if count == 0 { 0 } else { u64::from(be_u32(stsz, 12 + (count - 1) * 4)?) };
+    let last_sample = if uniform != 0 {
+        u64::from(uniform)
+    } else if count == 0 {
+        0
+    } else {
+        u64::from(be_u32(stsz, 12 + (count - 1) * 4)?)
+    };
     Ok(last_offset.saturating_add(last_sample))
 }
 

@@ -37,9 +37,8 @@ impl Services {
             std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
         let key = config.signing_key()?;
-        let database = Database::connect(&config.database_url(), config.database_pool)
-            .await
-            .map_err(|e| format!("database: {}", e.message))?;
+        let database =
+            Database::connect(&config.database_url(), config.database_pool).await.map_err(|e| format!("database: {}", e.message))?;
         let files = Arc::new(LocalFileStorage::new(config.files_dir(), base_url, UrlSigner::derive(&key)));
         let transcoder = Arc::new(GstTranscoder::new(TranscodeSettings::default())?);
         let clock = Arc::new(SystemClock);
@@ -54,7 +53,14 @@ impl Services {
 
         Ok(Self {
             accounts: Accounts::new(users, Arc::new(Argon2Hasher), Arc::new(JwtTokenIssuer::new(&key, TOKEN_LIFETIME)), clock.clone()),
-            videos: Videos::new(videos.clone(), files.clone(), Arc::new(Mp4BoxProbe), clock.clone(), UploadRules::default(), config.url_ttl()),
+            videos: Videos::new(
+                videos.clone(),
+                files.clone(),
+                Arc::new(Mp4BoxProbe),
+                clock.clone(),
+                UploadRules::default(),
+                config.url_ttl(),
+            ),
             showcase: Showcase::new(videos.clone(), votes, files.clone(), config.url_ttl()),
             processor: Processor::new(videos, queue, files.clone(), transcoder, clock, settings),
             database,

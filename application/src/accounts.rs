@@ -60,7 +60,12 @@ pub struct Accounts {
 
 impl Accounts {
     /// Wires the use cases to their ports.
-    pub fn new(users: Arc<dyn UserRepository>, hasher: Arc<dyn PasswordHasher>, tokens: Arc<dyn TokenIssuer>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        users: Arc<dyn UserRepository>,
+        hasher: Arc<dyn PasswordHasher>,
+        tokens: Arc<dyn TokenIssuer>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self { users, hasher, tokens, clock }
     }
 
@@ -72,12 +77,9 @@ impl Accounts {
     /// [`SignUpError::EmailTaken`] when the e-mail is registered in any case.
     pub async fn sign_up(&self, form: SignUp) -> Result<UserId, SignUpError> {
         let mut errors = Vec::new();
-        for (field, value) in [
-            ("first_name", &form.first_name),
-            ("last_name", &form.last_name),
-            ("city", &form.city),
-            ("country", &form.country),
-        ] {
+        for (field, value) in
+            [("first_name", &form.first_name), ("last_name", &form.last_name), ("city", &form.city), ("country", &form.country)]
+        {
             if let Err(message) = check_text(value) {
                 errors.push(FieldError::new(field, format!("{field}: {message}")));
             }
@@ -161,8 +163,8 @@ fn user_backend(error: UserRepositoryError) -> BackendError {
 
 #[cfg(test)]
 mod tests {
-    use anb_domain::ports::{MockClock, MockPasswordHasher, MockTokenIssuer, MockUserRepository};
     use anb_domain::User;
+    use anb_domain::ports::{MockClock, MockPasswordHasher, MockTokenIssuer, MockUserRepository};
     use chrono::Utc;
 
     use super::*;

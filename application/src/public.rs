@@ -52,7 +52,12 @@ pub const DEFAULT_RANKING_LIMIT: i64 = 10;
 
 impl Showcase {
     /// Wires the use cases to their ports.
-    pub fn new(videos: Arc<dyn VideoRepository>, votes: Arc<dyn VoteRepository>, storage: Arc<dyn ObjectStorage>, url_ttl: Duration) -> Self {
+    pub fn new(
+        videos: Arc<dyn VideoRepository>,
+        votes: Arc<dyn VoteRepository>,
+        storage: Arc<dyn ObjectStorage>,
+        url_ttl: Duration,
+    ) -> Self {
         Self { videos, votes, storage, url_ttl }
     }
 
@@ -61,7 +66,12 @@ impl Showcase {
     /// # Errors
     /// [`PublicQueryError::InvalidParameter`] for `limit` outside 1–100 or a
     /// negative `offset`.
-    pub async fn list_videos(&self, city: Option<&str>, limit: Option<i64>, offset: Option<i64>) -> Result<Vec<PublicVideoView>, PublicQueryError> {
+    pub async fn list_videos(
+        &self,
+        city: Option<&str>,
+        limit: Option<i64>,
+        offset: Option<i64>,
+    ) -> Result<Vec<PublicVideoView>, PublicQueryError> {
         let page = page(limit.unwrap_or(DEFAULT_VIDEO_LIMIT), offset.unwrap_or(0))?;
         let videos = self.videos.list_public(city_filter(city), page).await.map_err(video_backend)?;
         let mut views = Vec::with_capacity(videos.len());
@@ -89,7 +99,12 @@ impl Showcase {
     ///
     /// # Errors
     /// As [`Showcase::list_videos`].
-    pub async fn rankings(&self, city: Option<&str>, limit: Option<i64>, offset: Option<i64>) -> Result<Vec<RankingEntry>, PublicQueryError> {
+    pub async fn rankings(
+        &self,
+        city: Option<&str>,
+        limit: Option<i64>,
+        offset: Option<i64>,
+    ) -> Result<Vec<RankingEntry>, PublicQueryError> {
         let page = page(limit.unwrap_or(DEFAULT_RANKING_LIMIT), offset.unwrap_or(0))?;
         self.votes.rankings(city_filter(city), page).await.map_err(|e| match e {
             VoteRepositoryError::Backend(e) => PublicQueryError::Backend(e),
@@ -103,7 +118,8 @@ fn page(limit: i64, offset: i64) -> Result<Page, PublicQueryError> {
         .ok()
         .filter(|l| (1..=100).contains(l))
         .ok_or_else(|| PublicQueryError::InvalidParameter(format!("limit {limit} fuera del rango permitido (1–100).")))?;
-    let offset = u64::try_from(offset).map_err(|_| PublicQueryError::InvalidParameter(format!("offset {offset} no puede ser negativo.")))?;
+    let offset =
+        u64::try_from(offset).map_err(|_| PublicQueryError::InvalidParameter(format!("offset {offset} no puede ser negativo.")))?;
     Ok(Page { limit, offset })
 }
 
@@ -117,8 +133,8 @@ fn city_filter(city: Option<&str>) -> CityFilter {
 
 #[cfg(test)]
 mod tests {
-    use anb_domain::ports::{MockObjectStorage, MockVideoRepository, MockVoteRepository};
     use anb_domain::ObjectKey;
+    use anb_domain::ports::{MockObjectStorage, MockVideoRepository, MockVoteRepository};
     use mockall::predicate::eq;
 
     use super::*;
@@ -130,19 +146,16 @@ mod tests {
     #[tokio::test]
     async fn public_list_filters_by_normalised_city_and_links_each_video() {
         let mut videos = MockVideoRepository::new();
-        videos
-            .expect_list_public()
-            .with(eq(CityFilter::city("bogotá")), eq(Page { limit: 5, offset: 10 }))
-            .returning(|_, _| {
-                Ok(vec![PublicVideo {
-                    id: VideoId(1),
-                    title: "t".into(),
-                    username: "Ana Pérez".into(),
-                    city: "Bogotá".into(),
-                    processed_key: ObjectKey::parse("processed/x.mp4").unwrap(),
-                    votes: 2,
-                }])
-            });
+        videos.expect_list_public().with(eq(CityFilter::city("bogotá")), eq(Page { limit: 5, offset: 10 })).returning(|_, _| {
+            Ok(vec![PublicVideo {
+                id: VideoId(1),
+                title: "t".into(),
+                username: "Ana Pérez".into(),
+                city: "Bogotá".into(),
+                processed_key: ObjectKey::parse("processed/x.mp4").unwrap(),
+                votes: 2,
+            }])
+        });
         let mut storage = MockObjectStorage::new();
         storage.expect_signed_url().returning(|k, _| Ok(format!("u/{k}")));
         let list = showcase(videos, MockVoteRepository::new(), storage).list_videos(Some("BOGOTÁ"), Some(5), Some(10)).await.unwrap();

@@ -253,11 +253,22 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_valid_upload_stores_the_original_then_records_video_and_job() {
         let mut storage = MockObjectStorage::new();
-        storage.expect_put_file().withf(|key, path| key.as_str().starts_with("uploaded/") && path == file()).times(1).returning(|_, _| Ok(()));
+        storage
+            .expect_put_file()
+            .withf(|key, path| key.as_str().starts_with("uploaded/") && path == file())
+            .times(1)
+            .returning(|_, _| Ok(()));
         let mut repo = MockVideoRepository::new();
         repo.expect_create_with_job()
             .withf(|v| v.owner == UserId(3) && v.title.as_str() == "Tiro" && v.original_key == ObjectKey::original(v.task_id))
-            .returning(|v| Ok(Video { title: v.title.as_str().into(), task_id: v.task_id, original_key: v.original_key, ..video(1, 3, VideoStatus::Uploaded) }));
+            .returning(|v| {
+                Ok(Video {
+                    title: v.title.as_str().into(),
+                    task_id: v.task_id,
+                    original_key: v.original_key,
+                    ..video(1, 3, VideoStatus::Uploaded)
+                })
+            });
         let video = videos(repo, storage, good_probe()).upload(UserId(3), "Tiro", &file(), 1000).await.unwrap();
         assert_eq!(video.status, VideoStatus::Uploaded);
     }
@@ -266,7 +277,8 @@ pub(crate) mod tests {
     async fn a_file_that_is_not_mp4_is_rejected_and_nothing_is_stored() {
         let mut probe = MockVideoProbe::new();
         probe.expect_probe().returning(|_| Err(ProbeError::NotMp4("no ftyp".into())));
-        let err = videos(MockVideoRepository::new(), MockObjectStorage::new(), probe).upload(UserId(3), "Tiro", &file(), 10).await.unwrap_err();
+        let err =
+            videos(MockVideoRepository::new(), MockObjectStorage::new(), probe).upload(UserId(3), "Tiro", &file(), 10).await.unwrap_err();
         assert!(matches!(err, UploadError::Rejected(UploadRejection::NotMp4)));
     }
 
@@ -274,7 +286,8 @@ pub(crate) mod tests {
     async fn an_mp4_without_video_is_rejected() {
         let mut probe = MockVideoProbe::new();
         probe.expect_probe().returning(|_| Err(ProbeError::NoVideoTrack));
-        let err = videos(MockVideoRepository::new(), MockObjectStorage::new(), probe).upload(UserId(3), "Tiro", &file(), 10).await.unwrap_err();
+        let err =
+            videos(MockVideoRepository::new(), MockObjectStorage::new(), probe).upload(UserId(3), "Tiro", &file(), 10).await.unwrap_err();
         assert!(matches!(err, UploadError::Rejected(UploadRejection::NoVideoTrack)));
     }
 
@@ -285,7 +298,10 @@ pub(crate) mod tests {
             probe.expect_probe().returning(move |_| {
                 Ok(ProbedVideo { duration: Duration::from_secs_f64(secs), width: w, height: h, codec: "avc1".into(), frame_rate: None })
             });
-            let err = videos(MockVideoRepository::new(), MockObjectStorage::new(), probe).upload(UserId(3), "Tiro", &file(), 10).await.unwrap_err();
+            let err = videos(MockVideoRepository::new(), MockObjectStorage::new(), probe)
+                .upload(UserId(3), "Tiro", &file(), 10)
+                .await
+                .unwrap_err();
             assert!(matches!(err, UploadError::Rejected(UploadRejection::Duration(_) | UploadRejection::Resolution { .. })), "{err:?}");
         }
     }
@@ -293,7 +309,10 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn an_oversized_file_or_a_bad_title_is_rejected_before_probing() {
         let v = videos(MockVideoRepository::new(), MockObjectStorage::new(), MockVideoProbe::new());
-        assert!(matches!(v.upload(UserId(3), "Tiro", &file(), 104_857_601).await, Err(UploadError::Rejected(UploadRejection::TooLarge { .. }))));
+        assert!(matches!(
+            v.upload(UserId(3), "Tiro", &file(), 104_857_601).await,
+            Err(UploadError::Rejected(UploadRejection::TooLarge { .. }))
+        ));
         assert!(matches!(v.upload(UserId(3), "", &file(), 10).await, Err(UploadError::InvalidTitle(InvalidTitle::Missing))));
     }
 
@@ -319,7 +338,9 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn own_list_links_only_processed_files() {
         let mut repo = MockVideoRepository::new();
-        repo.expect_list_by_owner().with(eq(UserId(3))).returning(|_| Ok(vec![video(2, 3, VideoStatus::Processed), video(1, 3, VideoStatus::Uploaded)]));
+        repo.expect_list_by_owner()
+            .with(eq(UserId(3)))
+            .returning(|_| Ok(vec![video(2, 3, VideoStatus::Processed), video(1, 3, VideoStatus::Uploaded)]));
         let mut storage = MockObjectStorage::new();
         storage.expect_signed_url().times(1).returning(|key, _| Ok(format!("https://files/{key}")));
         let list = videos(repo, storage, MockVideoProbe::new()).list_own(UserId(3)).await.unwrap();

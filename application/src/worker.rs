@@ -11,7 +11,9 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anb_domain::ports::{Clock, JobQueue, ObjectStorage, QueueError, StorageError, TranscodeError, Transcoder, VideoRepository, VideoRepositoryError};
+use anb_domain::ports::{
+    Clock, JobQueue, ObjectStorage, QueueError, StorageError, TranscodeError, Transcoder, VideoRepository, VideoRepositoryError,
+};
 use anb_domain::{BackendError, Delivery, ObjectKey, Receipt, VideoStatus};
 use futures::future::{BoxFuture, Either, Shared, select};
 
@@ -337,13 +339,22 @@ mod tests {
         fn new() -> Self {
             let mut clock = MockClock::new();
             clock.expect_now().returning(Utc::now);
-            Self { videos: MockVideoRepository::new(), queue: MockJobQueue::new(), storage: MockObjectStorage::new(), transcoder: MockTranscoder::new(), clock }
+            Self {
+                videos: MockVideoRepository::new(),
+                queue: MockJobQueue::new(),
+                storage: MockObjectStorage::new(),
+                transcoder: MockTranscoder::new(),
+                clock,
+            }
         }
 
         fn deliver(&mut self, status: VideoStatus, receive_count: u32) {
             let stored = video(5, 1, status);
             let job = Job { task_id: stored.task_id, video_id: VideoId(5) };
-            self.queue.expect_receive().times(1).returning(move |_| Ok(Some(Delivery { job, receipt: Receipt("r1".into()), receive_count })));
+            self.queue
+                .expect_receive()
+                .times(1)
+                .returning(move |_| Ok(Some(Delivery { job, receipt: Receipt("r1".into()), receive_count })));
             self.videos.expect_by_id().with(eq(VideoId(5))).returning(move |_| Ok(Some(stored.clone())));
         }
 
@@ -429,8 +440,16 @@ mod tests {
             std::fs::write(output, b"processed").unwrap();
             Ok(TranscodeReport { duration: Duration::from_secs(35) })
         });
-        m.storage.expect_put_file().withf(|key, path| key.as_str().starts_with("processed/") && path.exists()).times(1).returning(|_, _| Ok(()));
-        m.videos.expect_mark_processed().withf(|id, key, _| *id == VideoId(5) && key.as_str().starts_with("processed/")).times(1).returning(|_, _, _| Ok(()));
+        m.storage
+            .expect_put_file()
+            .withf(|key, path| key.as_str().starts_with("processed/") && path.exists())
+            .times(1)
+            .returning(|_, _| Ok(()));
+        m.videos
+            .expect_mark_processed()
+            .withf(|id, key, _| *id == VideoId(5) && key.as_str().starts_with("processed/"))
+            .times(1)
+            .returning(|_, _, _| Ok(()));
         m.queue.expect_ack().with(eq(Receipt("r1".into()))).times(1).returning(|_| Ok(()));
         let root = scratch_root();
         assert!(m.processor(&root).process_next_job(never()).await.unwrap());
@@ -446,7 +465,13 @@ mod tests {
             assert!(m.processor(&scratch_root()).process_next_job(never()).await.unwrap());
         }
         let mut m = Mocks::new();
-        m.queue.expect_receive().returning(|_| Ok(Some(Delivery { job: Job { task_id: TaskId::random(), video_id: VideoId(9) }, receipt: Receipt("r".into()), receive_count: 1 })));
+        m.queue.expect_receive().returning(|_| {
+            Ok(Some(Delivery {
+                job: Job { task_id: TaskId::random(), video_id: VideoId(9) },
+                receipt: Receipt("r".into()),
+                receive_count: 1,
+            }))
+        });
         m.videos.expect_by_id().returning(|_| Ok(None));
         m.queue.expect_ack().times(1).returning(|_| Err(QueueError::ReceiptExpired));
         assert!(m.processor(&scratch_root()).process_next_job(never()).await.unwrap());

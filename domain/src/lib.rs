@@ -16,8 +16,7 @@ pub use error::{BackendError, BackendErrorKind};
 pub use upload::{ProbedVideo, UploadRejection, UploadRules};
 pub use user::{Email, NewUser, Password, PasswordHash, User, UserId};
 pub use video::{
-    Job, ObjectKey, PublicVideo, RankingEntry, Receipt, TaskId, Title, Video, VideoId,
-    VideoStatus, Delivery, NewVideo, CityFilter, Page,
+    CityFilter, Delivery, Job, NewVideo, ObjectKey, Page, PublicVideo, RankingEntry, Receipt, TaskId, Title, Video, VideoId, VideoStatus,
 };
 
 /// A point in time, always UTC.

@@ -10,9 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::{
-    BackendError, CityFilter, Delivery, Email, Job, NewUser, NewVideo, ObjectKey, Page,
-    Password, PasswordHash, ProbedVideo, PublicVideo, RankingEntry, Receipt, Timestamp, User,
-    UserId, Video, VideoId,
+    BackendError, CityFilter, Delivery, Email, Job, NewUser, NewVideo, ObjectKey, Page, Password, PasswordHash, ProbedVideo, PublicVideo,
+    RankingEntry, Receipt, Timestamp, User, UserId, Video, VideoId,
 };
 
 /// Errors of [`UserRepository`].

@@ -57,12 +57,7 @@ pub struct UploadRules {
 
 impl Default for UploadRules {
     fn default() -> Self {
-        Self {
-            max_bytes: 104_857_600,
-            min_duration: Duration::from_secs(20),
-            max_duration: Duration::from_secs(60),
-            min_short_side: 1080,
-        }
+        Self { max_bytes: 104_857_600, min_duration: Duration::from_secs(20), max_duration: Duration::from_secs(60), min_short_side: 1080 }
     }
 }
 
@@ -95,13 +90,7 @@ mod tests {
     use super::*;
 
     fn probed(secs: f64, width: u32, height: u32) -> ProbedVideo {
-        ProbedVideo {
-            duration: Duration::from_secs_f64(secs),
-            width,
-            height,
-            codec: "avc1".into(),
-            frame_rate: Some(30.0),
-        }
+        ProbedVideo { duration: Duration::from_secs_f64(secs), width, height, codec: "avc1".into(), frame_rate: Some(30.0) }
     }
 
     #[test]

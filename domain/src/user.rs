@@ -36,10 +36,7 @@ impl Email {
     /// without a dot or with empty labels.
     pub fn parse(raw: &str) -> Result<Self, InvalidEmail> {
         let value = raw.trim();
-        if value.is_empty()
-            || value.len() > Self::MAX_LEN
-            || value.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
+        if value.is_empty() || value.len() > Self::MAX_LEN || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(InvalidEmail);
         }
         let (local, domain) = value.split_once('@').ok_or(InvalidEmail)?;

@@ -73,10 +73,7 @@ impl VideoStatus {
     /// Whether a video may move from `self` to `next`.
     pub fn can_become(self, next: Self) -> bool {
         use VideoStatus::*;
-        matches!(
-            (self, next),
-            (Uploaded, Processing) | (Processing, Processing | Processed | Failed | Uploaded)
-        )
+        matches!((self, next), (Uploaded, Processing) | (Processing, Processing | Processed | Failed | Uploaded))
     }
 
     /// Processed videos are public: listed, votable, and no longer deletable.
@@ -100,10 +97,7 @@ impl FromStr for VideoStatus {
     type Err = UnknownStatus;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| UnknownStatus(s.to_owned()))
+        Self::ALL.into_iter().find(|status| status.as_str() == s).ok_or_else(|| UnknownStatus(s.to_owned()))
     }
 }
 
@@ -182,12 +176,8 @@ impl ObjectKey {
     /// # Errors
     /// [`InvalidKey`] for anything else.
     pub fn parse(raw: &str) -> Result<Self, InvalidKey> {
-        let ok_segment = |s: &str| {
-            !s.is_empty()
-                && s != "."
-                && s != ".."
-                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        };
+        let ok_segment =
+            |s: &str| !s.is_empty() && s != "." && s != ".." && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
         if raw.len() <= Self::MAX_LEN && raw.split('/').all(ok_segment) {
             Ok(Self(raw.to_owned()))
         } else {
@@ -325,13 +315,7 @@ mod tests {
             .collect();
         assert_eq!(
             allowed,
-            vec![
-                (Uploaded, Processing),
-                (Processing, Uploaded),
-                (Processing, Processing),
-                (Processing, Processed),
-                (Processing, Failed)
-            ]
+            vec![(Uploaded, Processing), (Processing, Uploaded), (Processing, Processing), (Processing, Processed), (Processing, Failed)]
         );
     }
 

@@ -107,7 +107,12 @@ impl MigrationTrait for Initial {
                 .col(ColumnDef::new(Videos::ProcessedAt).timestamp_with_time_zone())
                 .col(ColumnDef::new(Videos::FailureReason).text())
                 .col(ColumnDef::new(Videos::Votes).big_integer().not_null().default(0))
-                .foreign_key(ForeignKey::create().from(Videos::Table, Videos::OwnerId).to(Users::Table, Users::Id).on_delete(ForeignKeyAction::Cascade))
+                .foreign_key(
+                    ForeignKey::create()
+                        .from(Videos::Table, Videos::OwnerId)
+                        .to(Users::Table, Users::Id)
+                        .on_delete(ForeignKeyAction::Cascade),
+                )
                 .to_owned(),
         )
         .await?;
@@ -124,8 +129,15 @@ impl MigrationTrait for Initial {
                 .col(ColumnDef::new(Votes::VideoId).big_integer().not_null())
                 .col(ColumnDef::new(Votes::CreatedAt).timestamp_with_time_zone().not_null())
                 .primary_key(Index::create().col(Votes::UserId).col(Votes::VideoId))
-                .foreign_key(ForeignKey::create().from(Votes::Table, Votes::UserId).to(Users::Table, Users::Id).on_delete(ForeignKeyAction::Cascade))
-                .foreign_key(ForeignKey::create().from(Votes::Table, Votes::VideoId).to(Videos::Table, Videos::Id).on_delete(ForeignKeyAction::Cascade))
+                .foreign_key(
+                    ForeignKey::create().from(Votes::Table, Votes::UserId).to(Users::Table, Users::Id).on_delete(ForeignKeyAction::Cascade),
+                )
+                .foreign_key(
+                    ForeignKey::create()
+                        .from(Votes::Table, Votes::VideoId)
+                        .to(Videos::Table, Videos::Id)
+                        .on_delete(ForeignKeyAction::Cascade),
+                )
                 .to_owned(),
         )
         .await?;

@@ -12,8 +12,8 @@ use anb_domain::ports::{
     Deletion, UserRepository, UserRepositoryError, VideoRepository, VideoRepositoryError, VoteRepository, VoteRepositoryError,
 };
 use anb_domain::{
-    BackendError, CityFilter, Email, NewUser, NewVideo, ObjectKey, Page, PasswordHash, PublicVideo, RankingEntry, TaskId,
-    Timestamp, User, UserId, Video, VideoId, VideoStatus,
+    BackendError, CityFilter, Email, NewUser, NewVideo, ObjectKey, Page, PasswordHash, PublicVideo, RankingEntry, TaskId, Timestamp, User,
+    UserId, Video, VideoId, VideoStatus,
 };
 use async_trait::async_trait;
 use sea_orm::sea_query::Expr;
@@ -125,7 +125,10 @@ pub(crate) fn db_error(error: &DbErr) -> BackendError {
         DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) | DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
             if matches!(
                 e,
-                sea_orm::sqlx::Error::Io(_) | sea_orm::sqlx::Error::PoolTimedOut | sea_orm::sqlx::Error::PoolClosed | sea_orm::sqlx::Error::Tls(_)
+                sea_orm::sqlx::Error::Io(_)
+                    | sea_orm::sqlx::Error::PoolTimedOut
+                    | sea_orm::sqlx::Error::PoolClosed
+                    | sea_orm::sqlx::Error::Tls(_)
             ) =>
         {
             BackendError::unavailable(error.to_string())
@@ -179,7 +182,11 @@ impl UserRepository for SeaOrmUserRepository {
     }
 
     async fn by_email(&self, email: &Email) -> Result<Option<User>, UserRepositoryError> {
-        let found = user::Entity::find().filter(user::Column::Email.eq(email.as_str())).one(self.db.connection()).await.map_err(|e| db_error(&e))?;
+        let found = user::Entity::find()
+            .filter(user::Column::Email.eq(email.as_str()))
+            .one(self.db.connection())
+            .await
+            .map_err(|e| db_error(&e))?;
         Ok(found.map(to_user).transpose()?)
     }
 
@@ -328,7 +335,8 @@ impl VideoRepository for SeaOrmVideoRepository {
             n + 1,
             n + 2
         );
-        let rows = PublicRow::find_by_statement(self.db.statement(&sql, values)).all(self.db.connection()).await.map_err(|e| db_error(&e))?;
+        let rows =
+            PublicRow::find_by_statement(self.db.statement(&sql, values)).all(self.db.connection()).await.map_err(|e| db_error(&e))?;
         rows.into_iter()
             .map(|r| {
                 Ok(PublicVideo {
@@ -456,7 +464,8 @@ impl VoteRepository for SeaOrmVoteRepository {
             n + 1,
             n + 2
         );
-        let rows = RankingRow::find_by_statement(self.db.statement(&sql, values)).all(self.db.connection()).await.map_err(|e| db_error(&e))?;
+        let rows =
+            RankingRow::find_by_statement(self.db.statement(&sql, values)).all(self.db.connection()).await.map_err(|e| db_error(&e))?;
         let first = i64::try_from(page.offset).unwrap_or(i64::MAX);
         Ok(rows
             .into_iter()

@@ -43,9 +43,7 @@ impl SeaOrmJobQueue {
     /// When the database fails.
     pub async fn dead_letters(&self) -> Result<Vec<(Job, String)>, QueueError> {
         let rows = job::Entity::find().filter(job::Column::State.eq(DEAD)).all(self.db.connection()).await.map_err(|e| db_error(&e))?;
-        rows.into_iter()
-            .map(|r| Ok((to_job(&r.task_id, r.video_id)?, r.last_error.unwrap_or_default())))
-            .collect()
+        rows.into_iter().map(|r| Ok((to_job(&r.task_id, r.video_id)?, r.last_error.unwrap_or_default()))).collect()
     }
 
     /// How many jobs wait or run.
@@ -154,4 +152,3 @@ impl JobQueue for SeaOrmJobQueue {
         self.update_by_receipt(receipt, update).await
     }
 }
-

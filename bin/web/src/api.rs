@@ -4,8 +4,7 @@
 use anb_adapters::Database;
 use anb_application::videos::VideoSummary;
 use anb_application::{
-    Accounts, DeleteError, LogInError, PublicQueryError, Showcase, SignUp, SignUpError, UploadError, VideoAccessError, Videos,
-    VoteError,
+    Accounts, DeleteError, LogInError, PublicQueryError, Showcase, SignUp, SignUpError, UploadError, VideoAccessError, Videos, VoteError,
 };
 use anb_domain::{Timestamp, UserId, Video, VideoId};
 use poem::Request;
@@ -272,7 +271,11 @@ impl Api {
     #[oai(path = "/auth/login", method = "post", tag = "Tag::Auth")]
     async fn log_in(&self, body: Json<LogInRequest>) -> Answer<LogInResponse> {
         match self.accounts.log_in(&body.email, &body.password).await {
-            Ok(token) => Ok(LogInResponse::Ok(Json(TokenBody { access_token: token.token, token_type: "Bearer".into(), expires_in: token.expires_in }))),
+            Ok(token) => Ok(LogInResponse::Ok(Json(TokenBody {
+                access_token: token.token,
+                token_type: "Bearer".into(),
+                expires_in: token.expires_in,
+            }))),
             Err(e @ LogInError::InvalidCredentials) => Err(ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())),
             Err(LogInError::Backend(e)) => Err(e.into()),
         }
@@ -334,7 +337,9 @@ impl Api {
     #[oai(path = "/videos/:video_id", method = "delete", tag = "Tag::Videos")]
     async fn delete(&self, auth: BearerAuth, video_id: Path<i64>) -> Answer<DeleteResponse> {
         match self.videos.delete(auth.0, VideoId(video_id.0)).await {
-            Ok(id) => Ok(DeleteResponse::Ok(Json(DeletedBody { message: "El video ha sido eliminado exitosamente.".into(), video_id: id.0 }))),
+            Ok(id) => {
+                Ok(DeleteResponse::Ok(Json(DeletedBody { message: "El video ha sido eliminado exitosamente.".into(), video_id: id.0 })))
+            }
             Err(e @ DeleteError::AlreadyPublic) => Err(ApiError::bad_request(e.to_string())),
             Err(e @ DeleteError::NotFound) => Err(ApiError::new(StatusCode::NOT_FOUND, e.to_string())),
             Err(e @ DeleteError::Forbidden) => Err(ApiError::new(StatusCode::FORBIDDEN, e.to_string())),
@@ -344,7 +349,12 @@ impl Api {
 
     /// Processed videos, most voted first.
     #[oai(path = "/public/videos", method = "get", tag = "Tag::Public")]
-    async fn public_videos(&self, city: Query<Option<String>>, limit: Query<Option<i64>>, offset: Query<Option<i64>>) -> Answer<PublicListResponse> {
+    async fn public_videos(
+        &self,
+        city: Query<Option<String>>,
+        limit: Query<Option<i64>>,
+        offset: Query<Option<i64>>,
+    ) -> Answer<PublicListResponse> {
         let videos = self.showcase.list_videos(city.0.as_deref(), limit.0, offset.0).await.map_err(query_error)?;
         Ok(PublicListResponse::Ok(Json(
             videos
@@ -374,7 +384,12 @@ impl Api {
 
     /// Players ranked by the votes of their public videos.
     #[oai(path = "/public/rankings", method = "get", tag = "Tag::Public")]
-    async fn rankings(&self, city: Query<Option<String>>, limit: Query<Option<i64>>, offset: Query<Option<i64>>) -> Answer<RankingResponse> {
+    async fn rankings(
+        &self,
+        city: Query<Option<String>>,
+        limit: Query<Option<i64>>,
+        offset: Query<Option<i64>>,
+    ) -> Answer<RankingResponse> {
         let entries = self.showcase.rankings(city.0.as_deref(), limit.0, offset.0).await.map_err(query_error)?;
         Ok(RankingResponse::Ok(Json(
             entries.into_iter().map(|e| RankingItem { position: e.position, username: e.username, city: e.city, votes: e.votes }).collect(),

@@ -42,7 +42,8 @@ impl Application {
     /// # Errors
     /// A message naming what could not be set up.
     pub async fn build(common: CommonConfig, web: WebConfig) -> Result<Self, String> {
-        let acceptor = TcpListener::bind(web.http_addr).into_acceptor().await.map_err(|e| format!("cannot listen on {}: {e}", web.http_addr))?;
+        let acceptor =
+            TcpListener::bind(web.http_addr).into_acceptor().await.map_err(|e| format!("cannot listen on {}: {e}", web.http_addr))?;
         let addr = acceptor
             .local_addr()
             .first()
@@ -109,7 +110,8 @@ impl Application {
 fn limit_body(mut request: Request, max: usize) -> poem::Result<Request> {
     use futures::StreamExt;
     let too_large = || poem::Error::from_status(poem::http::StatusCode::PAYLOAD_TOO_LARGE);
-    let declared = request.headers().get(poem::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        request.headers().get(poem::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     match declared {
         Some(length) if length > max => Err(too_large()),
         Some(_) => Ok(request),
@@ -215,19 +217,3 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
         .await
     }
 }
-
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn termination() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-}
-

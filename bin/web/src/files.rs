@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use anb_adapters::LocalFileStorage;
 use anb_domain::ObjectKey;
-use poem::http::StatusCode;
 use poem::error::{ResponseError, StaticFileError};
+use poem::http::StatusCode;
 use poem::web::{Path, Query, StaticFileRequest};
 use poem::{FromRequest, IntoResponse, Request, Response, handler};
 use serde::Deserialize;

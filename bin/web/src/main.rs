@@ -20,7 +20,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(message) = anb_web::init_tracing() {
+    if let Err(message) = anb_adapters::runtime::init_tracing() {
         eprintln!("anb-web: {message}");
         return ExitCode::from(2);
     }
@@ -31,7 +31,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match app.run_until(anb_web::app::termination()).await {
+    match app.run_until(anb_adapters::runtime::termination()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "server failed");

@@ -97,7 +97,8 @@ async fn receive_title(field: &mut multer::Field<'_>, limits: &UploadLimits) -> 
 
 impl UploadForm {
     async fn parse(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
-        let limits = request.data::<UploadLimits>().ok_or_else(|| problem(StatusCode::INTERNAL_SERVER_ERROR, "Error interno del servidor."))?;
+        let limits =
+            request.data::<UploadLimits>().ok_or_else(|| problem(StatusCode::INTERNAL_SERVER_ERROR, "Error interno del servidor."))?;
         let content_type = request.content_type().unwrap_or_default();
         let boundary = multer::parse_boundary(content_type)
             .map_err(|_| problem(StatusCode::BAD_REQUEST, "Se esperaba multipart/form-data con los campos video_file y title."))?;

@@ -1,0 +1,47 @@
+# ANB Rising Stars Showcase: `make run` and `make test` do all the set-up on a
+# fresh Debian 12 machine (they install what is missing first).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+
+# Debian packages: GStreamer (build and plugins), ffprobe for the tests,
+# fonts for the cards and watermark, PostgreSQL server binaries for the tests.
+APT_PACKAGES := pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+	gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools ffmpeg fonts-dejavu-core
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+CARGO ?= cargo
+
+.PHONY: run build deps test check fmt clippy clean
+
+## run: install what is missing, build in release mode, serve on http://127.0.0.1:8080 (Swagger UI at /docs)
+run: deps
+	$(CARGO) build --release --bins
+	./target/release/anb-web
+
+## build: release build of both binaries
+build: deps
+	$(CARGO) build --release --bins
+
+## deps: install the Debian packages the project needs, if any is missing
+deps:
+	@command -v $(CARGO) >/dev/null || { echo "cargo is missing: install the Rust toolchain (rustup) first" >&2; exit 1; }
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+## test: formatting, lints, then every test (unit, contract, end-to-end)
+test: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean
