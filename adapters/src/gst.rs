@@ -295,15 +295,11 @@ fn build(settings: &TranscodeSettings, input: &Path, output: &Path, rate: gst::F
 }
 
 /// Whether a pipeline error is the input's fault (cannot be demuxed or decoded).
-fn is_input_error(error: &glib_error::Error) -> bool {
+fn is_input_error(error: &gst::glib::Error) -> bool {
     use gst::StreamError::*;
     error
         .kind::<gst::StreamError>()
         .is_some_and(|kind| matches!(kind, Decode | Demux | Format | TypeNotFound | CodecNotFound | WrongType | Failed))
-}
-
-mod glib_error {
-    pub use gstreamer::glib::Error;
 }
 
 fn run(settings: &TranscodeSettings, input: &Path, output: &Path, cancelled: &AtomicBool) -> Result<TranscodeReport, TranscodeError> {
@@ -353,32 +349,6 @@ fn drive(pipeline: &gst::Pipeline, timeout: Duration, cancelled: &AtomicBool) ->
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn output_rate_keeps_the_source_rate_capped_at_30() {
-        let rate = |fps| {
-            let r = output_rate(Some(fps), 30);
-            (r.numer(), r.denom())
-        };
-        assert_eq!(rate(60.0), (30, 1));
-        assert_eq!(rate(30.0), (30, 1));
-        assert_eq!(rate(29.97003), (30000, 1001));
-        assert_eq!(rate(25.0), (25, 1));
-        assert_eq!(rate(23.976), (24000, 1001));
-        assert_eq!(rate(15.2), (15, 1));
-        assert_eq!(output_rate(None, 30).numer(), 30);
-    }
-
-    #[test]
-    fn cards_last_two_and_a_half_seconds() {
-        assert_eq!(frames_in(Duration::from_millis(2500), gst::Fraction::new(30, 1)), 75);
-        assert_eq!(frames_in(Duration::from_millis(2500), gst::Fraction::new(25, 1)), 63);
-    }
-}
-
 /// Writes a synthetic H.264 MP4 (moving test pattern, optional AAC tone) for
 /// tests and benchmarks, so nobody needs sample files.
 ///
@@ -405,4 +375,30 @@ pub fn write_test_clip(path: &Path, seconds: u32, width: u32, height: u32, fps: 
         drive(pipeline.downcast_ref::<gst::Pipeline>().ok_or("not a pipeline")?, Duration::from_secs(600), &AtomicBool::new(false));
     let _ = pipeline.set_state(gst::State::Null);
     result.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_rate_keeps_the_source_rate_capped_at_30() {
+        let rate = |fps| {
+            let r = output_rate(Some(fps), 30);
+            (r.numer(), r.denom())
+        };
+        assert_eq!(rate(60.0), (30, 1));
+        assert_eq!(rate(30.0), (30, 1));
+        assert_eq!(rate(29.97003), (30000, 1001));
+        assert_eq!(rate(25.0), (25, 1));
+        assert_eq!(rate(23.976), (24000, 1001));
+        assert_eq!(rate(15.2), (15, 1));
+        assert_eq!(output_rate(None, 30).numer(), 30);
+    }
+
+    #[test]
+    fn cards_last_two_and_a_half_seconds() {
+        assert_eq!(frames_in(Duration::from_millis(2500), gst::Fraction::new(30, 1)), 75);
+        assert_eq!(frames_in(Duration::from_millis(2500), gst::Fraction::new(25, 1)), 63);
+    }
 }

@@ -1,1 +1,235 @@
-//! placeholder
+//! Helpers for end-to-end tests: start the real `anb-web` binary on a free
+//! port with its own data directory, talk to it over HTTP, make test videos.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+/// Where cargo put the workspace's binaries (next to this test's executable).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} not found: run `cargo build --bins` first (make test does)", path.display());
+    path
+}
+
+/// A running `anb-web`, stopped (SIGTERM) and cleaned up when dropped.
+pub struct TestApp {
+    pub base: String,
+    pub data: tempfile::TempDir,
+    pub http: reqwest::Client,
+    child: Option<Child>,
+}
+
+impl TestApp {
+    /// Starts `anb-web` with `workers` embedded workers and extra variables.
+    pub async fn spawn(workers: u32, extra: &[(&str, &str)]) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(data.path().join("server.log")).unwrap();
+        let child = Command::new(binary("anb-web"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", std::env::var("HOME").unwrap_or_default())
+            .env("ANB_HTTP_ADDR", "127.0.0.1:0")
+            .env("ANB_DATA_DIR", data.path())
+            .env("ANB_WORKERS", workers.to_string())
+            .env("ANB_RETRY_DELAY", "1")
+            .env("RUST_LOG", "info")
+            .envs(extra.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start anb-web");
+        let mut app = Self { base: String::new(), data, http: reqwest::Client::new(), child: Some(child) };
+        let started = Instant::now();
+        loop {
+            let log = app.log();
+            if let Some(addr) = log.lines().find_map(|l| l.split("addr=").nth(1)).and_then(|r| r.split_whitespace().next()) {
+                app.base = format!("http://{addr}");
+                return app;
+            }
+            if let Some(status) = app.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("anb-web exited with {status}:\n{log}");
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "anb-web did not start:\n{log}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("still running");
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if started.elapsed() > Duration::from_secs(40) {
+                let _ = child.kill();
+                panic!("anb-web did not stop within 40 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Signs up `email` (password `S3cure!pass`) in `city`; asserts 201.
+    pub async fn sign_up(&self, email: &str, first_name: &str, city: &str) {
+        let body = json!({"first_name": first_name, "last_name": "Tester", "email": email,
+            "password1": "S3cure!pass", "password2": "S3cure!pass", "city": city, "country": "Colombia"});
+        let response = self.http.post(self.url("/api/auth/signup")).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    }
+
+    /// Logs in and returns the bearer token.
+    pub async fn token(&self, email: &str) -> String {
+        let response =
+            self.http.post(self.url("/api/auth/login")).json(&json!({"email": email, "password": "S3cure!pass"})).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Signs up and logs in a new player.
+    pub async fn player(&self, email: &str, first_name: &str, city: &str) -> String {
+        self.sign_up(email, first_name, city).await;
+        self.token(email).await
+    }
+
+    /// Uploads `file` with `title`; returns status and JSON body.
+    pub async fn upload(&self, token: &str, title: Option<&str>, file: Option<&Path>) -> (u16, Value) {
+        let mut form = Form::new();
+        if let Some(title) = title {
+            form = form.text("title", title.to_owned());
+        }
+        if let Some(file) = file {
+            let bytes = tokio::fs::read(file).await.unwrap();
+            form = form.part("video_file", Part::bytes(bytes).file_name("clip.mp4").mime_str("video/mp4").unwrap());
+        }
+        let response = self.http.post(self.url("/api/videos/upload")).bearer_auth(token).multipart(form).send().await.unwrap();
+        json_of(response).await
+    }
+
+    /// GET with an optional token; returns status and JSON body.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut request = self.http.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        json_of(request.send().await.unwrap()).await
+    }
+
+    /// A request with a method, an optional token and no body.
+    pub async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        json_of(request.send().await.unwrap()).await
+    }
+
+    /// Polls the video until its status is final or `limit` passes.
+    pub async fn wait_processed(&self, token: &str, video_id: i64, limit: Duration) -> Value {
+        let started = Instant::now();
+        loop {
+            let (status, body) = self.get(&format!("/api/videos/{video_id}"), Some(token)).await;
+            assert_eq!(status, 200, "{body}");
+            if body["status"] == "processed" || body["status"] == "failed" {
+                return body;
+            }
+            assert!(started.elapsed() < limit, "video {video_id} still {} after {limit:?}:\n{}", body["status"], self.log());
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Files below the data directory's `sub` folder.
+    pub fn files_in(&self, sub: &str) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() { walk(&path, out) } else { out.push(path) }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.data.path().join(sub), &mut out);
+        out
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Status and JSON body (`null` when the body is not JSON).
+pub async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Test videos, made once per test process.
+pub struct Clips {
+    dir: tempfile::TempDir,
+}
+
+static CLIPS: OnceCell<Clips> = OnceCell::const_new();
+
+impl Clips {
+    /// The shared set, generated on first use.
+    pub async fn get() -> &'static Clips {
+        CLIPS
+            .get_or_init(|| async {
+                let dir = tempfile::tempdir().unwrap();
+                let root = dir.path().to_owned();
+                tokio::task::spawn_blocking(move || {
+                    let make = |name: &str, secs, w, h, fps, audio| {
+                        anb_adapters::gst::write_test_clip(&root.join(name), secs, w, h, fps, audio).unwrap();
+                    };
+                    make("valid.mp4", 21, 1920, 1080, 30, true);
+                    make("short.mp4", 5, 1920, 1080, 10, false);
+                    make("long.mp4", 61, 1920, 1080, 1, false);
+                    make("small.mp4", 21, 1280, 720, 2, false);
+                    std::fs::write(root.join("not-video.mp4"), b"This is plain text pretending to be a video.").unwrap();
+                    let mut big = std::fs::read(root.join("valid.mp4")).unwrap();
+                    big.resize(100 * 1024 * 1024 + 1, 0);
+                    std::fs::write(root.join("big.mp4"), big).unwrap();
+                })
+                .await
+                .unwrap();
+                Clips { dir }
+            })
+            .await
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// ffprobe's report of a file, as `key=value` lines.
+pub fn ffprobe(path: &Path, entries: &str) -> String {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", entries, "-of", "default=noprint_wrappers=1"])
+        .arg(path)
+        .output()
+        .expect("ffprobe is installed (make deps)");
+    String::from_utf8(out.stdout).unwrap()
+}
