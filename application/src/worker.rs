@@ -101,16 +101,17 @@ impl Processor {
     /// Runs jobs until `shutdown` resolves; an in-flight job is given back
     /// to the queue then. Plumbing failures are logged and retried later.
     pub async fn run(&self, shutdown: Shutdown) {
-        loop {
-            let step = pin!(self.process_next_job(shutdown.clone()));
-            let wait = match select(step, shutdown.clone()).await {
-                Either::Left((Ok(true), _)) => continue,
-                Either::Left((Ok(false), _)) => self.settings.idle_wait,
-                Either::Left((Err(error), _)) => {
+        use futures::FutureExt;
+        while shutdown.clone().now_or_never().is_none() {
+            // The step watches `shutdown` itself and hands its job back; it is
+            // never dropped half-way.
+            let wait = match self.process_next_job(shutdown.clone()).await {
+                Ok(true) => continue,
+                Ok(false) => self.settings.idle_wait,
+                Err(error) => {
                     tracing::warn!(%error, "worker step failed; retrying shortly");
                     self.settings.retry_delay
                 }
-                Either::Right(_) => return,
             };
             if let Either::Right(_) = select(pin!(self.clock.sleep(wait)), shutdown.clone()).await {
                 return;
@@ -124,7 +125,11 @@ impl Processor {
     /// [`WorkerError`] when the queue or database fail; the job then comes
     /// back after its visibility timeout.
     pub async fn process_next_job(&self, shutdown: Shutdown) -> Result<bool, WorkerError> {
-        let Some(delivery) = self.queue.receive(self.settings.visibility).await.map_err(queue_backend)? else {
+        let receive = pin!(self.queue.receive(self.settings.visibility));
+        let Either::Left((received, _)) = select(receive, shutdown.clone()).await else {
+            return Ok(false);
+        };
+        let Some(delivery) = received.map_err(queue_backend)? else {
             return Ok(false);
         };
         let span = tracing::info_span!("job", task_id = %delivery.job.task_id, video_id = %delivery.job.video_id, attempt = delivery.receive_count);
@@ -564,6 +569,15 @@ mod tests {
         m.storage.expect_get_to_file().returning(|_, _| Ok(()));
         m.queue.expect_extend().times(1).returning(|_, _| Err(QueueError::ReceiptExpired));
         assert!(m.hanging_processor(&scratch_root(), false).process_next_job(never()).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn the_loop_stops_when_shutdown_comes_while_idle() {
+        let mut m = Mocks::new();
+        m.queue.expect_receive().times(1).returning(|_| Ok(None));
+        let processor = m.hanging_processor(&scratch_root(), true);
+        let stop = shutdown_on(tokio::time::sleep(Duration::from_millis(50)));
+        tokio::time::timeout(Duration::from_secs(5), processor.run(stop)).await.expect("run returned on shutdown");
     }
 
     #[tokio::test]

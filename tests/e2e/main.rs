@@ -189,6 +189,24 @@ async fn owners_delete_their_waiting_videos_with_the_files() {
 }
 
 #[tokio::test]
+async fn a_broken_stream_ends_failed_with_a_reason_after_bounded_attempts() {
+    let clips = Clips::get().await;
+    let app = TestApp::spawn(1, &[("ANB_MAX_ATTEMPTS", "2")]).await;
+    let token = app.player("c@example.com", "Carla", "Cali").await;
+    let (status, body) = app.upload(&token, Some("roto"), Some(&clips.path("corrupt.mp4"))).await;
+    assert_eq!(status, 201, "the headers are valid, so the web checks pass: {body}");
+    let (_, list) = app.get("/api/videos", Some(&token)).await;
+    let id = list[0]["video_id"].as_i64().unwrap();
+    let video = app.wait_processed(&token, id, Duration::from_secs(120)).await;
+    assert_eq!(video["status"], "failed", "{video}");
+    assert!(!video["failure_reason"].as_str().unwrap().is_empty(), "{video}");
+    assert_eq!(video["processed_url"], Value::Null);
+    assert_eq!(app.get("/api/public/videos", None).await, (200, json!([])));
+    assert_eq!(app.call(Method::DELETE, &format!("/api/videos/{id}"), Some(&token)).await.0, 200);
+    assert!(app.files_in("work").is_empty(), "scratch files left: {:?}", app.files_in("work"));
+}
+
+#[tokio::test]
 async fn the_service_describes_itself_and_reports_errors_as_problems() {
     let mut app = TestApp::spawn(0, &[]).await;
     assert_eq!(app.get("/api/health", None).await, (200, json!({"status": "ok"})));

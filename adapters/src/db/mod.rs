@@ -92,6 +92,23 @@ impl Database {
         SeaOrmJobQueue::new(self.clone())
     }
 
+    /// A query over public videos joined to their players (`v`, `u`):
+    /// `sql` gets the WHERE condition (status, and city when filtering) and
+    /// returns the query up to its ORDER BY; the page is appended.
+    pub(crate) fn public_statement(&self, city: &CityFilter, page: Page, sql: impl FnOnce(&str) -> String) -> Statement {
+        let mut values: Vec<Value> = vec![VideoStatus::Processed.as_str().into()];
+        let mut filter = String::from("v.status = $1");
+        if let Some(key) = city.key() {
+            values.push(key.into());
+            filter.push_str(" AND u.city_key = $2");
+        }
+        let n = values.len();
+        values.push(i64::from(page.limit).into());
+        values.push(i64::try_from(page.offset).unwrap_or(i64::MAX).into());
+        let text = format!("{} LIMIT ${} OFFSET ${}", sql(&filter), n + 1, n + 2);
+        self.statement(&text, values)
+    }
+
     /// A statement in this backend's dialect: `$1, $2, ...` placeholders are
     /// written once, in order, and become `?` on SQLite.
     pub(crate) fn statement(&self, sql: &str, values: Vec<Value>) -> Statement {
@@ -316,27 +333,14 @@ impl VideoRepository for SeaOrmVideoRepository {
     }
 
     async fn list_public(&self, city: CityFilter, page: Page) -> Result<Vec<PublicVideo>, VideoRepositoryError> {
-        let mut values: Vec<Value> = vec![VideoStatus::Processed.as_str().into()];
-        let city_clause = match city.key() {
-            Some(key) => {
-                values.push(key.into());
-                "AND u.city_key = $2"
-            }
-            None => "",
-        };
-        let n = values.len();
-        values.push(i64::from(page.limit).into());
-        values.push(i64::try_from(page.offset).unwrap_or(i64::MAX).into());
-        let sql = format!(
-            "SELECT v.id, v.title, u.first_name, u.last_name, u.city, v.processed_key, v.votes \
-             FROM videos v JOIN users u ON u.id = v.owner_id \
-             WHERE v.status = $1 {city_clause} \
-             ORDER BY v.votes DESC, v.id ASC LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
-        );
-        let rows =
-            PublicRow::find_by_statement(self.db.statement(&sql, values)).all(self.db.connection()).await.map_err(|e| db_error(&e))?;
+        let statement = self.db.public_statement(&city, page, |filter| {
+            format!(
+                "SELECT v.id, v.title, u.first_name, u.last_name, u.city, v.processed_key, v.votes \
+                 FROM videos v JOIN users u ON u.id = v.owner_id WHERE {filter} \
+                 ORDER BY v.votes DESC, v.id ASC"
+            )
+        });
+        let rows = PublicRow::find_by_statement(statement).all(self.db.connection()).await.map_err(|e| db_error(&e))?;
         rows.into_iter()
             .map(|r| {
                 Ok(PublicVideo {
@@ -444,28 +448,15 @@ impl VoteRepository for SeaOrmVoteRepository {
     }
 
     async fn rankings(&self, city: CityFilter, page: Page) -> Result<Vec<RankingEntry>, VoteRepositoryError> {
-        let mut values: Vec<Value> = vec![VideoStatus::Processed.as_str().into()];
-        let city_clause = match city.key() {
-            Some(key) => {
-                values.push(key.into());
-                "AND u.city_key = $2"
-            }
-            None => "",
-        };
-        let n = values.len();
-        values.push(i64::from(page.limit).into());
-        values.push(i64::try_from(page.offset).unwrap_or(i64::MAX).into());
-        let sql = format!(
-            "SELECT u.first_name, u.last_name, u.city, CAST(SUM(v.votes) AS BIGINT) AS votes \
-             FROM videos v JOIN users u ON u.id = v.owner_id \
-             WHERE v.status = $1 {city_clause} \
-             GROUP BY u.id, u.first_name, u.last_name, u.city \
-             ORDER BY votes DESC, MIN(v.id) ASC, u.id ASC LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
-        );
-        let rows =
-            RankingRow::find_by_statement(self.db.statement(&sql, values)).all(self.db.connection()).await.map_err(|e| db_error(&e))?;
+        let statement = self.db.public_statement(&city, page, |filter| {
+            format!(
+                "SELECT u.first_name, u.last_name, u.city, CAST(SUM(v.votes) AS BIGINT) AS votes \
+                 FROM videos v JOIN users u ON u.id = v.owner_id WHERE {filter} \
+                 GROUP BY u.id, u.first_name, u.last_name, u.city \
+                 ORDER BY votes DESC, MIN(v.id) ASC, u.id ASC"
+            )
+        });
+        let rows = RankingRow::find_by_statement(statement).all(self.db.connection()).await.map_err(|e| db_error(&e))?;
         let first = i64::try_from(page.offset).unwrap_or(i64::MAX);
         Ok(rows
             .into_iter()
