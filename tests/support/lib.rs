@@ -61,6 +61,20 @@ impl TestApp {
         }
     }
 
+    /// Starts an `anb-worker` process on this app's data directory and
+    /// database; it is stopped when the returned guard drops.
+    pub fn spawn_worker(&self) -> Worker {
+        let log = std::fs::File::create(self.data.path().join("worker.log")).unwrap();
+        let child = Command::new(binary("anb-worker"))
+            .env("ANB_DATA_DIR", self.data.path())
+            .env("ANB_RETRY_DELAY", "1")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start anb-worker");
+        Worker(child)
+    }
+
     /// What the server logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data.path().join("server.log")).unwrap_or_default()
@@ -175,6 +189,16 @@ impl Drop for TestApp {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A running `anb-worker`, killed when dropped.
+pub struct Worker(pub Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

@@ -47,12 +47,16 @@ impl Database {
             .connect_timeout(Duration::from_secs(5))
             .acquire_timeout(Duration::from_secs(5))
             .sqlx_logging(false);
+        // Per-connection SQLite settings, so every pooled connection has them:
+        // WAL lets readers work while one writer writes; writers queue for up
+        // to 10 s instead of failing with "database is locked".
+        options.map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10))
+        });
         let conn = sea_orm::Database::connect(options).await.map_err(|e| db_error(&e))?;
-        if conn.get_database_backend() == DatabaseBackend::Sqlite {
-            for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA foreign_keys = ON", "PRAGMA synchronous = NORMAL"] {
-                conn.execute_unprepared(pragma).await.map_err(|e| db_error(&e))?;
-            }
-        }
         Migrator::up(&conn, None).await.map_err(|e| db_error(&e))?;
         Ok(Self { conn })
     }
