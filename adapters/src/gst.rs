@@ -377,6 +377,21 @@ pub fn write_test_clip(path: &Path, seconds: u32, width: u32, height: u32, fps: 
     result.map_err(|e| e.to_string())
 }
 
+/// Scrambles the sample data of an MP4 in place (all of the first `mdat`
+/// payload past its first 64 bytes), leaving every box and index intact: a
+/// file that passes the upload checks but cannot be decoded.
+///
+/// # Panics
+/// When the bytes hold no `mdat` box.
+pub fn scramble_sample_data(bytes: &mut [u8]) {
+    let at = bytes.windows(4).position(|w| w == b"mdat").expect("an mdat box");
+    let size = u32::from_be_bytes(bytes[at - 4..at].try_into().expect("4 bytes")) as usize;
+    let end = (at - 4 + size).min(bytes.len());
+    for b in &mut bytes[at + 4 + 64..end] {
+        *b = b.wrapping_mul(31).wrapping_add(7);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

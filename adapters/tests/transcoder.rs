@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use anb_adapters::gst::{GstTranscoder, TranscodeSettings, write_test_clip};
+use anb_adapters::gst::{GstTranscoder, TranscodeSettings, scramble_sample_data, write_test_clip};
 use anb_domain::ports::{TranscodeError, Transcoder};
 
 fn ffprobe(path: &Path, entries: &str) -> String {
@@ -68,12 +68,9 @@ async fn a_corrupt_file_is_an_input_error_not_a_crash() {
     let (input, output) = (dir.path().join("in.mp4"), dir.path().join("out.mp4"));
     write_test_clip(&input, 3, 640, 360, 30, false).unwrap();
     let mut bytes = std::fs::read(&input).unwrap();
-    let mdat = bytes.windows(4).position(|w| w == b"mdat").unwrap() + 4;
-    let end = bytes.len();
-    for b in &mut bytes[mdat + 64..end] {
-        *b = b.wrapping_mul(31).wrapping_add(7);
-    }
+    scramble_sample_data(&mut bytes);
     std::fs::write(&input, &bytes).unwrap();
+    assert!(anb_adapters::mp4::parse(std::io::Cursor::new(&bytes)).is_ok(), "the boxes must survive, only the stream is broken");
     let transcoder = GstTranscoder::new(TranscodeSettings::default()).unwrap();
     match transcoder.transcode(&input, &output).await {
         Err(TranscodeError::InvalidInput(_) | TranscodeError::Failed(_)) => {}

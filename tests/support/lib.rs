@@ -233,10 +233,7 @@ impl Clips {
                     make("small.mp4", 21, 1280, 720, 2, false);
                     std::fs::write(root.join("not-video.mp4"), b"This is plain text pretending to be a video.").unwrap();
                     let mut corrupt = std::fs::read(root.join("valid.mp4")).unwrap();
-                    let mdat = corrupt.windows(4).position(|w| w == b"mdat").unwrap() + 4;
-                    for b in &mut corrupt[mdat + 64..] {
-                        *b = b.wrapping_mul(31).wrapping_add(7);
-                    }
+                    anb_adapters::gst::scramble_sample_data(&mut corrupt);
                     std::fs::write(root.join("corrupt.mp4"), corrupt).unwrap();
                     let mut big = std::fs::read(root.join("valid.mp4")).unwrap();
                     big.resize(100 * 1024 * 1024 + 1, 0);
