@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Transcoding benchmark: our GStreamer pipeline against the ffmpeg command line.
+
+Both do the same job (spec/video.md): first 30 s, scale + pad to 1280x720,
+watermark, 2.5 s intro and outro cards, no audio, H.264 High yuv420p, fast
+start. Inputs are generated here so anyone can repeat the run:
+
+    python3 bench/transcode.py            # all inputs
+    python3 bench/transcode.py --quick    # one input, for a smoke run
+
+For each input it reports wall time, CPU time and peak RSS of one job, output
+size, SSIM and PSNR of the content (intro and outro cut off) against the
+source scaled the same way, and videos per minute with as many jobs at once
+as cores. Ours runs through `anb-worker transcode`, the entry point the worker
+uses. Results go to stdout as a Markdown table and to bench/results/.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+WORKER = TARGET / "release" / "anb-worker"
+CORES = os.cpu_count() or 1
+
+INPUTS = {
+    # name: (width, height, video bitrate) -> about 50 MB and 100 MB at 45 s
+    "landscape-50MB": (1920, 1080, "8500k"),
+    "landscape-100MB": (1920, 1080, "17500k"),
+    "portrait-50MB": (1080, 1920, "8500k"),
+}
+SECONDS = 45
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+FIT = "scale=1280:720:force_original_aspect_ratio=decrease,pad=1280:720:(ow-iw)/2:(oh-ih)/2,setsar=1"
+
+
+def ffmpeg_baseline(src: Path, out: Path) -> list[str]:
+    """The usual one-command way: libx264 veryfast CRF 23, the same work as ours."""
+    card = f"color=c=0x0B1F4B:s=1280x720:r=30:d=2.5"
+    title = f"drawtext=fontfile={FONT}:fontcolor=white:fontsize=56:x=(w-tw)/2:y=(h-th)/2"
+    graph = (
+        f"[0:v]trim=end=30,setpts=PTS-STARTPTS,fps=30,{FIT},"
+        f"drawtext=fontfile={FONT}:text=ANB:fontcolor=white@0.7:fontsize=40:x=w-tw-28:y=24,format=yuv420p[main];"
+        f"[1:v]{title}:text='ANB Rising Stars Showcase',format=yuv420p[intro];"
+        f"[2:v]{title}:text='Gracias por ver',format=yuv420p[outro];"
+        f"[intro][main][outro]concat=n=3:v=1:a=0[out]"
+    )
+    return ["ffmpeg", "-v", "error", "-y", "-i", str(src), "-f", "lavfi", "-i", card, "-f", "lavfi", "-i", card,
+            "-filter_complex", graph, "-map", "[out]", "-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23",
+            "-profile:v", "high", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(out)]
+
+
+def ours(src: Path, out: Path) -> list[str]:
+    return [str(WORKER), "transcode", str(src), str(out)]
+
+
+def make_input(path: Path, width: int, height: int, bitrate: str) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y",
+                    "-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=30,noise=alls=14:allf=t",
+                    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+                    "-t", str(SECONDS), "-c:v", "libx264", "-preset", "veryfast", "-b:v", bitrate, "-maxrate", bitrate,
+                    "-bufsize", "4M", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", str(path)], check=True)
+
+
+def timed(cmd: list[str]) -> dict:
+    """Wall, CPU and peak RSS of one command, via GNU time."""
+    started = time.monotonic()
+    proc = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", *cmd], capture_output=True, text=True)
+    wall = time.monotonic() - started
+    if proc.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{proc.stderr}")
+    user, system, rss_kb = proc.stderr.strip().splitlines()[-1].split()
+    return {"wall_s": wall, "cpu_s": float(user) + float(system), "peak_rss_mb": int(rss_kb) / 1024}
+
+
+def quality(out: Path, src: Path) -> dict:
+    """SSIM and PSNR of the content part of `out` against the source's first
+    30 s scaled and padded the same way."""
+    graph = (f"[0:v]trim=start=2.5:end=32.5,setpts=PTS-STARTPTS[a];"
+             f"[1:v]trim=end=30,setpts=PTS-STARTPTS,fps=30,{FIT},format=yuv420p[b];")
+    scores = {}
+    for name, pattern in (("ssim", r"All:([0-9.]+)"), ("psnr", r"average:([0-9.inf]+)")):
+        proc = subprocess.run(["ffmpeg", "-v", "info", "-i", str(out), "-i", str(src), "-filter_complex",
+                               graph + f"[a][b]{name}=shortest=1", "-f", "null", "-"], capture_output=True, text=True)
+        match = re.findall(pattern, proc.stderr)
+        scores[name] = float(match[-1]) if match else None
+    return scores
+
+
+def throughput(tool, src: Path, work: Path) -> float:
+    """Videos per minute with CORES jobs at once."""
+    def one(i: int) -> None:
+        subprocess.run(tool(src, work / f"par-{i}.mp4"), check=True, capture_output=True)
+    started = time.monotonic()
+    with ThreadPoolExecutor(CORES) as pool:
+        list(pool.map(one, range(CORES)))
+    return CORES * 60 / (time.monotonic() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="only the first input")
+    args = parser.parse_args()
+    for tool in ("ffmpeg", "ffprobe", "/usr/bin/time"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is missing: apt-get install ffmpeg time")
+    subprocess.run(["cargo", "build", "--release", "-q", "--bin", "anb-worker"], cwd=ROOT, check=True)
+    names = list(INPUTS)[:1] if args.quick else list(INPUTS)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for name in names:
+            src = work / f"{name}.mp4"
+            make_input(src, *INPUTS[name])
+            for label, tool in (("ffmpeg CLI", ffmpeg_baseline), ("anb GstTranscoder", ours)):
+                out = work / f"{name}-{label.split()[0]}.mp4"
+                row = {"input": name, "input_mb": round(src.stat().st_size / 1e6, 1), "tool": label, **timed(tool(src, out))}
+                row["output_mb"] = round(out.stat().st_size / 1e6, 2)
+                row.update(quality(out, src))
+                row["videos_per_min"] = throughput(tool, src, work)
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr)
+    results = ROOT / "bench" / "results"
+    results.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    (results / f"transcode-{stamp}.json").write_text(json.dumps({"cores": CORES, "rows": rows}, indent=2))
+
+    print(f"| input | tool | wall s | CPU s | peak RSS MB | output MB | SSIM | PSNR dB | videos/min ({CORES} at once) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['input']} ({r['input_mb']} MB) | {r['tool']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
+              f"{r['peak_rss_mb']:.0f} | {r['output_mb']} | {r['ssim']:.4f} | {r['psnr']:.2f} | {r['videos_per_min']:.2f} |")
+    for name in names:
+        base, mine = (next(r for r in rows if r["input"] == name and r["tool"].startswith(t)) for t in ("ffmpeg", "anb"))
+        print(f"\n{name}: throughput ratio ours/ffmpeg = {mine['videos_per_min'] / base['videos_per_min']:.2f}, "
+              f"SSIM {mine['ssim']:.4f} vs {base['ssim']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
