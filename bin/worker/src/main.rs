@@ -33,8 +33,21 @@ struct Cli {
 enum Command {
     /// Process jobs until SIGTERM or Ctrl-C (the default).
     Run,
-    /// Transcode one file as the worker would, and exit.
-    Transcode { input: PathBuf, output: PathBuf },
+    /// Transcode one file as the worker would, and exit. The flags override
+    /// the worker's settings, for measuring alternatives.
+    Transcode {
+        input: PathBuf,
+        output: PathBuf,
+        /// x264 speed preset.
+        #[arg(long)]
+        preset: Option<String>,
+        /// x264 B-frames.
+        #[arg(long)]
+        bframes: Option<u32>,
+        /// videoscale method.
+        #[arg(long)]
+        scale_method: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -46,7 +59,16 @@ async fn main() -> ExitCode {
     }
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(&cli.common, cli.workers).await,
-        Command::Transcode { input, output } => transcode(&input, &output).await,
+        Command::Transcode { input, output, preset, bframes, scale_method } => {
+            let defaults = TranscodeSettings::default();
+            let settings = TranscodeSettings {
+                speed_preset: preset.unwrap_or(defaults.speed_preset.clone()),
+                bframes: bframes.unwrap_or(defaults.bframes),
+                scale_method: scale_method.unwrap_or(defaults.scale_method.clone()),
+                ..defaults
+            };
+            transcode(settings, &input, &output).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -74,8 +96,8 @@ async fn run(common: &CommonConfig, workers: u32) -> Result<(), String> {
     Ok(())
 }
 
-async fn transcode(input: &std::path::Path, output: &std::path::Path) -> Result<(), String> {
-    let transcoder = GstTranscoder::new(TranscodeSettings::default())?;
+async fn transcode(settings: TranscodeSettings, input: &std::path::Path, output: &std::path::Path) -> Result<(), String> {
+    let transcoder = GstTranscoder::new(settings)?;
     let started = std::time::Instant::now();
     let report = transcoder.transcode(input, output).await.map_err(|e| e.to_string())?;
     println!("{{\"output_seconds\": {:.3}, \"wall_seconds\": {:.3}}}", report.duration.as_secs_f64(), started.elapsed().as_secs_f64());
