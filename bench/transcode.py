@@ -7,6 +7,7 @@ start. Inputs are generated here so anyone can repeat the run:
 
     python3 bench/transcode.py            # all inputs
     python3 bench/transcode.py --quick    # one input, for a smoke run
+    python3 bench/transcode.py --variants # single jobs of our encoder settings
 
 For each input it reports wall time, CPU time and peak RSS of one job, output
 size, SSIM and PSNR of the content (intro and outro cut off) against the
@@ -60,8 +61,30 @@ def ffmpeg_baseline(src: Path, out: Path) -> list[str]:
             "-profile:v", "high", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(out)]
 
 
-def ours(src: Path, out: Path) -> list[str]:
-    return [str(WORKER), "transcode", str(src), str(out)]
+def ours(src: Path, out: Path, *flags: str) -> list[str]:
+    return [str(WORKER), "transcode", str(src), str(out), *flags]
+
+
+# Settings compared by --variants: (B-frames, videoscale method).
+VARIANTS = [("0", "bilinear"), ("3", "bilinear"), ("3", "catrom")]
+
+
+def variants(work: Path) -> None:
+    """One job per setting on the first input, next to the ffmpeg baseline."""
+    name = next(iter(INPUTS))
+    src = work / f"{name}.mp4"
+    make_input(src, *INPUTS[name])
+    print(f"{name}: single jobs\n")
+    print("| setting | wall s | CPU s | peak RSS MB | output MB | SSIM | PSNR dB |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    runs = [(f"ours, {b} B-frames, {m}", ours, ("--bframes", b, "--scale-method", m)) for b, m in VARIANTS]
+    runs.append(("ffmpeg CLI", ffmpeg_baseline, ()))
+    for label, tool, flags in runs:
+        out = work / "variant.mp4"
+        row = timed(tool(src, out, *flags))
+        q = quality(out, src)
+        print(f"| {label} | {row['wall_s']:.1f} | {row['cpu_s']:.1f} | {row['peak_rss_mb']:.0f} | "
+              f"{out.stat().st_size / 1e6:.2f} | {q['ssim']:.4f} | {q['psnr']:.2f} |")
 
 
 def make_input(path: Path, width: int, height: int, bitrate: str) -> None:
@@ -112,11 +135,16 @@ def throughput(tool, src: Path, work: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only the first input")
+    parser.add_argument("--variants", action="store_true", help="single jobs of our encoder settings on the first input")
     args = parser.parse_args()
     for tool in ("ffmpeg", "ffprobe", "/usr/bin/time"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: apt-get install ffmpeg time")
     subprocess.run(["cargo", "build", "--release", "-q", "--bin", "anb-worker"], cwd=ROOT, check=True)
+    if args.variants:
+        with tempfile.TemporaryDirectory() as tmp:
+            variants(Path(tmp))
+        return
     names = list(INPUTS)[:1] if args.quick else list(INPUTS)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -41,7 +41,8 @@ pub struct TranscodeSettings {
     /// own presets use 3).
     pub bframes: u32,
     /// `videoscale` method (`bilinear`, `4-tap`, `catrom`, `lanczos`, ...);
-    /// Catmull-Rom measured 0.7 dB above bilinear at the same speed.
+    /// Catmull-Rom measured 0.7 dB above bilinear at the same speed
+    /// (`bench/transcode.py --variants`).
     pub scale_method: String,
     /// Give up on one video after this long.
     pub timeout: Duration,
