@@ -12,13 +12,15 @@ APT_PACKAGES := pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev 
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CARGO ?= cargo
+# Where cargo puts binaries (honours CARGO_TARGET_DIR, as .ci/run sets it).
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
 .PHONY: run build deps test check fmt clippy clean
 
 ## run: install what is missing, build in release mode, serve on http://127.0.0.1:8080 (Swagger UI at /docs)
 run: deps
 	$(CARGO) build --release --bins
-	./target/release/anb-web
+	$(TARGET_DIR)/release/anb-web
 
 ## build: release build of both binaries
 build: deps
