@@ -17,6 +17,8 @@ use anb_domain::ports::{
 use anb_domain::{BackendError, Delivery, ObjectKey, Receipt, VideoStatus};
 use futures::future::{BoxFuture, Either, Shared, select};
 
+use crate::videos::{storage_backend, video_backend};
+
 /// Resolves when the process is asked to stop. Cloning is cheap.
 pub type Shutdown = Shared<BoxFuture<'static, ()>>;
 
@@ -143,7 +145,7 @@ impl Processor {
 
     async fn handle(&self, delivery: &Delivery, scratch: &Scratch, shutdown: Shutdown) -> Result<Outcome, WorkerError> {
         let id = delivery.job.video_id;
-        let Some(video) = self.videos.by_id(id).await.map_err(repo_backend)? else {
+        let Some(video) = self.videos.by_id(id).await.map_err(video_backend)? else {
             return Ok(Outcome::Skipped("video deleted"));
         };
         if matches!(video.status, VideoStatus::Processed | VideoStatus::Failed) {
@@ -160,7 +162,7 @@ impl Processor {
         match self.storage.get_to_file(&video.original_key, &scratch.input).await {
             Ok(()) => {}
             Err(StorageError::NotFound) => {
-                return Ok(match self.videos.by_id(id).await.map_err(repo_backend)? {
+                return Ok(match self.videos.by_id(id).await.map_err(video_backend)? {
                     None => Outcome::Skipped("video deleted"),
                     Some(_) => Outcome::Failed("El archivo original ya no existe.".into()),
                 });
@@ -302,20 +304,6 @@ fn queue_backend(error: QueueError) -> BackendError {
     }
 }
 
-fn repo_backend(error: VideoRepositoryError) -> BackendError {
-    crate::videos::video_backend(error)
-}
-
-fn storage_backend(error: StorageError) -> BackendError {
-    crate::videos::storage_backend(error)
-}
-
-/// A shutdown that never comes, for tests and one-off runs.
-pub fn never() -> Shutdown {
-    use futures::FutureExt;
-    futures::future::pending::<()>().boxed().shared()
-}
-
 /// Turns any future into a [`Shutdown`].
 pub fn shutdown_on<F: Future<Output = ()> + Send + 'static>(signal: F) -> Shutdown {
     use futures::FutureExt;
@@ -331,6 +319,12 @@ mod tests {
 
     use super::*;
     use crate::videos::tests::video;
+
+    /// A shutdown that never comes.
+    fn never() -> Shutdown {
+        use futures::FutureExt;
+        futures::future::pending::<()>().boxed().shared()
+    }
 
     struct Mocks {
         videos: MockVideoRepository,

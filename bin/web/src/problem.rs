@@ -59,6 +59,11 @@ impl Problem {
         problem
     }
 
+    /// This problem as an error that ends request parsing early.
+    pub fn into_error(self) -> poem::Error {
+        poem::Error::from_response(self.into_response())
+    }
+
     /// The status this problem carries.
     pub fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
@@ -146,15 +151,11 @@ impl From<Problem> for ApiError {
 
 impl From<BackendError> for ApiError {
     fn from(error: BackendError) -> Self {
-        Self::from(problem_of(error))
+        Self::from(Problem::from(error))
     }
 }
 
 /// The problem answering a backend failure; the failure itself is logged.
-pub fn problem_of(error: BackendError) -> Problem {
-    Problem::from(error)
-}
-
 impl From<BackendError> for Problem {
     fn from(error: BackendError) -> Self {
         match error.kind {

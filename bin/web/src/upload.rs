@@ -47,7 +47,7 @@ pub struct UploadForm {
 }
 
 fn problem(status: StatusCode, detail: &str) -> poem::Error {
-    poem::Error::from_response(poem::IntoResponse::into_response(Problem::new(status, detail)))
+    Problem::new(status, detail).into_error()
 }
 
 fn from_multer(error: &multer::Error) -> poem::Error {
@@ -64,10 +64,7 @@ async fn next_chunk(field: &mut multer::Field<'_>, limits: &UploadLimits) -> poe
 }
 
 async fn receive_file(field: &mut multer::Field<'_>, limits: &UploadLimits) -> poem::Result<ReceivedFile> {
-    let internal = |e: std::io::Error| {
-        let error = anb_adapters::storage::io_error("receiving upload", &e);
-        poem::Error::from_response(poem::IntoResponse::into_response(crate::problem::problem_of(error)))
-    };
+    let internal = |e: std::io::Error| Problem::from(anb_adapters::storage::io_error("receiving upload", &e)).into_error();
     let temp = tempfile::Builder::new().prefix("upload-").suffix(".part").tempfile_in(&limits.dir).map_err(internal)?;
     let (file, path) = temp.into_parts();
     let mut file = tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
