@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := run
 
 # Debian packages: GStreamer (build and plugins), ffprobe for the tests,
-# fonts for the cards and watermark, PostgreSQL server binaries for the tests.
+# fonts for the cards and watermark.
 APT_PACKAGES := pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
 	gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools ffmpeg fonts-dejavu-core
@@ -15,7 +15,13 @@ CARGO ?= cargo
 # Where cargo puts binaries (honours CARGO_TARGET_DIR, as .ci/run sets it).
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: run build deps test check fmt clippy clean
+# Tests also need PostgreSQL server binaries (for a throwaway cluster) and a
+# Python virtual environment for moto, the S3/SQS emulator.
+MOTO_VERSION := 5.2.5
+MOTO_VENV := $(TARGET_DIR)/moto-venv
+export ANB_MOTO_SERVER ?= $(abspath $(MOTO_VENV))/bin/moto_server
+
+.PHONY: run build deps test-deps moto test check fmt clippy clean
 
 ## run: install what is missing, build in release mode, serve on http://127.0.0.1:8080 (Swagger UI at /docs)
 run: deps
@@ -35,8 +41,26 @@ deps:
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
+## test-deps: PostgreSQL server binaries (without starting a cluster) and python3-venv, if missing
+test-deps: deps
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then \
+		echo "installing PostgreSQL server binaries (no cluster is created or started)"; \
+		$(SUDO) mkdir -p /etc/postgresql-common; \
+		echo "create_main_cluster = false" | $(SUDO) tee /etc/postgresql-common/createcluster.conf >/dev/null; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+			-o Dpkg::Options::=--force-confold postgresql; \
+	fi
+	@python3 -c 'import ensurepip, venv' 2>/dev/null || { \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv; }
+
+## moto: the S3/SQS emulator in a virtual environment under the target directory
+moto: test-deps $(MOTO_VENV)/bin/moto_server
+$(MOTO_VENV)/bin/moto_server:
+	python3 -m venv $(MOTO_VENV)
+	$(MOTO_VENV)/bin/pip install -q --disable-pip-version-check "moto[server]==$(MOTO_VERSION)"
+
 ## test: formatting, lints, then every test (unit, contract, end-to-end)
-test: deps
+test: deps test-deps moto
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build --workspace --bins

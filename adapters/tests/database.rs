@@ -1,6 +1,6 @@
 //! Contract tests of the repository and queue ports on their SeaORM adapters.
-//! Each test runs on a fresh SQLite file, and also on PostgreSQL when
-//! `ANB_TEST_DATABASE_URL` names a server (a fresh database per test).
+//! Each test runs on a fresh SQLite file and on a fresh PostgreSQL database
+//! (on the server `ANB_TEST_DATABASE_URL` names, else a throwaway cluster).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -17,50 +17,25 @@ use chrono::Utc;
 /// A database for one test, removed afterwards.
 struct TestDb {
     db: Database,
-    _dir: Option<tempfile::TempDir>,
-    drop_pg: Option<(String, String)>,
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Some((admin_url, name)) = self.drop_pg.take() {
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Runtime::new().unwrap();
-                rt.block_on(async {
-                    use sea_orm::ConnectionTrait;
-                    let admin = sea_orm::Database::connect(&admin_url).await.unwrap();
-                    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
-                });
-            })
-            .join()
-            .unwrap();
-        }
-    }
+    _sqlite_dir: Option<tempfile::TempDir>,
+    _pg: Option<anb_testkit::TestDatabase>,
 }
 
 async fn sqlite() -> TestDb {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-    TestDb { db: Database::connect(&url, 5).await.unwrap(), _dir: Some(dir), drop_pg: None }
+    TestDb { db: Database::connect(&url, 5).await.unwrap(), _sqlite_dir: Some(dir), _pg: None }
 }
 
-async fn postgres(admin_url: &str) -> TestDb {
-    use sea_orm::ConnectionTrait;
-    let name = format!("anb_test_{}", uuid::Uuid::new_v4().simple());
-    let admin = sea_orm::Database::connect(admin_url).await.unwrap();
-    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
-    let (base, _) = admin_url.rsplit_once('/').unwrap();
-    let db = Database::connect(&format!("{base}/{name}"), 10).await.unwrap();
-    TestDb { db, _dir: None, drop_pg: Some((admin_url.to_owned(), name)) }
+async fn postgres() -> TestDb {
+    let pg = anb_testkit::Postgres::shared().fresh_database().await;
+    TestDb { db: Database::connect(&pg.url, 10).await.unwrap(), _sqlite_dir: None, _pg: Some(pg) }
 }
 
-/// Every database the suite runs on here.
+/// Every database the suite runs on: SQLite, and PostgreSQL (the server of
+/// `ANB_TEST_DATABASE_URL`, else a throwaway cluster).
 async fn databases() -> Vec<TestDb> {
-    let mut all = vec![sqlite().await];
-    if let Ok(url) = std::env::var("ANB_TEST_DATABASE_URL") {
-        all.push(postgres(&url).await);
-    }
-    all
+    vec![sqlite().await, postgres().await]
 }
 
 fn new_user(email: &str, first: &str, city: &str) -> NewUser {

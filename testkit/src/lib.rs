@@ -1,0 +1,258 @@
+//! Real services for tests, started once per test process and stopped when
+//! it ends (even when it panics or is killed): a PostgreSQL server (the one
+//! `ANB_TEST_DATABASE_URL` names, else a throwaway cluster from the installed
+//! PostgreSQL binaries) and a moto server, the S3 and SQS emulator.
+//!
+//! Each service is watched by a small reaper process that waits for the test
+//! process to exit, then stops the service and removes its directory; a
+//! `static` is never dropped, so this is the one place cleanup can live.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// A PostgreSQL server for tests.
+#[derive(Debug)]
+pub struct Postgres {
+    /// URL of the `postgres` database, for creating and dropping others.
+    admin_url: String,
+}
+
+impl Postgres {
+    /// The server of this test process: `ANB_TEST_DATABASE_URL` when set,
+    /// else a throwaway cluster started on first use.
+    ///
+    /// # Panics
+    /// When no PostgreSQL server binaries are installed or the cluster does
+    /// not start; the message says what to install.
+    pub fn shared() -> &'static Self {
+        static SHARED: OnceLock<Postgres> = OnceLock::new();
+        SHARED.get_or_init(|| match std::env::var("ANB_TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => Self { admin_url: url },
+            _ => Self::throwaway(),
+        })
+    }
+
+    /// URL of the administrative database.
+    pub fn admin_url(&self) -> &str {
+        &self.admin_url
+    }
+
+    /// URL of the database `name` on this server.
+    pub fn url_of(&self, name: &str) -> String {
+        let (base, _) = self.admin_url.rsplit_once('/').expect("database URL ends with /dbname");
+        format!("{base}/{name}")
+    }
+
+    /// Creates an empty database for one test; it is dropped with the guard.
+    ///
+    /// # Panics
+    /// When the server refuses.
+    pub async fn fresh_database(&'static self) -> TestDatabase {
+        use sea_orm::ConnectionTrait;
+        let name = format!("anb_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = sea_orm::Database::connect(self.admin_url()).await.expect("connect to the test PostgreSQL");
+        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("CREATE DATABASE");
+        admin.close().await.expect("close");
+        TestDatabase { url: self.url_of(&name), name, server: self }
+    }
+
+    fn throwaway() -> Self {
+        let bin = postgres_bin_dir().unwrap_or_else(|| {
+            panic!(
+                "PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib/postgresql/*/bin or on PATH: \
+                 install the `postgresql` package (make test does), or set ANB_TEST_DATABASE_URL to a server"
+            )
+        });
+        let dir = tempfile::Builder::new().prefix("anb-pg-").tempdir().expect("temporary directory").keep();
+        let data = dir.join("data");
+        let port = free_port();
+        // initdb refuses to run as root: run the server as the `postgres` user then.
+        let run_as: Vec<String> = if is_root() {
+            let user = ["postgres", "nobody"].into_iter().find(|u| succeeds(Command::new("id").arg("-u").arg(u))).expect("a non-root user");
+            assert!(succeeds(Command::new("chown").args(["-R", user]).arg(&dir)), "chown {} to {user}", dir.display());
+            vec!["runuser".into(), "-u".into(), user.into(), "--".into()]
+        } else {
+            Vec::new()
+        };
+        let pg = |tool: &str| {
+            let mut command = Command::new(run_as.first().map_or_else(|| bin.join(tool), PathBuf::from));
+            command.args(run_as.iter().skip(1));
+            if !run_as.is_empty() {
+                command.arg(bin.join(tool));
+            }
+            command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+            command
+        };
+        let data_arg = data.to_str().expect("UTF-8 temp path");
+        let mut initdb = pg("initdb");
+        initdb.args(["-D", data_arg, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"]);
+        assert!(succeeds(&mut initdb), "initdb failed in {}", dir.display());
+        let options = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", dir.display());
+        let log = dir.join("postgres.log");
+        let mut start = pg("pg_ctl");
+        start.args(["-D", data_arg, "-o", &options, "-l", log.to_str().expect("UTF-8"), "-w", "-t", "60", "start"]);
+        if !succeeds(&mut start) {
+            panic!("pg_ctl start failed:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        let stop = format!("{} {} -D '{data_arg}' -m immediate stop", run_as.join(" "), bin.join("pg_ctl").display());
+        reap_when_done(&stop, &dir);
+        Self { admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres") }
+    }
+}
+
+/// A database of its own for one test, dropped (connections and all) when
+/// this guard is.
+#[derive(Debug)]
+pub struct TestDatabase {
+    pub url: String,
+    name: String,
+    server: &'static Postgres,
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.server.admin_url.clone(), self.name.clone());
+        // Drop may run inside a runtime, which cannot block on another future.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async {
+                use sea_orm::ConnectionTrait;
+                let admin = sea_orm::Database::connect(&admin_url).await?;
+                admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+                admin.close().await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) && !std::thread::panicking() {
+            panic!("could not drop test database {}: {dropped:?}", self.name);
+        }
+    }
+}
+
+/// The moto server (S3 and SQS on one endpoint) of this test process.
+#[derive(Debug)]
+pub struct Moto {
+    endpoint: String,
+}
+
+impl Moto {
+    /// Starts `moto_server` on a free loopback port on first use. It is found
+    /// at `ANB_MOTO_SERVER`, else in the virtual environment `make test`
+    /// creates under the target directory.
+    ///
+    /// # Panics
+    /// When moto is not installed or does not start; the message says how to
+    /// install it.
+    pub fn shared() -> &'static Self {
+        static SHARED: OnceLock<Moto> = OnceLock::new();
+        SHARED.get_or_init(Self::start)
+    }
+
+    /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Environment variables that point an AWS SDK client at this server.
+    pub fn aws_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+    }
+
+    fn start() -> Self {
+        let server = moto_server();
+        let dir = tempfile::Builder::new().prefix("anb-moto-").tempdir().expect("temporary directory").keep();
+        let port = free_port();
+        let log = std::fs::File::create(dir.join("moto.log")).expect("moto log");
+        let child = Command::new(&server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", server.display()));
+        reap_when_done(&format!("kill {}", child.id()), &dir);
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "moto_server did not listen on {port}:\n{}",
+                std::fs::read_to_string(dir.join("moto.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { endpoint: format!("http://127.0.0.1:{port}") }
+    }
+}
+
+/// The cargo target directory of the running test executable
+/// (`target/debug/deps/test-…` → `target`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.ancestors().nth(3).expect("target directory").to_path_buf()
+}
+
+fn moto_server() -> PathBuf {
+    if let Some(path) = std::env::var_os("ANB_MOTO_SERVER") {
+        return PathBuf::from(path);
+    }
+    let path = target_dir().join("moto-venv/bin/moto_server");
+    assert!(
+        path.exists(),
+        "{} not found: `make test` installs moto into that virtual environment (or run `make moto`), \
+         or set ANB_MOTO_SERVER to a moto_server executable",
+        path.display()
+    );
+    path
+}
+
+fn postgres_bin_dir() -> Option<PathBuf> {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|bin| bin.join("initdb").exists())
+        .collect();
+    versions.sort_by_key(|bin| bin.parent().and_then(|v| v.file_name()?.to_str()?.parse::<u32>().ok()).unwrap_or(0));
+    versions.pop().or_else(|| {
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path).find(|dir| dir.join("initdb").exists() && dir.join("pg_ctl").exists())
+    })
+}
+
+/// Starts a detached shell that waits for this process to end, then runs
+/// `stop` and removes `dir`.
+fn reap_when_done(stop: &str, dir: &Path) {
+    let script = format!(
+        "trap '' INT TERM HUP; while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {stop}; rm -rf '{dir}'",
+        pid = std::process::id(),
+        dir = dir.display()
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the cleanup watcher");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port").port()
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+fn succeeds(command: &mut Command) -> bool {
+    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
