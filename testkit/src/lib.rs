@@ -166,6 +166,7 @@ impl Moto {
         ]
     }
 
+    #[expect(clippy::zombie_processes, reason = "the server outlives this process; its reaper stops it")]
     fn start() -> Self {
         let server = moto_server();
         let dir = tempfile::Builder::new().prefix("anb-moto-").tempdir().expect("temporary directory").keep();
@@ -230,6 +231,7 @@ fn postgres_bin_dir() -> Option<PathBuf> {
 
 /// Starts a detached shell that waits for this process to end, then runs
 /// `stop` and removes `dir`.
+#[expect(clippy::zombie_processes, reason = "the reaper must outlive this process")]
 fn reap_when_done(stop: &str, dir: &Path) {
     let script = format!(
         "trap '' INT TERM HUP; while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {stop}; rm -rf '{dir}'",
