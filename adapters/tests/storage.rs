@@ -1,10 +1,13 @@
-//! Contract tests of the `ObjectStorage` port on `LocalFileStorage`.
+//! Contract tests of the `ObjectStorage` port on `LocalFileStorage` (the
+//! S3 adapter runs the same contracts in `aws.rs`).
+
+mod contracts;
 
 use std::time::Duration;
 
 use anb_adapters::{LocalFileStorage, UrlSigner};
 use anb_domain::ObjectKey;
-use anb_domain::ports::{ObjectStorage, StorageError};
+use anb_domain::ports::ObjectStorage;
 
 fn storage(root: &std::path::Path) -> LocalFileStorage {
     LocalFileStorage::new(root.join("files"), "http://127.0.0.1:8080/", UrlSigner::derive(b"test key"))
@@ -14,24 +17,8 @@ fn storage(root: &std::path::Path) -> LocalFileStorage {
 async fn put_get_and_delete_round_trip_without_touching_the_source() {
     let dir = tempfile::tempdir().unwrap();
     let store = storage(dir.path());
-    let key = ObjectKey::parse("uploaded/a.mp4").unwrap();
-    let source = dir.path().join("source.mp4");
-    std::fs::write(&source, b"video bytes").unwrap();
-
-    store.put_file(&key, &source).await.unwrap();
-    std::fs::remove_file(&source).unwrap();
-    let copy = dir.path().join("copy.mp4");
-    store.get_to_file(&key, &copy).await.unwrap();
-    assert_eq!(std::fs::read(&copy).unwrap(), b"video bytes");
-
-    std::fs::write(&source, b"replaced").unwrap();
-    store.put_file(&key, &source).await.unwrap();
-    store.get_to_file(&key, &copy).await.unwrap();
-    assert_eq!(std::fs::read(&copy).unwrap(), b"replaced", "put replaces");
-
-    store.delete(&key).await.unwrap();
-    store.delete(&key).await.unwrap();
-    assert_eq!(store.get_to_file(&key, &copy).await, Err(StorageError::NotFound));
+    contracts::storage_round_trip(&store, dir.path()).await;
+    contracts::storage_keeps_large_files_intact(&store, dir.path(), 3 << 20).await;
     let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("files/uploaded")).unwrap().flatten().map(|e| e.file_name()).collect();
     assert!(leftovers.is_empty(), "no partial files: {leftovers:?}");
 }
@@ -55,7 +42,6 @@ async fn signed_urls_carry_a_verifiable_signature_and_expiry() {
 async fn a_missing_source_is_an_error_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = storage(dir.path());
-    let key = ObjectKey::parse("uploaded/c.mp4").unwrap();
-    assert!(matches!(store.put_file(&key, &dir.path().join("nope")).await, Err(StorageError::Backend(_))));
-    assert!(!store.path_of(&key).exists());
+    contracts::storage_refuses_a_missing_source(&store, dir.path()).await;
+    assert!(std::fs::read_dir(dir.path().join("files/uploaded")).map_or(true, |mut d| d.next().is_none()));
 }
