@@ -71,6 +71,44 @@ pub struct CommonConfig {
     /// Seconds before a failed attempt is tried again.
     #[arg(long, env = "ANB_RETRY_DELAY", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub retry_delay: u64,
+
+    /// Where original and processed files live: `local` (the data directory,
+    /// links served by anb-web) or `s3` (links are presigned S3 URLs).
+    #[arg(long, env = "ANB_STORAGE", value_enum, default_value_t = StorageKind::Local)]
+    pub storage: StorageKind,
+
+    /// The S3 bucket, with `ANB_STORAGE=s3`. Credentials and region come from
+    /// the standard AWS chain; `AWS_ENDPOINT_URL` points at an emulator.
+    #[arg(long, env = "ANB_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+
+    /// The job queue: `database` (a table beside the videos) or `sqs`.
+    #[arg(long, env = "ANB_QUEUE", value_enum, default_value_t = QueueKind::Database)]
+    pub queue: QueueKind,
+
+    /// The SQS queue's URL, with `ANB_QUEUE=sqs` (`anb-worker provision`
+    /// prints it).
+    #[arg(long, env = "ANB_SQS_QUEUE_URL")]
+    pub sqs_queue_url: Option<String>,
+
+    /// Whether this process relays jobs from the database outbox to SQS
+    /// (with `ANB_QUEUE=sqs`; at least one process must).
+    #[arg(long, env = "ANB_OUTBOX_RELAY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub outbox_relay: bool,
+}
+
+/// Where stored files live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StorageKind {
+    Local,
+    S3,
+}
+
+/// Which queue hands jobs to workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueKind {
+    Database,
+    Sqs,
 }
 
 impl CommonConfig {
@@ -80,6 +118,31 @@ impl CommonConfig {
             Some(url) => url.expose().to_owned(),
             None => format!("sqlite://{}?mode=rwc", self.data_dir.join("anb.db").display()),
         }
+    }
+
+    /// Whether the database is a server that several processes share (so
+    /// that, say, every web server must sign tokens with the same key).
+    pub fn shared_database(&self) -> bool {
+        !self.database_url().starts_with("sqlite:")
+    }
+
+    /// The S3 bucket, required with `ANB_STORAGE=s3`.
+    ///
+    /// # Errors
+    /// When it is not set.
+    pub fn require_bucket(&self) -> Result<&str, String> {
+        self.s3_bucket.as_deref().filter(|b| !b.is_empty()).ok_or_else(|| "ANB_S3_BUCKET (--s3-bucket) must name the bucket".into())
+    }
+
+    /// The SQS queue URL, required with `ANB_QUEUE=sqs`.
+    ///
+    /// # Errors
+    /// When it is not set.
+    pub fn require_queue_url(&self) -> Result<&str, String> {
+        self.sqs_queue_url
+            .as_deref()
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| "ANB_SQS_QUEUE_URL (--sqs-queue-url) must name the queue; `anb-worker provision` prints it".into())
     }
 
     /// Where stored objects live in single-node mode.

@@ -6,10 +6,17 @@ use std::time::Duration;
 
 use anb_application::{Accounts, Processor, ProcessorSettings, Showcase, Videos};
 use anb_domain::UploadRules;
+use anb_domain::ports::{JobQueue, ObjectStorage};
 
-use crate::config::CommonConfig;
+use crate::config::{CommonConfig, QueueKind, StorageKind};
 use crate::gst::TranscodeSettings;
-use crate::{Argon2Hasher, Database, GstTranscoder, JwtTokenIssuer, LocalFileStorage, Mp4BoxProbe, SystemClock, UrlSigner};
+use crate::{
+    Argon2Hasher, Database, GstTranscoder, JwtTokenIssuer, LocalFileStorage, Mp4BoxProbe, OutboxRelay, S3Storage, SqsQueue, SystemClock,
+    UrlSigner,
+};
+
+/// How often an idle outbox relay looks for new jobs.
+const RELAY_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Access tokens live one hour (spec/api.md: `expires_in: 3600`).
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
@@ -22,8 +29,12 @@ pub struct Services {
     pub videos: Videos,
     pub showcase: Showcase,
     pub processor: Processor,
-    /// Checks links to locally stored files (served by the web server).
-    pub files: Arc<LocalFileStorage>,
+    /// Checks links to locally stored files (served by the web server);
+    /// `None` when files live in S3.
+    pub files: Option<Arc<LocalFileStorage>>,
+    /// Publishes the database outbox to SQS; `None` with the database queue
+    /// or when this process does not relay.
+    pub relay: Option<OutboxRelay>,
 }
 
 impl Services {
@@ -39,11 +50,19 @@ impl Services {
         let key = config.signing_key()?;
         let database =
             Database::connect(&config.database_url(), config.database_pool).await.map_err(|e| format!("database: {}", e.message))?;
-        let files = Arc::new(LocalFileStorage::new(config.files_dir(), base_url, UrlSigner::derive(&key)));
         let transcoder = Arc::new(GstTranscoder::new(TranscodeSettings::default())?);
         let clock = Arc::new(SystemClock);
-        let (users, videos, votes, queue) =
-            (Arc::new(database.users()), Arc::new(database.videos()), Arc::new(database.votes()), Arc::new(database.queue()));
+        let (users, videos, votes) = (Arc::new(database.users()), Arc::new(database.videos()), Arc::new(database.votes()));
+        let aws =
+            if config.storage == StorageKind::S3 || config.queue == QueueKind::Sqs { Some(crate::aws::sdk_config().await) } else { None };
+
+        let (storage, files): (Arc<dyn ObjectStorage>, _) = match (config.storage, &aws) {
+            (StorageKind::S3, Some(aws)) => (Arc::new(S3Storage::new(aws, config.require_bucket()?)), None),
+            _ => {
+                let files = Arc::new(LocalFileStorage::new(config.files_dir(), base_url, UrlSigner::derive(&key)));
+                (files.clone(), Some(files))
+            }
+        };
 
         let mut settings = ProcessorSettings::new(config.work_dir());
         settings.visibility = Duration::from_secs(config.job_visibility);
@@ -51,20 +70,41 @@ impl Services {
         settings.max_attempts = config.max_attempts;
         settings.retry_delay = Duration::from_secs(config.retry_delay);
 
+        let (queue, relay): (Arc<dyn JobQueue>, _) = match (config.queue, &aws) {
+            (QueueKind::Sqs, Some(aws)) => {
+                let sqs = Arc::new(SqsQueue::new(aws, config.require_queue_url()?));
+                // The last attempt must be the last receive before the
+                // redrive policy moves the job to the dead-letter queue.
+                match sqs.max_receive_count().await.map_err(|e| format!("SQS queue: {}", e.message))? {
+                    Some(count) => {
+                        if count != settings.max_attempts {
+                            tracing::info!(max_attempts = count, "attempts follow the queue's redrive policy");
+                        }
+                        settings.max_attempts = count;
+                    }
+                    None => tracing::warn!("the SQS queue has no redrive policy: failed jobs will not reach a dead-letter queue"),
+                }
+                let relay = config.outbox_relay.then(|| OutboxRelay::new(database.queue(), sqs.clone(), RELAY_INTERVAL));
+                (sqs, relay)
+            }
+            _ => (Arc::new(database.queue()), None),
+        };
+
         Ok(Self {
             accounts: Accounts::new(users, Arc::new(Argon2Hasher), Arc::new(JwtTokenIssuer::new(&key, TOKEN_LIFETIME)), clock.clone()),
             videos: Videos::new(
                 videos.clone(),
-                files.clone(),
+                storage.clone(),
                 Arc::new(Mp4BoxProbe),
                 clock.clone(),
                 UploadRules::default(),
                 config.url_ttl(),
             ),
-            showcase: Showcase::new(videos.clone(), votes, files.clone(), config.url_ttl()),
-            processor: Processor::new(videos, queue, files.clone(), transcoder, clock, settings),
+            showcase: Showcase::new(videos.clone(), votes, storage.clone(), config.url_ttl()),
+            processor: Processor::new(videos, queue, storage, transcoder, clock, settings),
             database,
             files,
+            relay,
         })
     }
 }

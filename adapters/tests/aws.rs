@@ -15,10 +15,7 @@ use anb_domain::{Email, Job, NewUser, NewVideo, ObjectKey, PasswordHash, TaskId,
 use anb_testkit::Moto;
 
 async fn aws_config() -> aws_config::SdkConfig {
-    let moto = Moto::shared();
-    let mut loader = aws_config::from_env().endpoint_url(moto.endpoint()).region(aws_config::Region::new("us-east-1"));
-    loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "test"));
-    loader.load().await
+    Moto::shared().sdk_config().await
 }
 
 /// A new, empty bucket for one test.

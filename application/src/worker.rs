@@ -16,6 +16,7 @@ use anb_domain::ports::{
 };
 use anb_domain::{BackendError, Delivery, ObjectKey, Receipt, VideoStatus};
 use futures::future::{BoxFuture, Either, Shared, select};
+use tracing::Instrument;
 
 use crate::videos::{storage_backend, video_backend};
 
@@ -135,12 +136,17 @@ impl Processor {
             return Ok(false);
         };
         let span = tracing::info_span!("job", task_id = %delivery.job.task_id, video_id = %delivery.job.video_id, attempt = delivery.receive_count);
-        let _guard = span.enter();
-        let scratch = Scratch::create(&self.settings.work_dir, &delivery)?;
-        let outcome = self.handle(&delivery, &scratch, shutdown).await;
-        drop(scratch);
-        self.settle(&delivery, outcome).await?;
-        Ok(true)
+        // `instrument`, not `enter`: a guard held across `.await` tags other
+        // tasks' events with this job, and this job's with none.
+        async {
+            let scratch = Scratch::create(&self.settings.work_dir, &delivery)?;
+            let outcome = self.handle(&delivery, &scratch, shutdown).await;
+            drop(scratch);
+            self.settle(&delivery, outcome).await?;
+            Ok(true)
+        }
+        .instrument(span)
+        .await
     }
 
     async fn handle(&self, delivery: &Delivery, scratch: &Scratch, shutdown: Shutdown) -> Result<Outcome, WorkerError> {

@@ -166,6 +166,12 @@ impl Moto {
         ]
     }
 
+    /// An AWS SDK configuration pointed at this server, with test
+    /// credentials and region `us-east-1`.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::from_env().endpoint_url(&self.endpoint).region(aws_config::Region::new("us-east-1")).test_credentials().load().await
+    }
+
     #[expect(clippy::zombie_processes, reason = "the server outlives this process; its reaper stops it")]
     fn start() -> Self {
         let server = moto_server();

@@ -72,12 +72,20 @@ impl TestApp {
             .stderr(log)
             .spawn()
             .expect("start anb-worker");
-        Worker(child)
+        Worker { child, log: self.data.path().join("worker.log"), _data: None }
     }
 
     /// What the server logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// Sends SIGTERM and waits for the exit status.
@@ -185,20 +193,52 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.kill9();
     }
 }
 
 /// A running `anb-worker`, killed when dropped.
-pub struct Worker(pub Child);
+pub struct Worker {
+    child: Child,
+    log: PathBuf,
+    _data: Option<tempfile::TempDir>,
+}
+
+impl Worker {
+    /// Starts `anb-worker` with a data directory of its own and only the
+    /// given variables (besides PATH and HOME).
+    pub fn spawn(env: &[(String, String)]) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let log = data.path().join("worker.log");
+        let child = Command::new(binary("anb-worker"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", std::env::var("HOME").unwrap_or_default())
+            .env("ANB_DATA_DIR", data.path())
+            .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start anb-worker");
+        Self { child, log, _data: Some(data) }
+    }
+
+    /// What the worker logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        self.kill9();
     }
 }
 
@@ -249,6 +289,15 @@ impl Clips {
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+}
+
+/// The video ids of the log lines that contain `event`, in order (the job
+/// span names each line's `video_id`).
+pub fn video_ids_logged(log: &str, event: &str) -> Vec<i64> {
+    log.lines()
+        .filter(|line| line.contains(event))
+        .filter_map(|line| line.split("video_id=").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .collect()
 }
 
 /// ffprobe's report of a file, as `key=value` lines.

@@ -10,7 +10,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(Initial)]
+        vec![Box::new(Initial), Box::new(PublicOrderIndex)]
     }
 }
 
@@ -167,5 +167,42 @@ impl MigrationTrait for Initial {
             m.drop_table(Table::drop().table(table).to_owned()).await?;
         }
         Ok(())
+    }
+}
+
+/// The public listing reads `status = processed ORDER BY votes DESC, id ASC`:
+/// an index in exactly that order serves it, and its first page, without a
+/// sort (the first index had `votes` ascending, which only serves
+/// `id DESC` among equal votes backwards).
+struct PublicOrderIndex;
+
+impl MigrationName for PublicOrderIndex {
+    fn name(&self) -> &str {
+        "m20261124_000002_public_order_index"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for PublicOrderIndex {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_index(Index::drop().name("videos_public").table(Videos::Table).to_owned()).await?;
+        m.create_index(
+            Index::create()
+                .name("videos_public_order")
+                .table(Videos::Table)
+                .col(Videos::Status)
+                .col((Videos::Votes, IndexOrder::Desc))
+                .col(Videos::Id)
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_index(Index::drop().name("videos_public_order").table(Videos::Table).to_owned()).await?;
+        m.create_index(
+            Index::create().name("videos_public").table(Videos::Table).col(Videos::Status).col(Videos::Votes).col(Videos::Id).to_owned(),
+        )
+        .await
     }
 }

@@ -27,6 +27,9 @@ pub use entities::{job, user, video, vote};
 pub use migration::Migrator;
 pub use queue::SeaOrmJobQueue;
 
+/// Key of the PostgreSQL advisory lock that serialises migrations.
+const MIGRATION_LOCK: i64 = 0x0041_4e42_5f4d_4947; // "ANB_MIG"
+
 /// A connection pool to the database, migrated to the current schema.
 #[derive(Clone, Debug)]
 pub struct Database {
@@ -57,7 +60,17 @@ impl Database {
                 .busy_timeout(Duration::from_secs(10))
         });
         let conn = sea_orm::Database::connect(options).await.map_err(|e| db_error(&e))?;
-        Migrator::up(&conn, None).await.map_err(|e| db_error(&e))?;
+        if conn.get_database_backend() == DatabaseBackend::Postgres {
+            // Processes starting together would race to create the tables:
+            // one migrates under a lock held by its transaction (PostgreSQL
+            // DDL is transactional), the others then find nothing to do.
+            let txn = conn.begin().await.map_err(|e| db_error(&e))?;
+            txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")).await.map_err(|e| db_error(&e))?;
+            Migrator::up(&txn, None).await.map_err(|e| db_error(&e))?;
+            txn.commit().await.map_err(|e| db_error(&e))?;
+        } else {
+            Migrator::up(&conn, None).await.map_err(|e| db_error(&e))?;
+        }
         Ok(Self { conn })
     }
 

@@ -53,6 +53,12 @@ impl Application {
             let host = if addr.ip().is_unspecified() { SocketAddr::new([127, 0, 0, 1].into(), addr.port()) } else { addr };
             format!("http://{host}")
         });
+        if common.shared_database() && common.jwt_secret.is_none() {
+            return Err(
+                "ANB_JWT_SECRET (--jwt-secret) is required with a shared database: every web server must verify the tokens the others sign"
+                    .into(),
+            );
+        }
         clean_upload_dir(&common);
         let services = Services::build(&common, &base_url).await?;
         let limits = UploadLimits {
@@ -89,7 +95,11 @@ impl Application {
                 tokio::spawn(async move { processor.run(shutdown).await })
             })
             .collect();
-        tracing::info!(addr = %self.addr, workers = self.workers, "serving");
+        let relay = self.services.relay.clone().map(|relay| {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move { relay.run(shutdown).await })
+        });
+        tracing::info!(addr = %self.addr, workers = self.workers, relay = relay.is_some(), "serving");
         let server_stop = async move {
             stop.await;
             tracing::info!("shutting down");
@@ -97,8 +107,8 @@ impl Application {
         };
         let result = Server::new_with_acceptor(self.acceptor).run_with_graceful_shutdown(self.app, server_stop, Some(DRAIN)).await;
         drop(rx);
-        for worker in workers {
-            let _ = worker.await;
+        for task in workers.into_iter().chain(relay) {
+            let _ = task.await;
         }
         tracing::info!("stopped");
         result
@@ -153,7 +163,7 @@ fn routes(services: &Services, base_url: &str, limits: UploadLimits) -> BoxEndpo
     let spec = api_service.spec_endpoint();
     let docs = api_service.swagger_ui();
     let upload_route = "/api/videos/upload";
-    Route::new()
+    let mut route: BoxEndpoint<'static> = Route::new()
         .at("/api/openapi.json", get(spec))
         .nest("/docs", docs)
         .at("/files/*key", get(serve_file))
@@ -167,12 +177,12 @@ fn routes(services: &Services, base_url: &str, limits: UploadLimits) -> BoxEndpo
             }
         })
         .data(services.accounts.clone())
-        .data(services.files.clone())
         .data(limits)
-        .catch_all_error(|error| async move { problem_for(error) })
-        .with(CatchPanic::new())
-        .with(RequestId)
-        .boxed()
+        .boxed();
+    if let Some(files) = &services.files {
+        route = route.data(files.clone()).boxed();
+    }
+    route.catch_all_error(|error| async move { problem_for(error) }).with(CatchPanic::new()).with(RequestId).boxed()
 }
 
 /// Gives every request an id (the client's `x-request-id`, else a new one),

@@ -27,8 +27,9 @@ fn forbidden() -> Response {
 /// Serves one stored file if its link is valid now.
 #[handler]
 pub async fn serve_file(request: &Request, Path(key): Path<String>, Query(link): Query<LinkQuery>) -> Response {
+    // With S3 storage links point at S3 and nothing is served here.
     let Some(storage) = request.data::<Arc<LocalFileStorage>>() else {
-        return Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "Error interno del servidor.").into_response();
+        return Problem::new(StatusCode::NOT_FOUND, "Recurso no encontrado.").into_response();
     };
     let (Ok(key), Some(expires), Some(signature)) = (ObjectKey::parse(&key), link.expires, link.signature) else {
         return forbidden();

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anb_adapters::config::CommonConfig;
 use anb_adapters::gst::{GstTranscoder, TranscodeSettings};
 use anb_adapters::wiring::Services;
+use anb_adapters::{S3Storage, SqsQueue};
 use anb_application::worker::shutdown_on;
 use anb_domain::ports::Transcoder;
 use clap::{Parser, Subcommand};
@@ -33,6 +34,17 @@ struct Cli {
 enum Command {
     /// Process jobs until SIGTERM or Ctrl-C (the default).
     Run,
+    /// Bring the database schema up to date, and exit (every process also
+    /// does this at start; this is for a release step before them).
+    Migrate,
+    /// Create the S3 bucket (ANB_S3_BUCKET), the SQS queue and its
+    /// dead-letter queue (redrive after ANB_MAX_ATTEMPTS receives) when
+    /// missing, and print their names and URLs as `KEY=value` lines.
+    Provision {
+        /// Name of the job queue; the dead-letter queue is NAME-dlq.
+        #[arg(long, env = "ANB_SQS_QUEUE_NAME", default_value = "anb-videos")]
+        queue_name: String,
+    },
     /// Transcode one file as the worker would, and exit. The flags override
     /// the worker's settings, for measuring alternatives.
     Transcode {
@@ -59,6 +71,11 @@ async fn main() -> ExitCode {
     }
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(&cli.common, cli.workers).await,
+        Command::Migrate => anb_adapters::Database::connect(&cli.common.database_url(), 1)
+            .await
+            .map(|_| tracing::info!("database schema up to date"))
+            .map_err(|e| format!("database: {}", e.message)),
+        Command::Provision { queue_name } => provision(&cli.common, &queue_name).await,
         Command::Transcode { input, output, preset, bframes, scale_method } => {
             let defaults = TranscodeSettings::default();
             let settings = TranscodeSettings {
@@ -82,17 +99,34 @@ async fn main() -> ExitCode {
 async fn run(common: &CommonConfig, workers: u32) -> Result<(), String> {
     let services = Services::build(common, "http://localhost").await?;
     let shutdown = shutdown_on(anb_adapters::runtime::termination());
-    tracing::info!(workers, "processing jobs");
-    let tasks: Vec<_> = (0..workers)
+    tracing::info!(workers, relay = services.relay.is_some(), "processing jobs");
+    let mut tasks: Vec<_> = (0..workers)
         .map(|_| {
             let (processor, shutdown) = (services.processor.clone(), shutdown.clone());
             tokio::spawn(async move { processor.run(shutdown).await })
         })
         .collect();
+    if let Some(relay) = services.relay.clone() {
+        let shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move { relay.run(shutdown).await }));
+    }
     for task in tasks {
         task.await.map_err(|e| format!("worker task failed: {e}"))?;
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+async fn provision(common: &CommonConfig, queue_name: &str) -> Result<(), String> {
+    let bucket = common.require_bucket()?;
+    let aws = anb_adapters::aws::sdk_config().await;
+    let created = S3Storage::new(&aws, bucket).ensure_bucket().await.map_err(|e| format!("S3: {}", e.message))?;
+    tracing::info!(bucket, created, "bucket ready");
+    let queues = SqsQueue::provision(&aws, queue_name, common.max_attempts).await.map_err(|e| format!("SQS: {}", e.message))?;
+    tracing::info!(queue = queues.queue_url, dead_letter = queues.dead_letter_url, max_receives = common.max_attempts, "queues ready");
+    println!("ANB_S3_BUCKET={bucket}");
+    println!("ANB_SQS_QUEUE_URL={}", queues.queue_url);
+    println!("ANB_SQS_DEAD_LETTER_URL={}", queues.dead_letter_url);
     Ok(())
 }
 
