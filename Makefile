@@ -21,12 +21,18 @@ MOTO_VERSION := 5.2.5
 MOTO_VENV := $(TARGET_DIR)/moto-venv
 export ANB_MOTO_SERVER ?= $(abspath $(MOTO_VENV))/bin/moto_server
 
-.PHONY: run build deps test-deps moto test check fmt clippy clean
+.PHONY: run run-scaleout build deps test-deps moto test check fmt clippy clean
 
 ## run: install what is missing, build in release mode, serve on http://127.0.0.1:8080 (Swagger UI at /docs)
 run: deps
 	$(CARGO) build --release --bins
 	$(TARGET_DIR)/release/anb-web
+
+## run-scaleout: the AWS shape on this machine (throwaway PostgreSQL, moto for S3 and SQS,
+## 2 anb-web on :8080 and :8081, 2 anb-worker); Ctrl-C stops and removes it all
+run-scaleout: deps test-deps moto
+	$(CARGO) build --release --bins
+	CARGO_TARGET_DIR=$(TARGET_DIR) scripts/run-scaleout.sh
 
 ## build: release build of both binaries
 build: deps

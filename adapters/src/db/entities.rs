@@ -44,6 +44,9 @@ pub mod video {
         pub processed_at: Option<DateTimeUtc>,
         pub failure_reason: Option<String>,
         pub votes: i64,
+        /// The owner's `city_key`, set when the video becomes public (for
+        /// the city listing's index).
+        pub city_key: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -10,7 +10,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(Initial), Box::new(PublicOrderIndex)]
+        vec![Box::new(Initial), Box::new(PublicOrderIndex), Box::new(RankingTotals)]
     }
 }
 
@@ -32,6 +32,7 @@ enum Users {
 enum Videos {
     Table,
     Id,
+    CityKey,
     OwnerId,
     Title,
     Status,
@@ -204,5 +205,89 @@ impl MigrationTrait for PublicOrderIndex {
             Index::create().name("videos_public").table(Videos::Table).col(Videos::Status).col(Videos::Votes).col(Videos::Id).to_owned(),
         )
         .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum Ranking {
+    PublicVotes,
+    FirstPublicVideo,
+}
+
+/// Rankings and the city listing read indexes instead of aggregating every
+/// public video: each player keeps the sum of their public videos' votes
+/// and the id of their first public video (the tie-breaker), and a public
+/// video keeps its owner's city key. The vote's and the publication's
+/// transactions keep them current.
+struct RankingTotals;
+
+impl MigrationName for RankingTotals {
+    fn name(&self) -> &str {
+        "m20261124_000003_ranking_totals"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for RankingTotals {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        // One column per statement: SQLite alters one thing at a time.
+        let add = |table: DynIden, column: ColumnDef| Table::alter().table(table).add_column(column).to_owned();
+        m.alter_table(add(Users::Table.into_iden(), ColumnDef::new(Ranking::PublicVotes).big_integer().not_null().default(0).to_owned()))
+            .await?;
+        m.alter_table(add(Users::Table.into_iden(), ColumnDef::new(Ranking::FirstPublicVideo).big_integer().to_owned())).await?;
+        m.alter_table(add(Videos::Table.into_iden(), ColumnDef::new(Videos::CityKey).text().to_owned())).await?;
+        let db = m.get_connection();
+        db.execute_unprepared(
+            "UPDATE users SET \
+               public_votes = (SELECT COALESCE(SUM(v.votes), 0) FROM videos v WHERE v.owner_id = users.id AND v.status = 'processed'), \
+               first_public_video = (SELECT MIN(v.id) FROM videos v WHERE v.owner_id = users.id AND v.status = 'processed')",
+        )
+        .await?;
+        db.execute_unprepared("UPDATE videos SET city_key = (SELECT u.city_key FROM users u WHERE u.id = videos.owner_id)").await?;
+        m.create_index(
+            Index::create()
+                .name("users_ranking")
+                .table(Users::Table)
+                .col((Ranking::PublicVotes, IndexOrder::Desc))
+                .col(Ranking::FirstPublicVideo)
+                .col(Users::Id)
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("users_city_ranking")
+                .table(Users::Table)
+                .col(Users::CityKey)
+                .col((Ranking::PublicVotes, IndexOrder::Desc))
+                .col(Ranking::FirstPublicVideo)
+                .col(Users::Id)
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("videos_city_public")
+                .table(Videos::Table)
+                .col(Videos::CityKey)
+                .col(Videos::Status)
+                .col((Videos::Votes, IndexOrder::Desc))
+                .col(Videos::Id)
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for (index, table) in [
+            ("videos_city_public", Videos::Table.into_iden()),
+            ("users_city_ranking", Users::Table.into_iden()),
+            ("users_ranking", Users::Table.into_iden()),
+        ] {
+            m.drop_index(Index::drop().name(index).table(table).to_owned()).await?;
+        }
+        m.alter_table(Table::alter().table(Videos::Table).drop_column(Videos::CityKey).to_owned()).await?;
+        m.alter_table(Table::alter().table(Users::Table).drop_column(Ranking::FirstPublicVideo).to_owned()).await?;
+        m.alter_table(Table::alter().table(Users::Table).drop_column(Ranking::PublicVotes).to_owned()).await
     }
 }

@@ -109,15 +109,22 @@ impl Database {
         SeaOrmJobQueue::new(self.clone())
     }
 
-    /// A query over public videos joined to their players (`v`, `u`):
-    /// `sql` gets the WHERE condition (status, and city when filtering) and
+    /// A paged query of the public pages: `sql` gets the WHERE condition
+    /// (`condition`, and `city_column = $1` when filtering by city) and
     /// returns the query up to its ORDER BY; the page is appended.
-    pub(crate) fn public_statement(&self, city: &CityFilter, page: Page, sql: impl FnOnce(&str) -> String) -> Statement {
-        let mut values: Vec<Value> = vec![VideoStatus::Processed.as_str().into()];
-        let mut filter = String::from("v.status = $1");
+    pub(crate) fn paged_statement(
+        &self,
+        city: &CityFilter,
+        page: Page,
+        condition: &str,
+        city_column: &str,
+        sql: impl FnOnce(&str) -> String,
+    ) -> Statement {
+        let mut values: Vec<Value> = Vec::new();
+        let mut filter = condition.to_owned();
         if let Some(key) = city.key() {
             values.push(key.into());
-            filter.push_str(" AND u.city_key = $2");
+            filter.push_str(&format!(" AND {city_column} = $1"));
         }
         let n = values.len();
         values.push(i64::from(page.limit).into());
@@ -263,6 +270,7 @@ impl SeaOrmVideoRepository {
     /// columns too; tells a missing video from a wrong status.
     async fn transition(
         &self,
+        conn: &impl ConnectionTrait,
         id: VideoId,
         from: &[VideoStatus],
         to: VideoStatus,
@@ -275,7 +283,7 @@ impl SeaOrmVideoRepository {
         for (column, value) in extra {
             update = update.col_expr(column, value);
         }
-        let result = update.exec(self.db.connection()).await.map_err(|e| db_error(&e))?;
+        let result = update.exec(conn).await.map_err(|e| db_error(&e))?;
         if result.rows_affected == 1 {
             return Ok(());
         }
@@ -350,7 +358,8 @@ impl VideoRepository for SeaOrmVideoRepository {
     }
 
     async fn list_public(&self, city: CityFilter, page: Page) -> Result<Vec<PublicVideo>, VideoRepositoryError> {
-        let statement = self.db.public_statement(&city, page, |filter| {
+        // Index videos_public_order, or videos_city_public with a city.
+        let statement = self.db.paged_statement(&city, page, "v.status = 'processed'", "v.city_key", |filter| {
             format!(
                 "SELECT v.id, v.title, u.first_name, u.last_name, u.city, v.processed_key, v.votes \
                  FROM videos v JOIN users u ON u.id = v.owner_id WHERE {filter} \
@@ -373,7 +382,7 @@ impl VideoRepository for SeaOrmVideoRepository {
     }
 
     async fn mark_processing(&self, id: VideoId) -> Result<(), VideoRepositoryError> {
-        self.transition(id, &[VideoStatus::Uploaded, VideoStatus::Processing], VideoStatus::Processing, vec![]).await
+        self.transition(self.db.connection(), id, &[VideoStatus::Uploaded, VideoStatus::Processing], VideoStatus::Processing, vec![]).await
     }
 
     async fn mark_processed(&self, id: VideoId, key: &ObjectKey, at: Timestamp) -> Result<(), VideoRepositoryError> {
@@ -381,18 +390,29 @@ impl VideoRepository for SeaOrmVideoRepository {
             (video::Column::ProcessedKey, Expr::value(key.as_str())),
             (video::Column::ProcessedAt, Expr::value(at)),
             (video::Column::FailureReason, Expr::value(Option::<String>::None)),
+            (video::Column::CityKey, Expr::cust("(SELECT u.city_key FROM users u WHERE u.id = videos.owner_id)")),
         ];
-        self.transition(id, &[VideoStatus::Processing], VideoStatus::Processed, extra).await
+        // Public from now on: the owner enters the rankings, with this video
+        // as their first public one unless they had an earlier one.
+        let txn = self.db.connection().begin().await.map_err(|e| db_error(&e))?;
+        self.transition(&txn, id, &[VideoStatus::Processing], VideoStatus::Processed, extra).await?;
+        // Each placeholder once: SQLite's `?` are positional.
+        let first = "UPDATE users SET first_public_video = CASE \
+                       WHEN first_public_video IS NULL OR first_public_video > $1 THEN $2 ELSE first_public_video END \
+                     WHERE id = (SELECT owner_id FROM videos WHERE id = $3)";
+        txn.execute(self.db.statement(first, vec![id.0.into(), id.0.into(), id.0.into()])).await.map_err(|e| db_error(&e))?;
+        txn.commit().await.map_err(|e| db_error(&e))?;
+        Ok(())
     }
 
     async fn mark_waiting(&self, id: VideoId, reason: &str) -> Result<(), VideoRepositoryError> {
         let extra = vec![(video::Column::FailureReason, Expr::value(reason))];
-        self.transition(id, &[VideoStatus::Processing], VideoStatus::Uploaded, extra).await
+        self.transition(self.db.connection(), id, &[VideoStatus::Processing], VideoStatus::Uploaded, extra).await
     }
 
     async fn mark_failed(&self, id: VideoId, reason: &str) -> Result<(), VideoRepositoryError> {
         let extra = vec![(video::Column::FailureReason, Expr::value(reason))];
-        self.transition(id, &[VideoStatus::Processing], VideoStatus::Failed, extra).await
+        self.transition(self.db.connection(), id, &[VideoStatus::Processing], VideoStatus::Failed, extra).await
     }
 
     async fn delete_unless_public(&self, id: VideoId) -> Result<Deletion, VideoRepositoryError> {
@@ -451,6 +471,8 @@ impl VoteRepository for SeaOrmVoteRepository {
             txn.rollback().await.map_err(|e| db_error(&e))?;
             return Err(VoteRepositoryError::VideoNotPublic);
         }
+        let total = "UPDATE users SET public_votes = public_votes + 1 WHERE id = (SELECT owner_id FROM videos WHERE id = $1)";
+        txn.execute(self.db.statement(total, vec![video_id.0.into()])).await.map_err(|e| db_error(&e))?;
         let vote = vote::ActiveModel { user_id: Set(voter.0), video_id: Set(video_id.0), created_at: Set(chrono::Utc::now()) };
         match vote::Entity::insert(vote).exec_without_returning(&txn).await {
             Ok(_) => {}
@@ -465,12 +487,12 @@ impl VoteRepository for SeaOrmVoteRepository {
     }
 
     async fn rankings(&self, city: CityFilter, page: Page) -> Result<Vec<RankingEntry>, VoteRepositoryError> {
-        let statement = self.db.public_statement(&city, page, |filter| {
+        // Players with a public video, by the vote totals their rows keep
+        // (index users_ranking, or users_city_ranking with a city).
+        let statement = self.db.paged_statement(&city, page, "u.first_public_video IS NOT NULL", "u.city_key", |filter| {
             format!(
-                "SELECT u.first_name, u.last_name, u.city, CAST(SUM(v.votes) AS BIGINT) AS votes \
-                 FROM videos v JOIN users u ON u.id = v.owner_id WHERE {filter} \
-                 GROUP BY u.id, u.first_name, u.last_name, u.city \
-                 ORDER BY votes DESC, MIN(v.id) ASC, u.id ASC"
+                "SELECT u.first_name, u.last_name, u.city, u.public_votes AS votes FROM users u WHERE {filter} \
+                 ORDER BY u.public_votes DESC, u.first_public_video ASC, u.id ASC"
             )
         });
         let rows = RankingRow::find_by_statement(statement).all(self.db.connection()).await.map_err(|e| db_error(&e))?;
