@@ -223,6 +223,21 @@ pub struct WebConfig {
     /// deployments with separate `anb-worker` hosts).
     #[arg(long, env = "ANB_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=64))]
     pub workers: u32,
+
+    /// Failed log-ins per account (four times as many per client address)
+    /// before log-ins are refused with 429 for the lockout period.
+    #[arg(long, env = "ANB_LOGIN_MAX_FAILURES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub login_max_failures: u32,
+
+    /// Seconds the failures are counted over, and a lock lasts.
+    #[arg(long, env = "ANB_LOGIN_LOCKOUT", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub login_lockout: u64,
+
+    /// Whether a load balancer stands in front: the client's address is then
+    /// the last one in `X-Forwarded-For` (which the balancer appends),
+    /// rather than the connection's.
+    #[arg(long, env = "ANB_BEHIND_PROXY", default_value_t = false, action = clap::ArgAction::Set)]
+    pub behind_proxy: bool,
 }
 
 fn parse_base_url(s: &str) -> Result<String, String> {

@@ -1,6 +1,8 @@
 //! End-to-end tests: the real `anb-web` binary on port 0 with a temporary
 //! data directory, driven over HTTP as a client following spec/api.md would.
 
+mod access;
+
 use std::time::Duration;
 
 use anb_e2e::{Clips, TestApp, ffprobe};

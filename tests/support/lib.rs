@@ -133,6 +133,11 @@ impl TestApp {
 
     /// Uploads `file` with `title`; returns status and JSON body.
     pub async fn upload(&self, token: &str, title: Option<&str>, file: Option<&Path>) -> (u16, Value) {
+        self.upload_as(Some(token), title, file).await
+    }
+
+    /// Uploads with an optional token; returns status and JSON body.
+    pub async fn upload_as(&self, token: Option<&str>, title: Option<&str>, file: Option<&Path>) -> (u16, Value) {
         let mut form = Form::new();
         if let Some(title) = title {
             form = form.text("title", title.to_owned());
@@ -141,7 +146,11 @@ impl TestApp {
             let bytes = tokio::fs::read(file).await.unwrap();
             form = form.part("video_file", Part::bytes(bytes).file_name("clip.mp4").mime_str("video/mp4").unwrap());
         }
-        let response = self.http.post(self.url("/api/videos/upload")).bearer_auth(token).multipart(form).send().await.unwrap();
+        let mut request = self.http.post(self.url("/api/videos/upload")).multipart(form);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
         json_of(response).await
     }
 

@@ -14,7 +14,11 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme, Tags};
 
+use std::net::IpAddr;
+use std::sync::Arc;
+
 use crate::problem::{ApiError, Problem};
+use crate::throttle::LoginThrottle;
 use crate::upload::UploadForm;
 
 #[derive(Tags)]
@@ -230,9 +234,25 @@ pub struct Api {
     pub accounts: Accounts,
     pub videos: Videos,
     pub showcase: Showcase,
+    pub login_throttle: Arc<LoginThrottle>,
+    /// Take the client's address from `X-Forwarded-For` (behind a balancer).
+    pub behind_proxy: bool,
 }
 
 type Answer<T> = Result<T, ApiError>;
+
+/// The client's address: the connection's, or behind a balancer the last
+/// `X-Forwarded-For` entry (the one the balancer itself appended; earlier
+/// entries come from the client and prove nothing).
+fn client_address(request: &Request, behind_proxy: bool) -> Option<IpAddr> {
+    if behind_proxy {
+        let forwarded = request.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).next_back();
+        if let Some(last) = forwarded.and_then(|v| v.rsplit(',').next()) {
+            return last.trim().parse().ok();
+        }
+    }
+    request.remote_addr().as_socket_addr().map(std::net::SocketAddr::ip)
+}
 
 #[OpenApi]
 impl Api {
@@ -269,14 +289,22 @@ impl Api {
 
     /// Exchanges e-mail and password for an access token.
     #[oai(path = "/auth/login", method = "post", tag = "Tag::Auth")]
-    async fn log_in(&self, body: Json<LogInRequest>) -> Answer<LogInResponse> {
+    async fn log_in(&self, request: &Request, body: Json<LogInRequest>) -> Answer<LogInResponse> {
+        let client = client_address(request, self.behind_proxy);
+        self.login_throttle.check(&body.email, client).map_err(ApiError::too_many_requests)?;
         match self.accounts.log_in(&body.email, &body.password).await {
-            Ok(token) => Ok(LogInResponse::Ok(Json(TokenBody {
-                access_token: token.token,
-                token_type: "Bearer".into(),
-                expires_in: token.expires_in,
-            }))),
-            Err(e @ LogInError::InvalidCredentials) => Err(ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())),
+            Ok(token) => {
+                self.login_throttle.succeeded(&body.email);
+                Ok(LogInResponse::Ok(Json(TokenBody {
+                    access_token: token.token,
+                    token_type: "Bearer".into(),
+                    expires_in: token.expires_in,
+                })))
+            }
+            Err(e @ LogInError::InvalidCredentials) => {
+                self.login_throttle.failed(&body.email, client);
+                Err(ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))
+            }
             Err(LogInError::Backend(e)) => Err(e.into()),
         }
     }
@@ -401,5 +429,22 @@ fn query_error(error: PublicQueryError) -> ApiError {
     match error {
         PublicQueryError::InvalidParameter(detail) => ApiError::bad_request(detail),
         PublicQueryError::Backend(e) => e.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn behind_a_proxy_the_client_is_the_last_forwarded_address() {
+        let request = Request::builder()
+            .header("x-forwarded-for", "1.1.1.1, 2.2.2.2")
+            .header("x-forwarded-for", "203.0.113.7, 198.51.100.9")
+            .finish();
+        assert_eq!(client_address(&request, true), Some("198.51.100.9".parse().unwrap()), "the balancer's own entry");
+        assert_eq!(client_address(&request, false), None, "not trusted without a proxy (no socket address here)");
+        let garbage = Request::builder().header("x-forwarded-for", "not-an-ip").finish();
+        assert_eq!(client_address(&garbage, true), None);
     }
 }

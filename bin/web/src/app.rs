@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use tokio::sync::watch;
 use crate::api::Api;
 use crate::files::serve_file;
 use crate::problem::problem_for;
+use crate::throttle::LoginThrottle;
 use crate::upload::UploadLimits;
 
 /// Largest JSON body accepted outside uploads.
@@ -66,7 +68,8 @@ impl Application {
             max_file_bytes: services.videos.rules().max_bytes,
             idle_timeout: Duration::from_secs(30),
         };
-        let app = routes(&services, &base_url, limits);
+        let throttle = Arc::new(LoginThrottle::new(web.login_max_failures, Duration::from_secs(web.login_lockout)));
+        let app = routes(&services, &base_url, limits, throttle, web.behind_proxy);
         Ok(Self { acceptor: acceptor.boxed(), addr, app, services, workers: web.workers })
     }
 
@@ -150,12 +153,20 @@ fn clean_upload_dir(common: &CommonConfig) {
     }
 }
 
-fn routes(services: &Services, base_url: &str, limits: UploadLimits) -> BoxEndpoint<'static> {
+fn routes(
+    services: &Services,
+    base_url: &str,
+    limits: UploadLimits,
+    throttle: Arc<LoginThrottle>,
+    behind_proxy: bool,
+) -> BoxEndpoint<'static> {
     let api = Api {
         database: services.database.clone(),
         accounts: services.accounts.clone(),
         videos: services.videos.clone(),
         showcase: services.showcase.clone(),
+        login_throttle: throttle,
+        behind_proxy,
     };
     let api_service = OpenApiService::new(api, "ANB Rising Stars Showcase", env!("CARGO_PKG_VERSION"))
         .description("Players upload skill videos; the public votes; the ranking picks the showcase.")

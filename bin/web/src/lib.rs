@@ -7,6 +7,7 @@ pub mod api;
 pub mod app;
 pub mod files;
 pub mod problem;
+pub mod throttle;
 pub mod upload;
 
 pub use app::Application;

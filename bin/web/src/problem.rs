@@ -110,6 +110,10 @@ pub enum ApiError {
     /// The request body is over the limit.
     #[oai(status = 413)]
     PayloadTooLarge(Problem),
+    /// Too many failed log-ins for this account or from this address; try
+    /// again after `Retry-After` seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Problem, #[oai(header = "Retry-After")] u64),
     /// Unexpected server fault; see the log under the `x-request-id`.
     #[oai(status = 500)]
     Internal(Problem),
@@ -125,6 +129,14 @@ impl ApiError {
     /// An error answer with this status and detail.
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
         Self::from(Problem::new(status, detail))
+    }
+
+    /// A 429 telling the client to wait `retry_after`.
+    pub fn too_many_requests(retry_after: std::time::Duration) -> Self {
+        // Whole seconds, rounded up, so a client that waits is let in.
+        let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        let problem = Problem::new(StatusCode::TOO_MANY_REQUESTS, "Demasiados intentos fallidos. Inténtalo de nuevo más tarde.");
+        Self::TooManyRequests(problem, seconds)
     }
 
     /// A 400.
