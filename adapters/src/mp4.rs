@@ -208,13 +208,25 @@ fn read_video_track(mdia: &[u8]) -> Result<Track, ProbeError> {
     let width = u32::from(be_u16(entry, 32)?);
     let height = u32::from(be_u16(entry, 34)?);
 
+    // The duration is what the samples add up to, not what the header says:
+    // a file whose mdhd claims 60 s over 2 s of frames is a 2 s file.
     let stts = require(stbl, b"stts")?;
-    let mut frames: u64 = 0;
+    let (mut frames, mut ticks) = (0u64, 0u64);
     for i in 0..be_u32(stts, 4)? as usize {
-        frames = frames.saturating_add(u64::from(be_u32(stts, 8 + i * 8)?));
+        let (count, delta) = (u64::from(be_u32(stts, 8 + i * 8)?), u64::from(be_u32(stts, 12 + i * 8)?));
+        frames = frames.saturating_add(count);
+        ticks = ticks.saturating_add(count.saturating_mul(delta));
+    }
+    let stsz = require(stbl, b"stsz")?;
+    let sizes = u64::from(be_u32(stsz, 8)?);
+    if sizes != frames {
+        return Err(bad(format!("the sample table lists {sizes} samples, the timing table {frames}")));
+    }
+    if ticks.abs_diff(duration) > u64::from(timescale) {
+        tracing::debug!(declared = duration, samples = ticks, timescale, "mdhd duration differs from the samples'");
     }
 
-    let seconds = duration as f64 / f64::from(timescale);
+    let seconds = ticks as f64 / f64::from(timescale);
     let data_end = sample_data_end(stbl)?;
     Ok(Track {
         facts: ProbedVideo {
@@ -281,10 +293,11 @@ mod tests {
         entry.extend_from_slice(&[0; 50]);
         let mut stsd = vec![0, 0, 0, 0, 0, 0, 0, 1];
         stsd.extend(boxed(b"avc1", &entry));
+        // 25 frames a second of 40 ms (timescale 1000), one byte each.
         let mut stts = vec![0, 0, 0, 0, 0, 0, 0, 1];
-        stts.extend_from_slice(&(seconds * 30).to_be_bytes());
-        stts.extend_from_slice(&33u32.to_be_bytes());
-        let stsz = [[0u8; 4], 100u32.to_be_bytes(), 1u32.to_be_bytes()].concat();
+        stts.extend_from_slice(&(seconds * 25).to_be_bytes());
+        stts.extend_from_slice(&40u32.to_be_bytes());
+        let stsz = [[0u8; 4], 1u32.to_be_bytes(), (seconds * 25).to_be_bytes()].concat();
         let stco = [[0u8; 4], 1u32.to_be_bytes(), chunk_offset.to_be_bytes()].concat();
         let stbl = [boxed(b"stsd", &stsd), boxed(b"stts", &stts), boxed(b"stsz", &stsz), boxed(b"stco", &stco)].concat();
         let minf = boxed(b"minf", &boxed(b"stbl", &stbl));
@@ -299,7 +312,24 @@ mod tests {
         assert_eq!(facts.duration, Duration::from_secs(40));
         assert_eq!((facts.width, facts.height), (1920, 1080));
         assert_eq!(facts.codec, "avc1");
-        assert!((facts.frame_rate.unwrap() - 30.0).abs() < 1e-9);
+        assert!((facts.frame_rate.unwrap() - 25.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_duration_is_the_samples_not_the_header_claim() {
+        let mut bytes = mp4(2, 1920, 1080, b"vide", 300);
+        // Make the mdhd claim 60 s (its duration field follows the timescale).
+        let at = bytes.windows(4).position(|w| w == b"mdhd").unwrap() + 4 + 16;
+        bytes[at..at + 4].copy_from_slice(&60_000u32.to_be_bytes());
+        assert_eq!(parse(Cursor::new(bytes)).unwrap().duration, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn refuses_timing_and_size_tables_that_disagree() {
+        let mut bytes = mp4(40, 1920, 1080, b"vide", 300);
+        let at = bytes.windows(4).position(|w| w == b"stsz").unwrap() + 4 + 8;
+        bytes[at..at + 4].copy_from_slice(&50u32.to_be_bytes());
+        assert!(matches!(parse(Cursor::new(bytes)), Err(ProbeError::NotMp4(why)) if why.contains("samples")));
     }
 
     #[test]

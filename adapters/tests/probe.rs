@@ -34,3 +34,31 @@ async fn refuses_text_and_truncated_files_and_reports_unreadable_ones() {
 
     assert!(matches!(Mp4BoxProbe.probe(&dir.path().join("missing.mp4")).await, Err(ProbeError::Backend(_))));
 }
+
+#[tokio::test]
+async fn reads_files_ffmpeg_wrote_with_b_frames_audio_and_an_audio_only_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let ffmpeg = |args: &[&str], out: &str| {
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-loglevel", "error", "-y"])
+            .args(args)
+            .arg(dir.path().join(out))
+            .status()
+            .expect("ffmpeg is installed (make deps)");
+        assert!(status.success(), "ffmpeg {args:?}");
+    };
+    ffmpeg(
+        &["-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30", "-f", "lavfi", "-i", "sine", "-t", "21", "-c:v", "libx264"]
+            .iter()
+            .copied()
+            .chain(["-preset", "ultrafast", "-bf", "3", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
+            .collect::<Vec<_>>(),
+        "ffmpeg.mp4",
+    );
+    let facts = Mp4BoxProbe.probe(&dir.path().join("ffmpeg.mp4")).await.unwrap();
+    assert!((facts.duration.as_secs_f64() - 21.0).abs() < 0.1, "{facts:?}");
+    assert_eq!((facts.width, facts.height, facts.codec.as_str()), (1920, 1080, "avc1"));
+
+    ffmpeg(&["-f", "lavfi", "-i", "sine", "-t", "25", "-c:a", "aac"], "audio.mp4");
+    assert_eq!(Mp4BoxProbe.probe(&dir.path().join("audio.mp4")).await, Err(ProbeError::NoVideoTrack));
+}
