@@ -60,6 +60,32 @@ impl Postgres {
     }
 
     fn throwaway() -> Self {
+        let cluster = Cluster::create();
+        let admin_url = cluster.admin_url();
+        // Shared by the whole test process: its reaper stops it at the end.
+        std::mem::forget(cluster);
+        Self { admin_url }
+    }
+}
+
+/// A PostgreSQL cluster of one test's own, which the test may stop and start
+/// (to play an outage); stopped and removed when dropped, and by a reaper if
+/// the test process dies first.
+#[derive(Debug)]
+pub struct Cluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    /// `runuser -u USER --` when running as root (initdb refuses root).
+    run_as: Vec<String>,
+}
+
+impl Cluster {
+    /// Creates and starts a cluster on a free port.
+    ///
+    /// # Panics
+    /// When no PostgreSQL server binaries are installed or it does not start.
+    pub fn create() -> Self {
         let bin = postgres_bin_dir().unwrap_or_else(|| {
             panic!(
                 "PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib/postgresql/*/bin or on PATH: \
@@ -67,9 +93,6 @@ impl Postgres {
             )
         });
         let dir = tempfile::Builder::new().prefix("anb-pg-").tempdir().expect("temporary directory").keep();
-        let data = dir.join("data");
-        let port = free_port();
-        // initdb refuses to run as root: run the server as the `postgres` user then.
         let run_as: Vec<String> = if is_root() {
             let user = ["postgres", "nobody"].into_iter().find(|u| succeeds(Command::new("id").arg("-u").arg(u))).expect("a non-root user");
             assert!(succeeds(Command::new("chown").args(["-R", user]).arg(&dir)), "chown {} to {user}", dir.display());
@@ -77,29 +100,73 @@ impl Postgres {
         } else {
             Vec::new()
         };
-        let pg = |tool: &str| {
-            let mut command = Command::new(run_as.first().map_or_else(|| bin.join(tool), PathBuf::from));
-            command.args(run_as.iter().skip(1));
-            if !run_as.is_empty() {
-                command.arg(bin.join(tool));
-            }
-            command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-            command
-        };
-        let data_arg = data.to_str().expect("UTF-8 temp path");
-        let mut initdb = pg("initdb");
-        initdb.args(["-D", data_arg, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"]);
-        assert!(succeeds(&mut initdb), "initdb failed in {}", dir.display());
-        let options = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", dir.display());
-        let log = dir.join("postgres.log");
-        let mut start = pg("pg_ctl");
-        start.args(["-D", data_arg, "-o", &options, "-l", log.to_str().expect("UTF-8"), "-w", "-t", "60", "start"]);
-        if !succeeds(&mut start) {
-            panic!("pg_ctl start failed:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        let cluster = Self { bin, dir, port: free_port(), run_as };
+        let data = cluster.data_arg();
+        assert!(
+            succeeds(cluster.pg("initdb").args(["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])),
+            "initdb failed in {}",
+            cluster.dir.display()
+        );
+        cluster.start();
+        reap_when_done(&cluster.stop_command("immediate"), &cluster.dir);
+        cluster
+    }
+
+    /// Starts the (stopped) cluster on its port.
+    ///
+    /// # Panics
+    /// When it does not start.
+    pub fn start(&self) {
+        let options =
+            format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", self.port, self.dir.display());
+        let log = self.dir.join("postgres.log");
+        let started = succeeds(self.pg("pg_ctl").args([
+            "-D",
+            &self.data_arg(),
+            "-o",
+            &options,
+            "-l",
+            log.to_str().expect("UTF-8"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ]));
+        assert!(started, "pg_ctl start failed:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    }
+
+    /// Stops the cluster at once, cutting every connection.
+    pub fn stop(&self) {
+        assert!(succeeds(self.pg("pg_ctl").args(["-D", &self.data_arg(), "-m", "immediate", "-w", "stop"])), "pg_ctl stop failed");
+    }
+
+    /// URL of the `postgres` database.
+    pub fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn data_arg(&self) -> String {
+        self.dir.join("data").to_str().expect("UTF-8 temp path").to_owned()
+    }
+
+    fn pg(&self, tool: &str) -> Command {
+        let mut command = Command::new(self.run_as.first().map_or_else(|| self.bin.join(tool), PathBuf::from));
+        command.args(self.run_as.iter().skip(1));
+        if !self.run_as.is_empty() {
+            command.arg(self.bin.join(tool));
         }
-        let stop = format!("{} {} -D '{data_arg}' -m immediate stop", run_as.join(" "), bin.join("pg_ctl").display());
-        reap_when_done(&stop, &dir);
-        Self { admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres") }
+        command
+    }
+
+    fn stop_command(&self, mode: &str) -> String {
+        format!("{} {} -D '{}' -m {mode} stop", self.run_as.join(" "), self.bin.join("pg_ctl").display(), self.data_arg())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("sh").args(["-c", &self.stop_command("immediate")]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
