@@ -24,3 +24,60 @@ pub async fn termination() {
         _ = term.recv() => {}
     }
 }
+
+/// Removes scratch directories a killed worker left in `work_dir`: those in
+/// which nothing changed for `idle` (a live job keeps writing its output, so
+/// another process sharing the directory loses nothing). Returns how many.
+pub fn sweep_stale_scratch(work_dir: &std::path::Path, idle: std::time::Duration) -> usize {
+    let newest = |path: &std::path::Path| {
+        let own = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let children = std::fs::read_dir(path).into_iter().flatten().flatten().filter_map(|e| e.metadata().and_then(|m| m.modified()).ok());
+        own.into_iter().chain(children).max()
+    };
+    let mut removed = 0;
+    for entry in std::fs::read_dir(work_dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let stale = newest(&path).and_then(|t| t.elapsed().ok()).is_some_and(|age| age >= idle);
+        if !stale {
+            continue;
+        }
+        let result = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        match result {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "removed a stale scratch directory");
+                removed += 1;
+            }
+            Err(error) => tracing::warn!(path = %path.display(), %error, "could not remove a stale scratch directory"),
+        }
+    }
+    removed
+}
+
+/// Sweeps stale scratch every `idle` until `shutdown` (a killed process's
+/// scratch goes once it has been idle that long, even while this one runs).
+pub async fn sweep_scratch_until(work_dir: std::path::PathBuf, idle: std::time::Duration, shutdown: anb_application::Shutdown) {
+    use futures::future::{Either, select};
+    loop {
+        if let Either::Right(_) = select(std::pin::pin!(tokio::time::sleep(idle)), shutdown.clone()).await {
+            return;
+        }
+        let dir = work_dir.clone();
+        let _ = tokio::task::spawn_blocking(move || sweep_stale_scratch(&dir, idle)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn only_idle_scratch_is_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("job-old")).unwrap();
+        std::fs::write(dir.path().join("job-old/processed.mp4"), b"half").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        std::fs::create_dir(dir.path().join("job-live")).unwrap();
+        assert_eq!(super::sweep_stale_scratch(dir.path(), Duration::from_millis(200)), 1);
+        assert!(!dir.path().join("job-old").exists() && dir.path().join("job-live").exists());
+    }
+}

@@ -35,6 +35,10 @@ pub struct Services {
     /// Publishes the database outbox to SQS; `None` with the database queue
     /// or when this process does not relay.
     pub relay: Option<OutboxRelay>,
+    /// Where workers keep scratch files, and how long a job stays hidden
+    /// (scratch idle that long belongs to a dead job).
+    pub work_dir: std::path::PathBuf,
+    pub job_visibility: Duration,
 }
 
 impl Services {
@@ -47,6 +51,9 @@ impl Services {
         for dir in [config.files_dir(), config.upload_dir(), config.work_dir()] {
             std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
+        // A job that was running when its process was killed left its scratch
+        // files; its delivery comes back after the visibility timeout.
+        crate::runtime::sweep_stale_scratch(&config.work_dir(), Duration::from_secs(config.job_visibility));
         let key = config.signing_key()?;
         let database =
             Database::connect(&config.database_url(), config.database_pool).await.map_err(|e| format!("database: {}", e.message))?;
@@ -105,6 +112,8 @@ impl Services {
             database,
             files,
             relay,
+            work_dir: config.work_dir(),
+            job_visibility: Duration::from_secs(config.job_visibility),
         })
     }
 }

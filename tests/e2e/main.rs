@@ -2,6 +2,7 @@
 //! data directory, driven over HTTP as a client following spec/api.md would.
 
 mod access;
+mod crashes;
 mod hostile;
 
 use std::time::Duration;

@@ -24,36 +24,61 @@ pub struct TestApp {
     pub data: tempfile::TempDir,
     pub http: reqwest::Client,
     child: Option<Child>,
+    /// Settings beyond the data directory and address, kept for restarts.
+    env: Vec<(String, String)>,
 }
 
 impl TestApp {
     /// Starts `anb-web` with `workers` embedded workers and extra variables.
     pub async fn spawn(workers: u32, extra: &[(&str, &str)]) -> Self {
-        let data = tempfile::tempdir().unwrap();
-        let log = std::fs::File::create(data.path().join("server.log")).unwrap();
+        let mut env = vec![("ANB_WORKERS".to_owned(), workers.to_string()), ("ANB_RETRY_DELAY".to_owned(), "1".to_owned())];
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let mut app = Self { base: String::new(), data: tempfile::tempdir().unwrap(), http: reqwest::Client::new(), child: None, env };
+        app.start().await;
+        app
+    }
+
+    /// Kills the server (SIGKILL) if it runs, and starts it again on the same
+    /// data directory and settings; the earlier log is kept as `server.log.N`.
+    pub async fn restart(&mut self) {
+        self.kill9();
+        let n = (1..).find(|n| !self.data.path().join(format!("server.log.{n}")).exists()).unwrap();
+        std::fs::rename(self.data.path().join("server.log"), self.data.path().join(format!("server.log.{n}"))).unwrap();
+        self.start().await;
+    }
+
+    /// Every log line of every start so far.
+    pub fn all_logs(&self) -> String {
+        let earlier: String = (1..)
+            .map_while(|n| std::fs::read_to_string(self.data.path().join(format!("server.log.{n}"))).ok())
+            .collect::<Vec<_>>()
+            .join("\n");
+        format!("{earlier}\n{}", self.log())
+    }
+
+    async fn start(&mut self) {
+        let log = std::fs::File::create(self.data.path().join("server.log")).unwrap();
         let child = Command::new(binary("anb-web"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", std::env::var("HOME").unwrap_or_default())
             .env("ANB_HTTP_ADDR", "127.0.0.1:0")
-            .env("ANB_DATA_DIR", data.path())
-            .env("ANB_WORKERS", workers.to_string())
-            .env("ANB_RETRY_DELAY", "1")
+            .env("ANB_DATA_DIR", self.data.path())
             .env("RUST_LOG", "info")
-            .envs(extra.iter().copied())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start anb-web");
-        let mut app = Self { base: String::new(), data, http: reqwest::Client::new(), child: Some(child) };
+        self.child = Some(child);
         let started = Instant::now();
         loop {
-            let log = app.log();
+            let log = self.log();
             if let Some(addr) = log.lines().find_map(|l| l.split("addr=").nth(1)).and_then(|r| r.split_whitespace().next()) {
-                app.base = format!("http://{addr}");
-                return app;
+                self.base = format!("http://{addr}");
+                return;
             }
-            if let Some(status) = app.child.as_mut().unwrap().try_wait().unwrap() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("anb-web exited with {status}:\n{log}");
             }
             assert!(started.elapsed() < Duration::from_secs(30), "anb-web did not start:\n{log}");

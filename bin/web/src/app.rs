@@ -98,6 +98,10 @@ impl Application {
                 tokio::spawn(async move { processor.run(shutdown).await })
             })
             .collect();
+        let sweeper = (self.workers > 0).then(|| {
+            let (dir, idle) = (self.services.work_dir.clone(), self.services.job_visibility);
+            tokio::spawn(anb_adapters::runtime::sweep_scratch_until(dir, idle, shutdown.clone()))
+        });
         let relay = self.services.relay.clone().map(|relay| {
             let shutdown = shutdown.clone();
             tokio::spawn(async move { relay.run(shutdown).await })
@@ -110,7 +114,7 @@ impl Application {
         };
         let result = Server::new_with_acceptor(self.acceptor).run_with_graceful_shutdown(self.app, server_stop, Some(DRAIN)).await;
         drop(rx);
-        for task in workers.into_iter().chain(relay) {
+        for task in workers.into_iter().chain(relay).chain(sweeper) {
             let _ = task.await;
         }
         tracing::info!("stopped");

@@ -106,6 +106,11 @@ async fn run(common: &CommonConfig, workers: u32) -> Result<(), String> {
             tokio::spawn(async move { processor.run(shutdown).await })
         })
         .collect();
+    tasks.push(tokio::spawn(anb_adapters::runtime::sweep_scratch_until(
+        services.work_dir.clone(),
+        services.job_visibility,
+        shutdown.clone(),
+    )));
     if let Some(relay) = services.relay.clone() {
         let shutdown = shutdown.clone();
         tasks.push(tokio::spawn(async move { relay.run(shutdown).await }));
