@@ -16,12 +16,15 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
 # Tests also need PostgreSQL server binaries (for a throwaway cluster) and a
-# Python virtual environment for moto, the S3/SQS emulator.
+# Python virtual environment with moto (the S3/SQS emulator) and schemathesis
+# (which tests the live API against its OpenAPI document).
 MOTO_VERSION := 5.2.5
-MOTO_VENV := $(TARGET_DIR)/moto-venv
-export ANB_MOTO_SERVER ?= $(abspath $(MOTO_VENV))/bin/moto_server
+SCHEMATHESIS_VERSION := 4.32.5
+TEST_VENV := $(TARGET_DIR)/test-venv
+export ANB_MOTO_SERVER ?= $(abspath $(TEST_VENV))/bin/moto_server
+export ANB_SCHEMATHESIS ?= $(abspath $(TEST_VENV))/bin/schemathesis
 
-.PHONY: run run-scaleout build deps test-deps moto test check fmt clippy clean
+.PHONY: run run-scaleout build deps test-deps test-tools test check fmt clippy clean
 
 ## run: install what is missing, build in release mode, serve on http://127.0.0.1:8080 (Swagger UI at /docs)
 run: deps
@@ -30,7 +33,7 @@ run: deps
 
 ## run-scaleout: the AWS shape on this machine (throwaway PostgreSQL, moto for S3 and SQS,
 ## 2 anb-web on :8080 and :8081, 2 anb-worker); Ctrl-C stops and removes it all
-run-scaleout: deps test-deps moto
+run-scaleout: deps test-deps test-tools
 	$(CARGO) build --release --bins
 	CARGO_TARGET_DIR=$(TARGET_DIR) scripts/run-scaleout.sh
 
@@ -59,14 +62,15 @@ test-deps: deps
 	@python3 -c 'import ensurepip, venv' 2>/dev/null || { \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv; }
 
-## moto: the S3/SQS emulator in a virtual environment under the target directory
-moto: test-deps $(MOTO_VENV)/bin/moto_server
-$(MOTO_VENV)/bin/moto_server:
-	python3 -m venv $(MOTO_VENV)
-	$(MOTO_VENV)/bin/pip install -q --disable-pip-version-check "moto[server]==$(MOTO_VERSION)"
+## test-tools: moto and schemathesis, pinned, in a virtual environment under the target directory
+test-tools: test-deps $(TEST_VENV)/.installed-$(MOTO_VERSION)-$(SCHEMATHESIS_VERSION)
+$(TEST_VENV)/.installed-$(MOTO_VERSION)-$(SCHEMATHESIS_VERSION):
+	python3 -m venv $(TEST_VENV)
+	$(TEST_VENV)/bin/pip install -q --disable-pip-version-check "moto[server]==$(MOTO_VERSION)" "schemathesis==$(SCHEMATHESIS_VERSION)"
+	touch $@
 
 ## test: formatting, lints, then every test (unit, contract, end-to-end)
-test: deps test-deps moto
+test: deps test-deps test-tools
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build --workspace --bins

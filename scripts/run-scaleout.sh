@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 target="${CARGO_TARGET_DIR:-target}"
 bin="$target/release"
-moto="${ANB_MOTO_SERVER:-$target/moto-venv/bin/moto_server}"
+moto="${ANB_MOTO_SERVER:-$target/test-venv/bin/moto_server}"
 root="$(mktemp -d /tmp/anb-scaleout.XXXXXX)"
 chmod 755 "$root"   # the cluster may belong to the postgres user
 pids=()

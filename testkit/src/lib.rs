@@ -274,14 +274,23 @@ pub fn target_dir() -> PathBuf {
 }
 
 fn moto_server() -> PathBuf {
-    if let Some(path) = std::env::var_os("ANB_MOTO_SERVER") {
+    test_tool("moto_server", "ANB_MOTO_SERVER")
+}
+
+/// A tool of the test virtual environment `make test-tools` creates under
+/// the target directory, or the executable the variable `env` names.
+///
+/// # Panics
+/// When it is not installed; the message says how to install it.
+pub fn test_tool(name: &str, env: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env) {
         return PathBuf::from(path);
     }
-    let path = target_dir().join("moto-venv/bin/moto_server");
+    let path = target_dir().join("test-venv/bin").join(name);
     assert!(
         path.exists(),
-        "{} not found: `make test` installs moto into that virtual environment (or run `make moto`), \
-         or set ANB_MOTO_SERVER to a moto_server executable",
+        "{} not found: `make test` installs it into that virtual environment (or run `make test-tools`), \
+         or set {env} to the executable",
         path.display()
     );
     path

@@ -4,6 +4,7 @@
 mod access;
 mod crashes;
 mod hostile;
+mod schema;
 
 use std::time::Duration;
 

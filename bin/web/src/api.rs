@@ -17,6 +17,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme, Tags};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::nullable::Nullable;
 use crate::problem::{ApiError, Problem};
 use crate::throttle::LoginThrottle;
 use crate::upload::UploadForm;
@@ -128,8 +129,8 @@ struct VideoItem {
     /// `uploaded`, `processing`, `processed` or `failed`.
     status: String,
     uploaded_at: String,
-    processed_at: Option<String>,
-    processed_url: Option<String>,
+    processed_at: Nullable<String>,
+    processed_url: Nullable<String>,
 }
 
 #[derive(ApiResponse)]
@@ -144,9 +145,9 @@ struct VideoDetailBody {
     title: String,
     status: String,
     uploaded_at: String,
-    processed_at: Option<String>,
+    processed_at: Nullable<String>,
     original_url: String,
-    processed_url: Option<String>,
+    processed_url: Nullable<String>,
     votes: i64,
     /// Why processing gave up; only for `failed` videos.
     #[oai(skip_serializing_if_is_none)]
@@ -219,8 +220,8 @@ fn video_item(summary: VideoSummary) -> VideoItem {
         title: video.title,
         status: video.status.as_str().to_owned(),
         uploaded_at: rfc3339(video.uploaded_at),
-        processed_at: video.processed_at.map(rfc3339),
-        processed_url,
+        processed_at: video.processed_at.map(rfc3339).into(),
+        processed_url: processed_url.into(),
     }
 }
 
@@ -349,9 +350,9 @@ impl Api {
                     title: video.title,
                     status: video.status.as_str().to_owned(),
                     uploaded_at: rfc3339(video.uploaded_at),
-                    processed_at: video.processed_at.map(rfc3339),
+                    processed_at: video.processed_at.map(rfc3339).into(),
                     original_url: detail.original_url,
-                    processed_url: detail.processed_url,
+                    processed_url: detail.processed_url.into(),
                     votes: video.votes,
                 })))
             }
@@ -380,8 +381,8 @@ impl Api {
     async fn public_videos(
         &self,
         city: Query<Option<String>>,
-        limit: Query<Option<i64>>,
-        offset: Query<Option<i64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<i64>>,
+        #[oai(validator(minimum(value = "0")))] offset: Query<Option<i64>>,
     ) -> Answer<PublicListResponse> {
         let videos = self.showcase.list_videos(city.0.as_deref(), limit.0, offset.0).await.map_err(query_error)?;
         Ok(PublicListResponse::Ok(Json(
@@ -415,8 +416,8 @@ impl Api {
     async fn rankings(
         &self,
         city: Query<Option<String>>,
-        limit: Query<Option<i64>>,
-        offset: Query<Option<i64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<i64>>,
+        #[oai(validator(minimum(value = "0")))] offset: Query<Option<i64>>,
     ) -> Answer<RankingResponse> {
         let entries = self.showcase.rankings(city.0.as_deref(), limit.0, offset.0).await.map_err(query_error)?;
         Ok(RankingResponse::Ok(Json(

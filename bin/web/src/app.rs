@@ -197,7 +197,34 @@ fn routes(
     if let Some(files) = &services.files {
         route = route.data(files.clone()).boxed();
     }
-    route.catch_all_error(|error| async move { problem_for(error) }).with(CatchPanic::new()).with(RequestId).boxed()
+    route
+        .catch_all_error(|error| async move { problem_for(error) })
+        .around(|endpoint, request: Request| async move {
+            // RFC 9110: a 405 lists the methods the resource has.
+            let path = request.uri().path().to_owned();
+            let mut response = endpoint.call(request).await?;
+            if response.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED
+                && let Some(allow) = allowed_methods(&path)
+            {
+                response.headers_mut().insert(poem::http::header::ALLOW, poem::http::HeaderValue::from_static(allow));
+            }
+            Ok(response)
+        })
+        .with(CatchPanic::new())
+        .with(RequestId)
+        .boxed()
+}
+
+/// The methods each route answers, for the `Allow` header of a 405.
+fn allowed_methods(path: &str) -> Option<&'static str> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    Some(match segments.as_slice() {
+        ["api", "health" | "openapi.json" | "videos"] | ["api", "public", "videos" | "rankings"] => "GET",
+        ["api", "auth", "signup" | "login"] | ["api", "videos", "upload"] | ["api", "public", "videos", _, "vote"] => "POST",
+        ["api", "videos", _] => "GET, DELETE",
+        ["files", ..] => "GET, HEAD",
+        _ => return None,
+    })
 }
 
 /// Gives every request an id (the client's `x-request-id`, else a new one),

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod app;
 pub mod files;
+pub mod nullable;
 pub mod problem;
 pub mod throttle;
 pub mod upload;

@@ -110,6 +110,9 @@ pub enum ApiError {
     /// The request body is over the limit.
     #[oai(status = 413)]
     PayloadTooLarge(Problem),
+    /// The body is not of the documented content type.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Problem),
     /// Too many failed log-ins for this account or from this address; try
     /// again after `Retry-After` seconds.
     #[oai(status = 429)]
@@ -154,6 +157,7 @@ impl From<Problem> for ApiError {
             StatusCode::NOT_FOUND => Self::NotFound(problem),
             StatusCode::REQUEST_TIMEOUT => Self::RequestTimeout(problem),
             StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge(problem),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType(problem),
             StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable(problem),
             StatusCode::INSUFFICIENT_STORAGE => Self::InsufficientStorage(problem),
             _ => Self::Internal(problem),
@@ -194,6 +198,21 @@ pub fn problem_for(error: poem::Error) -> Response {
         return error.into_response();
     }
     let status = error.status();
+    // poem-openapi's own request errors, in the API's language.
+    if let Some(e) = error.downcast_ref::<poem_openapi::error::ParseParamError>() {
+        return Problem::new(StatusCode::BAD_REQUEST, format!("El parámetro {} no es válido.", e.name)).into_response();
+    }
+    if let Some(e) = error.downcast_ref::<poem_openapi::error::ParsePathError>() {
+        return Problem::new(StatusCode::BAD_REQUEST, format!("El parámetro {} de la ruta no es válido.", e.name)).into_response();
+    }
+    if error.is::<poem_openapi::error::ParseRequestPayloadError>() {
+        let detail = "El cuerpo de la solicitud no es un JSON válido con los campos requeridos.";
+        return Problem::new(StatusCode::BAD_REQUEST, detail).into_response();
+    }
+    if error.is::<poem_openapi::error::ContentTypeError>() {
+        return Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Tipo de contenido no admitido: se espera application/json.")
+            .into_response();
+    }
     let detail = match status {
         StatusCode::NOT_FOUND => "Recurso no encontrado.".to_owned(),
         StatusCode::METHOD_NOT_ALLOWED => "Método no permitido.".to_owned(),
