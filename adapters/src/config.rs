@@ -224,6 +224,11 @@ pub struct WebConfig {
     #[arg(long, env = "ANB_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=64))]
     pub workers: u32,
 
+    /// Seconds an upload may go without receiving a byte before it is
+    /// answered 408 and dropped.
+    #[arg(long, env = "ANB_UPLOAD_IDLE_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub upload_idle_timeout: u64,
+
     /// Failed log-ins per account (four times as many per client address)
     /// before log-ins are refused with 429 for the lockout period.
     #[arg(long, env = "ANB_LOGIN_MAX_FAILURES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]

@@ -159,6 +159,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_full_disk_is_told_apart_from_other_faults() {
+        // /dev/full answers every write with ENOSPC, as a full disk does.
+        let full = std::fs::write("/dev/full", b"video bytes").unwrap_err();
+        assert_eq!(io_error("storing", &full).kind, anb_domain::BackendErrorKind::StorageFull);
+        let denied = std::io::Error::from(ErrorKind::PermissionDenied);
+        assert_eq!(io_error("storing", &denied).kind, anb_domain::BackendErrorKind::Internal);
+    }
+
+    #[test]
     fn a_signed_link_verifies_until_it_expires() {
         let signer = UrlSigner::derive(b"secret");
         let key = ObjectKey::parse("processed/a.mp4").unwrap();

@@ -94,3 +94,31 @@ async fn deleting_a_video_while_it_is_processed_leaves_no_files_and_the_job_ends
     assert_eq!(app.get(&format!("/api/videos/{id}"), Some(&token)).await.0, 404);
     assert!(!app.log().contains("panicked"));
 }
+
+#[tokio::test]
+async fn a_client_that_stops_sending_gets_408_and_leaves_nothing() {
+    let app = TestApp::spawn(0, &[("ANB_UPLOAD_IDLE_TIMEOUT", "2")]).await;
+    let token = app.player("s@example.com", "Sol", "Cali").await;
+    let boundary = "anbboundary";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nLenta\r\n--{boundary}\r\n\
+         Content-Disposition: form-data; name=\"video_file\"; filename=\"v.mp4\"\r\nContent-Type: video/mp4\r\n\r\n"
+    );
+    let chunks = vec![Ok::<_, std::io::Error>(head.into_bytes()), Ok(vec![0u8; 64 << 10])];
+    let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks).chain(futures::stream::pending()));
+    let started = Instant::now();
+    let response = app
+        .http
+        .post(app.url("/api/videos/upload"))
+        .bearer_auth(&token)
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .header("content-length", (10u64 << 20).to_string())
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 408);
+    assert!(started.elapsed() < Duration::from_secs(10), "answered after {:?}", started.elapsed());
+    assert_eq!(app.files_in("tmp"), Vec::<std::path::PathBuf>::new(), "the partial upload is removed");
+    assert_eq!(app.get("/api/videos", Some(&token)).await, (200, json!([])));
+}

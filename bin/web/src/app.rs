@@ -66,7 +66,7 @@ impl Application {
         let limits = UploadLimits {
             dir: common.upload_dir(),
             max_file_bytes: services.videos.rules().max_bytes,
-            idle_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(web.upload_idle_timeout),
         };
         let throttle = Arc::new(LoginThrottle::new(web.login_max_failures, Duration::from_secs(web.login_lockout)));
         let app = routes(&services, &base_url, limits, throttle, web.behind_proxy);
