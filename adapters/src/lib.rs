@@ -3,6 +3,7 @@
 //! | module | adapters |
 //! |---|---|
 //! | [`db`] | SeaORM repositories and the database job queue (SQLite, PostgreSQL) |
+//! | [`lease`] | [`lease::LeasedQueue`]: one live delivery per video over an at-least-once queue |
 //! | [`relay`] | the outbox relay from the `jobs` table to an external queue |
 //! | [`storage`] | local-directory object storage with HMAC-signed URLs |
 //! | [`s3`] | [`s3::S3Storage`], object storage on Amazon S3 |
@@ -18,6 +19,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod gst;
+pub mod lease;
 pub mod mp4;
 pub mod relay;
 pub mod runtime;
@@ -30,6 +32,7 @@ pub use auth::{Argon2Hasher, JwtTokenIssuer};
 pub use clock::SystemClock;
 pub use db::{Database, SeaOrmJobQueue, SeaOrmUserRepository, SeaOrmVideoRepository, SeaOrmVoteRepository};
 pub use gst::GstTranscoder;
+pub use lease::LeasedQueue;
 pub use mp4::Mp4BoxProbe;
 pub use relay::OutboxRelay;
 pub use s3::S3Storage;

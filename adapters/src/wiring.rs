@@ -11,8 +11,8 @@ use anb_domain::ports::{JobQueue, ObjectStorage};
 use crate::config::{CommonConfig, QueueKind, StorageKind};
 use crate::gst::TranscodeSettings;
 use crate::{
-    Argon2Hasher, Database, GstTranscoder, JwtTokenIssuer, LocalFileStorage, Mp4BoxProbe, OutboxRelay, S3Storage, SqsQueue, SystemClock,
-    UrlSigner,
+    Argon2Hasher, Database, GstTranscoder, JwtTokenIssuer, LeasedQueue, LocalFileStorage, Mp4BoxProbe, OutboxRelay, S3Storage, SqsQueue,
+    SystemClock, UrlSigner,
 };
 
 /// How often an idle outbox relay looks for new jobs.
@@ -92,7 +92,8 @@ impl Services {
                     None => tracing::warn!("the SQS queue has no redrive policy: failed jobs will not reach a dead-letter queue"),
                 }
                 let relay = config.outbox_relay.then(|| OutboxRelay::new(database.queue(), sqs.clone(), RELAY_INTERVAL));
-                (sqs, relay)
+                // SQS may hand out a job twice: a copy waits while a live worker holds the video.
+                (Arc::new(LeasedQueue::new(sqs, database.clone())), relay)
             }
             _ => (Arc::new(database.queue()), None),
         };

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anb_adapters::sqs::ProvisionedQueues;
-use anb_adapters::{Database, OutboxRelay, S3Storage, SqsQueue};
+use anb_adapters::{Database, LeasedQueue, OutboxRelay, S3Storage, SqsQueue};
 use anb_domain::ports::{JobQueue, ObjectStorage, UserRepository, VideoRepository};
 use anb_domain::{Email, Job, NewUser, NewVideo, ObjectKey, PasswordHash, TaskId, Title, VideoId};
 use anb_testkit::Moto;
@@ -169,4 +169,42 @@ async fn the_relay_publishes_each_committed_job_once_even_with_several_relays() 
     }
     let unique: HashSet<_> = received.iter().copied().collect();
     assert_eq!((received.len(), unique), (30, jobs), "every job once, none twice");
+}
+
+#[tokio::test]
+async fn a_second_copy_of_a_job_waits_while_a_live_worker_holds_its_video() {
+    let (db, _pg) = database().await;
+    let (sqs, _) = queue(10).await;
+    let queue = LeasedQueue::new(Arc::new(sqs), db);
+    let visibility = Duration::from_secs(2);
+    let job = some_job();
+    queue.send(&job).await.unwrap();
+    queue.send(&job).await.unwrap(); // a relay that died between send and delete
+
+    let first = queue.receive(visibility).await.unwrap().expect("one copy");
+    assert!(queue.receive(visibility).await.unwrap().is_none(), "the other copy waits while the first is live");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    queue.extend(&first.receipt, visibility).await.unwrap(); // the heartbeat keeps the lease too
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(queue.receive(visibility).await.unwrap().is_none(), "still held: the heartbeat extended the lease");
+    queue.ack(&first.receipt).await.unwrap();
+
+    let started = std::time::Instant::now();
+    let copy = loop {
+        if let Some(copy) = queue.receive(visibility).await.unwrap() {
+            break copy;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the copy never came back");
+    };
+    assert_eq!(copy.job, job, "the copy comes back once the first is done (the worker then skips it)");
+    queue.ack(&copy.receipt).await.unwrap();
+
+    // A worker that dies stops extending: its job is leased again after the visibility.
+    let other = Job { task_id: TaskId::random(), video_id: VideoId(43) };
+    queue.send(&other).await.unwrap();
+    let dead = queue.receive(visibility).await.unwrap().expect("delivered");
+    tokio::time::sleep(visibility + Duration::from_millis(500)).await;
+    let again = queue.receive(visibility).await.unwrap().expect("redelivered to a live worker");
+    assert_eq!((again.job, again.receive_count), (dead.job, 2));
+    queue.ack(&again.receipt).await.unwrap();
 }

@@ -10,7 +10,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(Initial), Box::new(PublicOrderIndex), Box::new(RankingTotals)]
+        vec![Box::new(Initial), Box::new(PublicOrderIndex), Box::new(RankingTotals), Box::new(JobLeasesTable)]
     }
 }
 
@@ -289,5 +289,44 @@ impl MigrationTrait for RankingTotals {
         m.alter_table(Table::alter().table(Videos::Table).drop_column(Videos::CityKey).to_owned()).await?;
         m.alter_table(Table::alter().table(Users::Table).drop_column(Ranking::FirstPublicVideo).to_owned()).await?;
         m.alter_table(Table::alter().table(Users::Table).drop_column(Ranking::PublicVotes).to_owned()).await
+    }
+}
+
+#[derive(DeriveIden)]
+enum JobLeases {
+    Table,
+    VideoId,
+    Receipt,
+    UntilMs,
+}
+
+/// Which delivery is processing a video, and until when (epoch ms): with an
+/// external queue a job can arrive twice, and the second copy must wait
+/// while a live worker holds the first (see `LeasedQueue`).
+struct JobLeasesTable;
+
+impl MigrationName for JobLeasesTable {
+    fn name(&self) -> &str {
+        "m20261124_000004_job_leases"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for JobLeasesTable {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(JobLeases::Table)
+                .col(ColumnDef::new(JobLeases::VideoId).big_integer().not_null().primary_key())
+                .col(ColumnDef::new(JobLeases::Receipt).text().not_null())
+                .col(ColumnDef::new(JobLeases::UntilMs).big_integer().not_null())
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(Index::create().name("job_leases_receipt").table(JobLeases::Table).col(JobLeases::Receipt).to_owned()).await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_table(Table::drop().table(JobLeases::Table).to_owned()).await
     }
 }
