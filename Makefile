@@ -24,7 +24,7 @@ TEST_VENV := $(TARGET_DIR)/test-venv
 export ANB_MOTO_SERVER ?= $(abspath $(TEST_VENV))/bin/moto_server
 export ANB_SCHEMATHESIS ?= $(abspath $(TEST_VENV))/bin/schemathesis
 
-.PHONY: run run-scaleout build deps test-deps test-tools test check fmt clippy clean
+.PHONY: run run-scaleout build deps test-deps test-tools test check fmt clippy clean fuzz
 
 ## run: install what is missing, build in release mode, serve on http://127.0.0.1:8080 (Swagger UI at /docs)
 run: deps
@@ -75,6 +75,16 @@ test: deps test-deps test-tools
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
+
+## fuzz: libFuzzer on the upload probe for FUZZ_SECONDS (default 300) with cargo-fuzz
+## (installed if missing); RUSTC_BOOTSTRAP lets the stable toolchain take its sanitizer flags
+FUZZ_SECONDS ?= 300
+CARGO_FUZZ_VERSION := 0.13.2
+fuzz: deps
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked --version $(CARGO_FUZZ_VERSION)
+	mkdir -p fuzz/corpus/probe
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O probe corpus/probe seeds/probe -- \
+		-max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=1024 -print_final_stats=1
 
 fmt:
 	$(CARGO) fmt --all

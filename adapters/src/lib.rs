@@ -8,7 +8,7 @@
 //! | [`storage`] | local-directory object storage with HMAC-signed URLs |
 //! | [`s3`] | [`s3::S3Storage`], object storage on Amazon S3 |
 //! | [`sqs`] | [`sqs::SqsQueue`], the job queue on Amazon SQS with a dead-letter queue |
-//! | [`mp4`] | the MP4 box parser behind [`mp4::Mp4BoxProbe`] |
+//! | [`mp4`] | [`mp4::Mp4BoxProbe`], the `VideoProbe` port on the `anb-mp4` box parser |
 //! | [`gst`] | [`gst::GstTranscoder`], the GStreamer processing pipeline |
 //! | [`auth`] | argon2id password hashing, HS256 JWT access tokens |
 //! | [`clock`] | the system clock |

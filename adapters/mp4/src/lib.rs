@@ -1,0 +1,441 @@
+//! A small, strict MP4 (ISO base media) box parser: enough to read what the
+//! upload rules need from a file's own bytes, never from its name. It reads
+//! box headers and the `moov` box only (a few kilobytes for a short video),
+//! checks that every box fits in the file and that the video samples the
+//! index points to are really there, so a truncated file or one that claims
+//! more than it holds is refused.
+//!
+//! It is a crate of its own, with no I/O dependency, so that its fuzz target
+//! (`fuzz/`, `make fuzz`) builds in seconds. [`parse`] works on any
+//! `Read + Seek`; the `VideoProbe` adapter around it is
+//! `anb_adapters::Mp4BoxProbe`.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::time::Duration;
+
+use anb_domain::ProbedVideo;
+use anb_domain::ports::ProbeError;
+
+/// Largest `moov` box read into memory. A 60 s video's index is far smaller.
+pub const MAX_MOOV_BYTES: u64 = 16 * 1024 * 1024;
+
+fn bad(why: impl Into<String>) -> ProbeError {
+    ProbeError::NotMp4(why.into())
+}
+
+/// A box header: its type, where its body starts and ends.
+#[derive(Debug, Clone, Copy)]
+struct BoxHeader {
+    kind: [u8; 4],
+    body_start: u64,
+    end: u64,
+}
+
+/// Reads the facts of the first video track of an MP4.
+///
+/// # Errors
+/// [`ProbeError::NotMp4`] when the bytes are not a well-formed MP4 (no
+/// leading `ftyp`, a box past the end, no `moov`, index pointing outside the
+/// file), [`ProbeError::NoVideoTrack`] when no track is video.
+pub fn parse<R: Read + Seek>(mut reader: R) -> Result<ProbedVideo, ProbeError> {
+    let len = reader.seek(SeekFrom::End(0)).map_err(|e| bad(e.to_string()))?;
+    reader.seek(SeekFrom::Start(0)).map_err(|e| bad(e.to_string()))?;
+    let mut pos = 0;
+    let mut moov = None;
+    let mut first = true;
+    while pos < len {
+        let header = read_header(&mut reader, pos, len)?;
+        if first && &header.kind != b"ftyp" {
+            return Err(bad("the file does not start with an ftyp box"));
+        }
+        first = false;
+        if &header.kind == b"moov" {
+            if moov.is_some() {
+                return Err(bad("two moov boxes"));
+            }
+            let size = header.end - header.body_start;
+            if size > MAX_MOOV_BYTES {
+                return Err(bad(format!("moov box of {size} bytes is larger than allowed")));
+            }
+            let mut body = vec![0; usize::try_from(size).map_err(|_| bad("moov too large"))?];
+            reader.seek(SeekFrom::Start(header.body_start)).map_err(|e| bad(e.to_string()))?;
+            reader.read_exact(&mut body).map_err(|_| bad("truncated moov box"))?;
+            moov = Some(body);
+        }
+        pos = header.end;
+        reader.seek(SeekFrom::Start(pos)).map_err(|e| bad(e.to_string()))?;
+    }
+    if first {
+        return Err(bad("empty file"));
+    }
+    let moov = moov.ok_or_else(|| bad("no moov box"))?;
+    let track = video_track(&moov)?;
+    if track.data_end > len {
+        return Err(bad(format!("samples end at byte {} but the file has {len}", track.data_end)));
+    }
+    Ok(track.facts)
+}
+
+fn read_header<R: Read + Seek>(reader: &mut R, pos: u64, limit: u64) -> Result<BoxHeader, ProbeError> {
+    let mut head = [0u8; 8];
+    reader.read_exact(&mut head).map_err(|_| bad(format!("truncated box header at byte {pos}")))?;
+    let size32 = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+    let kind = [head[4], head[5], head[6], head[7]];
+    let (size, header_len) = match size32 {
+        0 => (limit - pos, 8),
+        1 => {
+            let mut large = [0u8; 8];
+            reader.read_exact(&mut large).map_err(|_| bad("truncated large box header"))?;
+            (u64::from_be_bytes(large), 16)
+        }
+        n => (u64::from(n), 8),
+    };
+    check_box(kind, pos, size, header_len, limit)
+}
+
+fn check_box(kind: [u8; 4], pos: u64, size: u64, header_len: u64, limit: u64) -> Result<BoxHeader, ProbeError> {
+    if !kind.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        return Err(bad(format!("invalid box type at byte {pos}")));
+    }
+    let end = pos.checked_add(size).ok_or_else(|| bad("box size overflows"))?;
+    if size < header_len || end > limit {
+        return Err(bad(format!("box {} at byte {pos} does not fit (size {size}, limit {limit})", String::from_utf8_lossy(&kind))));
+    }
+    Ok(BoxHeader { kind, body_start: pos + header_len, end })
+}
+
+/// The children of a box body held in memory.
+fn children(body: &[u8]) -> Result<Vec<(BoxHeader, &[u8])>, ProbeError> {
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while pos < body.len() {
+        let rest = &body[pos..];
+        if rest.len() < 8 {
+            return Err(bad("truncated child box"));
+        }
+        let size32 = be_u32(rest, 0)?;
+        let kind = [rest[4], rest[5], rest[6], rest[7]];
+        let (size, header_len) = match size32 {
+            0 => (rest.len() as u64, 8),
+            1 => (be_u64(rest, 8)?, 16),
+            n => (u64::from(n), 8),
+        };
+        let header = check_box(kind, 0, size, header_len, rest.len() as u64)?;
+        let (start, end) =
+            (usize::try_from(header.body_start).map_err(|_| bad("box"))?, usize::try_from(header.end).map_err(|_| bad("box"))?);
+        out.push((header, &rest[start..end]));
+        pos += end;
+    }
+    Ok(out)
+}
+
+fn child<'a>(body: &'a [u8], kind: &[u8; 4]) -> Result<Option<&'a [u8]>, ProbeError> {
+    Ok(children(body)?.into_iter().find(|(h, _)| &h.kind == kind).map(|(_, b)| b))
+}
+
+fn require<'a>(body: &'a [u8], kind: &[u8; 4]) -> Result<&'a [u8], ProbeError> {
+    child(body, kind)?.ok_or_else(|| bad(format!("missing {} box", String::from_utf8_lossy(kind))))
+}
+
+fn be_u16(b: &[u8], at: usize) -> Result<u16, ProbeError> {
+    b.get(at..at + 2).map(|s| u16::from_be_bytes([s[0], s[1]])).ok_or_else(|| bad("box too short"))
+}
+
+fn be_u32(b: &[u8], at: usize) -> Result<u32, ProbeError> {
+    b.get(at..at + 4).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]])).ok_or_else(|| bad("box too short"))
+}
+
+fn be_u64(b: &[u8], at: usize) -> Result<u64, ProbeError> {
+    b.get(at..at + 8).map(|s| u64::from_be_bytes(s.try_into().expect("8 bytes"))).ok_or_else(|| bad("box too short"))
+}
+
+struct Track {
+    facts: ProbedVideo,
+    /// One past the last byte of sample data the index points to.
+    data_end: u64,
+}
+
+fn video_track(moov: &[u8]) -> Result<Track, ProbeError> {
+    for (header, trak) in children(moov)? {
+        if &header.kind != b"trak" {
+            continue;
+        }
+        let mdia = require(trak, b"mdia")?;
+        let hdlr = require(mdia, b"hdlr")?;
+        if hdlr.get(8..12) != Some(b"vide") {
+            continue;
+        }
+        return read_video_track(mdia);
+    }
+    Err(ProbeError::NoVideoTrack)
+}
+
+fn read_video_track(mdia: &[u8]) -> Result<Track, ProbeError> {
+    let mdhd = require(mdia, b"mdhd")?;
+    let (timescale, duration) = match mdhd.first() {
+        Some(1) => (be_u32(mdhd, 20)?, be_u64(mdhd, 24)?),
+        Some(0) => (be_u32(mdhd, 12)?, u64::from(be_u32(mdhd, 16)?)),
+        _ => return Err(bad("unknown mdhd version")),
+    };
+    if timescale == 0 {
+        return Err(bad("zero timescale"));
+    }
+    let stbl = require(require(mdia, b"minf")?, b"stbl")?;
+
+    let stsd = require(stbl, b"stsd")?;
+    if be_u32(stsd, 4)? == 0 {
+        return Err(bad("no sample description"));
+    }
+    let entry = stsd.get(8..).ok_or_else(|| bad("stsd too short"))?;
+    let fourcc = entry.get(4..8).ok_or_else(|| bad("stsd entry too short"))?;
+    // A sample entry type is a printable four-character code; anything else
+    // would reach error messages and the database as garbage (found by fuzzing).
+    if !fourcc.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b' ' | b'.' | b'-' | b'_')) {
+        return Err(bad("invalid sample entry type"));
+    }
+    let codec = String::from_utf8_lossy(fourcc).into_owned();
+    // VisualSampleEntry: 8 header, 6 reserved, 2 index, 16 pre-defined, then width, height.
+    let width = u32::from(be_u16(entry, 32)?);
+    let height = u32::from(be_u16(entry, 34)?);
+
+    // The duration is what the samples add up to, not what the header says:
+    // a file whose mdhd claims 60 s over 2 s of frames is a 2 s file.
+    let stts = require(stbl, b"stts")?;
+    let (mut frames, mut ticks) = (0u64, 0u64);
+    for i in 0..be_u32(stts, 4)? as usize {
+        let (count, delta) = (u64::from(be_u32(stts, 8 + i * 8)?), u64::from(be_u32(stts, 12 + i * 8)?));
+        frames = frames.saturating_add(count);
+        ticks = ticks.saturating_add(count.saturating_mul(delta));
+    }
+    let stsz = require(stbl, b"stsz")?;
+    let sizes = u64::from(be_u32(stsz, 8)?);
+    if sizes != frames {
+        return Err(bad(format!("the sample table lists {sizes} samples, the timing table {frames}")));
+    }
+    if ticks.abs_diff(duration) > u64::from(timescale) {
+        tracing::debug!(declared = duration, samples = ticks, timescale, "mdhd duration differs from the samples'");
+    }
+
+    let seconds = ticks as f64 / f64::from(timescale);
+    let data_end = sample_data_end(stbl)?;
+    Ok(Track {
+        facts: ProbedVideo {
+            duration: Duration::try_from_secs_f64(seconds).map_err(|_| bad("invalid duration"))?,
+            width,
+            height,
+            codec,
+            frame_rate: (seconds > 0.0 && frames > 0).then(|| frames as f64 / seconds),
+        },
+        data_end,
+    })
+}
+
+/// The end of the last chunk: the largest chunk offset plus the sizes of the
+/// samples in it. Approximated from above by offset + the largest chunk's
+/// bytes, which is enough to tell a file that lacks its data.
+fn sample_data_end(stbl: &[u8]) -> Result<u64, ProbeError> {
+    let offsets: Vec<u64> = if let Some(stco) = child(stbl, b"stco")? {
+        (0..be_u32(stco, 4)? as usize).map(|i| be_u32(stco, 8 + i * 4).map(u64::from)).collect::<Result<_, _>>()?
+    } else if let Some(co64) = child(stbl, b"co64")? {
+        (0..be_u32(co64, 4)? as usize).map(|i| be_u64(co64, 8 + i * 8)).collect::<Result<_, _>>()?
+    } else {
+        return Ok(0);
+    };
+    let Some(&last_offset) = offsets.iter().max() else { return Ok(0) };
+    let stsz = require(stbl, b"stsz")?;
+    let (uniform, count) = (be_u32(stsz, 4)?, be_u32(stsz, 8)? as usize);
+    let last_sample = if uniform != 0 {
+        u64::from(uniform)
+    } else if count == 0 {
+        0
+    } else {
+        u64::from(be_u32(stsz, 12 + (count - 1) * 4)?)
+    };
+    Ok(last_offset.saturating_add(last_sample))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::*;
+
+    fn boxed(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut out = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// A minimal MP4 whose video track lasts `seconds` at `w`x`h`, with one
+    /// chunk at `chunk_offset` of one 100-byte sample.
+    fn mp4(seconds: u32, w: u16, h: u16, handler: &[u8; 4], chunk_offset: u32) -> Vec<u8> {
+        let mut mdhd = vec![0u8; 12];
+        mdhd.extend_from_slice(&1000u32.to_be_bytes());
+        mdhd.extend_from_slice(&(seconds * 1000).to_be_bytes());
+        mdhd.extend_from_slice(&[0; 4]);
+        let mut hdlr = vec![0u8; 8];
+        hdlr.extend_from_slice(handler);
+        hdlr.extend_from_slice(&[0; 13]);
+        let mut entry = vec![0u8; 24];
+        entry.extend_from_slice(&w.to_be_bytes());
+        entry.extend_from_slice(&h.to_be_bytes());
+        entry.extend_from_slice(&[0; 50]);
+        let mut stsd = vec![0, 0, 0, 0, 0, 0, 0, 1];
+        stsd.extend(boxed(b"avc1", &entry));
+        // 25 frames a second of 40 ms (timescale 1000), one byte each.
+        let mut stts = vec![0, 0, 0, 0, 0, 0, 0, 1];
+        stts.extend_from_slice(&(seconds * 25).to_be_bytes());
+        stts.extend_from_slice(&40u32.to_be_bytes());
+        let stsz = [[0u8; 4], 1u32.to_be_bytes(), (seconds * 25).to_be_bytes()].concat();
+        let stco = [[0u8; 4], 1u32.to_be_bytes(), chunk_offset.to_be_bytes()].concat();
+        let stbl = [boxed(b"stsd", &stsd), boxed(b"stts", &stts), boxed(b"stsz", &stsz), boxed(b"stco", &stco)].concat();
+        let minf = boxed(b"minf", &boxed(b"stbl", &stbl));
+        let mdia = boxed(b"mdia", &[boxed(b"mdhd", &mdhd), boxed(b"hdlr", &hdlr), minf].concat());
+        let moov = boxed(b"moov", &boxed(b"trak", &mdia));
+        [boxed(b"ftyp", b"isom\0\0\0\0isomavc1"), moov, boxed(b"mdat", &[7; 2000])].concat()
+    }
+
+    #[test]
+    fn reads_duration_resolution_codec_and_rate() {
+        let facts = parse(Cursor::new(mp4(40, 1920, 1080, b"vide", 300))).unwrap();
+        assert_eq!(facts.duration, Duration::from_secs(40));
+        assert_eq!((facts.width, facts.height), (1920, 1080));
+        assert_eq!(facts.codec, "avc1");
+        assert!((facts.frame_rate.unwrap() - 25.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_duration_is_the_samples_not_the_header_claim() {
+        let mut bytes = mp4(2, 1920, 1080, b"vide", 300);
+        // Make the mdhd claim 60 s (its duration field follows the timescale).
+        let at = bytes.windows(4).position(|w| w == b"mdhd").unwrap() + 4 + 16;
+        bytes[at..at + 4].copy_from_slice(&60_000u32.to_be_bytes());
+        assert_eq!(parse(Cursor::new(bytes)).unwrap().duration, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn refuses_timing_and_size_tables_that_disagree() {
+        let mut bytes = mp4(40, 1920, 1080, b"vide", 300);
+        let at = bytes.windows(4).position(|w| w == b"stsz").unwrap() + 4 + 8;
+        bytes[at..at + 4].copy_from_slice(&50u32.to_be_bytes());
+        assert!(matches!(parse(Cursor::new(bytes)), Err(ProbeError::NotMp4(why)) if why.contains("samples")));
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_mp4() {
+        for bytes in [Vec::new(), b"GIF89a not a video".to_vec(), boxed(b"mdat", &[0; 10])] {
+            assert!(matches!(parse(Cursor::new(bytes)), Err(ProbeError::NotMp4(_))));
+        }
+    }
+
+    #[test]
+    fn refuses_an_mp4_with_only_audio() {
+        assert_eq!(parse(Cursor::new(mp4(40, 0, 0, b"soun", 300))), Err(ProbeError::NoVideoTrack));
+    }
+
+    #[test]
+    fn refuses_truncated_files_and_indexes_pointing_past_the_end() {
+        let whole = mp4(40, 1920, 1080, b"vide", 300);
+        for cut in [whole.len() - 1, whole.len() / 2, 10] {
+            assert!(matches!(parse(Cursor::new(&whole[..cut])), Err(ProbeError::NotMp4(_))), "cut at {cut}");
+        }
+        let lying = mp4(40, 1920, 1080, b"vide", 1_000_000);
+        assert!(matches!(parse(Cursor::new(lying)), Err(ProbeError::NotMp4(why)) if why.contains("samples end")));
+    }
+
+    #[test]
+    fn refuses_a_huge_moov_without_reading_it() {
+        let mut bytes = boxed(b"ftyp", b"isom\0\0\0\0");
+        bytes.extend_from_slice(&1u32.to_be_bytes());
+        bytes.extend_from_slice(b"moov");
+        bytes.extend_from_slice(&(MAX_MOOV_BYTES + 100).to_be_bytes());
+        bytes.resize(bytes.len() + 100, 0);
+        assert!(matches!(parse(Cursor::new(bytes)), Err(ProbeError::NotMp4(_))));
+    }
+
+    #[test]
+    fn every_prefix_and_every_flipped_byte_is_handled_without_panicking() {
+        let whole = mp4(40, 1920, 1080, b"vide", 300);
+        for cut in 0..whole.len() {
+            let _ = parse(Cursor::new(&whole[..cut]));
+        }
+        for at in 0..whole.len() {
+            for value in [0u8, 1, 0x7f, 0xff] {
+                let mut bytes = whole.clone();
+                bytes[at] = value;
+                let _ = parse(Cursor::new(bytes));
+            }
+        }
+    }
+}
+
+/// What the fuzz target checks of any bytes: the parser answers `Ok` or an
+/// error, never panics, and what it accepts is usable facts. Shared by the
+/// fuzz target (`fuzz/fuzz_targets/probe.rs`) and the replay of its corpus
+/// in the tests.
+///
+/// # Panics
+/// When an invariant does not hold: that is what the fuzzer looks for.
+#[doc(hidden)]
+pub fn fuzz_one(data: &[u8]) {
+    if let Ok(facts) = parse(std::io::Cursor::new(data)) {
+        assert!(data.len() >= 16, "accepted {} bytes", data.len());
+        assert!(facts.codec.len() == 4 && facts.codec.bytes().all(|b| b.is_ascii_graphic() || b == b' '), "codec {:?}", facts.codec);
+        assert!(facts.frame_rate.is_none_or(|fps| fps.is_finite() && fps > 0.0), "frame rate {:?}", facts.frame_rate);
+    }
+}
+
+/// The fuzz target's seeds and every input the fuzzer ever found a fault
+/// with (`fuzz/seeds/probe`, `fuzz/regressions/probe`), replayed on each
+/// `make test`.
+#[cfg(test)]
+mod fuzz_corpus {
+    use std::io::Cursor;
+    use std::path::Path;
+
+    use super::*;
+
+    fn files(dir: &str) -> Vec<(String, Vec<u8>)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz").join(dir);
+        let mut out: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|entry| {
+                let path = entry.expect("a directory entry").path();
+                (path.file_name().expect("a name").to_string_lossy().into_owned(), std::fs::read(&path).expect("readable"))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn seeds_parse_as_ffmpeg_wrote_them() {
+        let seeds = files("seeds/probe");
+        assert!(seeds.len() >= 4, "the seed corpus is missing");
+        for (name, bytes) in seeds {
+            let result = parse(Cursor::new(&bytes));
+            match name.as_str() {
+                "audio-only.mp4" => assert_eq!(result, Err(ProbeError::NoVideoTrack), "{name}"),
+                "video-faststart.mp4" | "video-audio.mp4" => {
+                    let facts = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+                    assert_eq!((facts.width, facts.height, facts.codec.as_str()), (64, 48, "avc1"), "{name}");
+                    assert_eq!(facts.duration, Duration::from_secs(1), "{name}");
+                }
+                _ => {
+                    let _ = result;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn inputs_the_fuzzer_found_faults_with_are_answered() {
+        for (name, bytes) in files("regressions/probe") {
+            if name.starts_with('.') {
+                continue;
+            }
+            assert!(std::panic::catch_unwind(|| fuzz_one(&bytes)).is_ok(), "{name}");
+        }
+    }
+}
