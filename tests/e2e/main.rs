@@ -3,6 +3,7 @@
 
 mod access;
 mod crashes;
+mod disk_full;
 mod hostile;
 mod schema;
 

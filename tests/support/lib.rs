@@ -26,6 +26,9 @@ pub struct TestApp {
     child: Option<Child>,
     /// Settings beyond the data directory and address, kept for restarts.
     env: Vec<(String, String)>,
+    /// Small file systems (tmpfs of a given size) mounted over folders of
+    /// the data directory, seen by the server only.
+    disks: Vec<(String, String)>,
 }
 
 impl TestApp {
@@ -33,9 +36,55 @@ impl TestApp {
     pub async fn spawn(workers: u32, extra: &[(&str, &str)]) -> Self {
         let mut env = vec![("ANB_WORKERS".to_owned(), workers.to_string()), ("ANB_RETRY_DELAY".to_owned(), "1".to_owned())];
         env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        let mut app = Self { base: String::new(), data: tempfile::tempdir().unwrap(), http: reqwest::Client::new(), child: None, env };
+        Self::spawn_with_disks(workers, extra, &[]).await
+    }
+
+    /// Like [`TestApp::spawn`], with a tmpfs of `size` (`8m`, say) mounted over
+    /// each `folder` of the data directory (`""` for all of it), so that a
+    /// full disk is a real `ENOSPC`. The server runs in a user and mount
+    /// namespace of its own (`unshare`, util-linux; no root needed where
+    /// unprivileged user namespaces are allowed, as on Debian); the test sees
+    /// those file systems through `/proc/<pid>/root`.
+    pub async fn spawn_with_disks(workers: u32, extra: &[(&str, &str)], disks: &[(&str, &str)]) -> Self {
+        let mut env = vec![("ANB_WORKERS".to_owned(), workers.to_string()), ("ANB_RETRY_DELAY".to_owned(), "1".to_owned())];
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let disks = disks.iter().map(|(folder, size)| ((*folder).to_owned(), (*size).to_owned())).collect();
+        let mut app =
+            Self { base: String::new(), data: tempfile::tempdir().unwrap(), http: reqwest::Client::new(), child: None, env, disks };
         app.start().await;
         app
+    }
+
+    /// The server's view of its data directory: under `/proc/<pid>/root`
+    /// when it runs on file systems of its own.
+    pub fn data_seen_by_server(&self) -> PathBuf {
+        match (&self.child, self.disks.is_empty()) {
+            (Some(child), false) => Path::new(&format!("/proc/{}/root", child.id())).join(self.data.path().strip_prefix("/").unwrap()),
+            _ => self.data.path().to_owned(),
+        }
+    }
+
+    /// The command that starts the server, with an empty environment.
+    fn command(&self) -> Command {
+        if self.disks.is_empty() {
+            let mut command = Command::new(binary("anb-web"));
+            command.env_clear();
+            return command;
+        }
+        // unshare execs the shell, which execs the server: one pid throughout.
+        let mut script = String::from("set -e\n");
+        for (n, _) in self.disks.iter().enumerate() {
+            let (folder, size) = (format!("\"$DATA/${{DISK{n}_FOLDER}}\""), format!("\"size=${{DISK{n}_SIZE}}\""));
+            script.push_str(&format!("mkdir -p {folder}\nmount -t tmpfs -o {size} anb-test {folder}\n"));
+        }
+        script.push_str("exec \"$SERVER\"\n");
+        let mut command = Command::new("unshare");
+        command.env_clear().args(["--user", "--map-root-user", "--mount", "sh", "-c", &script]);
+        command.env("DATA", self.data.path()).env("SERVER", binary("anb-web"));
+        for (n, (folder, size)) in self.disks.iter().enumerate() {
+            command.env(format!("DISK{n}_FOLDER"), folder).env(format!("DISK{n}_SIZE"), size);
+        }
+        command
     }
 
     /// Kills the server (SIGKILL) if it runs, and starts it again on the same
@@ -58,8 +107,8 @@ impl TestApp {
 
     async fn start(&mut self) {
         let log = std::fs::File::create(self.data.path().join("server.log")).unwrap();
-        let child = Command::new(binary("anb-web"))
-            .env_clear()
+        let child = self
+            .command()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", std::env::var("HOME").unwrap_or_default())
             .env("ANB_HTTP_ADDR", "127.0.0.1:0")
@@ -220,7 +269,7 @@ impl TestApp {
             }
         }
         let mut out = Vec::new();
-        walk(&self.data.path().join(sub), &mut out);
+        walk(&self.data_seen_by_server().join(sub), &mut out);
         out
     }
 }
@@ -305,6 +354,8 @@ impl Clips {
                     make("short.mp4", 5, 1920, 1080, 10, false);
                     make("long.mp4", 61, 1920, 1080, 1, false);
                     make("small.mp4", 21, 1280, 720, 2, false);
+                    // Valid, and a few hundred kB only.
+                    make("light.mp4", 21, 1920, 1080, 1, false);
                     std::fs::write(root.join("not-video.mp4"), b"This is plain text pretending to be a video.").unwrap();
                     let mut corrupt = std::fs::read(root.join("valid.mp4")).unwrap();
                     anb_adapters::gst::scramble_sample_data(&mut corrupt);
