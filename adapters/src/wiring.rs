@@ -43,11 +43,12 @@ pub struct Services {
 
 impl Services {
     /// Connects to the database (migrating it), prepares the data directory
-    /// and builds every adapter. `base_url` prefixes links to stored files.
+    /// and builds every adapter. `base_url` prefixes links to stored files;
+    /// `jobs_at_once` (the process's workers) shares the cores among jobs.
     ///
     /// # Errors
     /// A message naming what failed: database, data directory, key, GStreamer.
-    pub async fn build(config: &CommonConfig, base_url: &str) -> Result<Self, String> {
+    pub async fn build(config: &CommonConfig, base_url: &str, jobs_at_once: u32) -> Result<Self, String> {
         for dir in [config.files_dir(), config.upload_dir(), config.work_dir()] {
             std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
@@ -57,7 +58,7 @@ impl Services {
         let key = config.signing_key()?;
         let database =
             Database::connect(&config.database_url(), config.database_pool).await.map_err(|e| format!("database: {}", e.message))?;
-        let transcoder = Arc::new(GstTranscoder::new(TranscodeSettings::default())?);
+        let transcoder = Arc::new(GstTranscoder::new(TranscodeSettings::for_jobs_at_once(jobs_at_once))?);
         let clock = Arc::new(SystemClock);
         let (users, videos, votes) = (Arc::new(database.users()), Arc::new(database.videos()), Arc::new(database.votes()));
         let aws =

@@ -37,6 +37,8 @@ impl Cluster {
             ("ANB_JOB_VISIBILITY", "6".to_owned()),
             ("ANB_RETRY_DELAY", "1".to_owned()),
             ("ANB_MAX_ATTEMPTS", "3".to_owned()),
+            // One job per worker process, whatever the machine's cores.
+            ("ANB_WORKERS", "1".to_owned()),
         ] {
             env.push((key.to_owned(), value));
         }

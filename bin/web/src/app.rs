@@ -62,7 +62,7 @@ impl Application {
             );
         }
         clean_upload_dir(&common);
-        let services = Services::build(&common, &base_url).await?;
+        let services = Services::build(&common, &base_url, web.workers).await?;
         let limits = UploadLimits {
             dir: common.upload_dir(),
             max_file_bytes: services.videos.rules().max_bytes,

@@ -17,8 +17,11 @@ struct Cli {
     web: WebConfig,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    anb_adapters::runtime::main_with(serve)
+}
+
+async fn serve() -> ExitCode {
     let cli = Cli::parse();
     if let Err(message) = anb_adapters::runtime::init_tracing() {
         eprintln!("anb-web: {message}");

@@ -22,8 +22,10 @@ struct Cli {
     #[command(flatten)]
     common: CommonConfig,
 
-    /// Jobs processed at once by this process.
-    #[arg(long, env = "ANB_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    /// Jobs processed at once by this process (default: one per core, each
+    /// job then decoding and encoding on one thread; bench/worker.py
+    /// measured this the fastest way to drain a queue).
+    #[arg(long, env = "ANB_WORKERS", default_value_t = one_per_core(), value_parser = clap::value_parser!(u32).range(1..=64))]
     workers: u32,
 
     #[command(subcommand)]
@@ -59,11 +61,26 @@ enum Command {
         /// videoscale method.
         #[arg(long)]
         scale_method: Option<String>,
+        /// x264 subpixel motion refinement (subme).
+        #[arg(long)]
+        subme: Option<u32>,
+        /// x264 motion search (dia, hex, umh).
+        #[arg(long)]
+        motion_search: Option<String>,
+        /// Decoder and encoder threads (0: as many as they choose).
+        #[arg(long)]
+        threads: Option<u32>,
+        /// x264 constant quality (CRF).
+        #[arg(long)]
+        quality: Option<u32>,
     },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    anb_adapters::runtime::main_with(work)
+}
+
+async fn work() -> ExitCode {
     let cli = Cli::parse();
     if let Err(message) = anb_adapters::runtime::init_tracing() {
         eprintln!("anb-worker: {message}");
@@ -71,17 +88,18 @@ async fn main() -> ExitCode {
     }
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(&cli.common, cli.workers).await,
-        Command::Migrate => anb_adapters::Database::connect(&cli.common.database_url(), 1)
-            .await
-            .map(|_| tracing::info!("database schema up to date"))
-            .map_err(|e| format!("database: {}", e.message)),
+        Command::Migrate => migrate(&cli.common).await,
         Command::Provision { queue_name } => provision(&cli.common, &queue_name).await,
-        Command::Transcode { input, output, preset, bframes, scale_method } => {
+        Command::Transcode { input, output, preset, bframes, scale_method, subme, motion_search, threads, quality } => {
             let defaults = TranscodeSettings::default();
             let settings = TranscodeSettings {
                 speed_preset: preset.unwrap_or(defaults.speed_preset.clone()),
                 bframes: bframes.unwrap_or(defaults.bframes),
                 scale_method: scale_method.unwrap_or(defaults.scale_method.clone()),
+                subme: subme.unwrap_or(defaults.subme),
+                motion_search: motion_search.unwrap_or(defaults.motion_search.clone()),
+                threads: threads.unwrap_or(defaults.threads),
+                quality: quality.unwrap_or(defaults.quality),
                 ..defaults
             };
             transcode(settings, &input, &output).await
@@ -96,8 +114,12 @@ async fn main() -> ExitCode {
     }
 }
 
+fn one_per_core() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(64).min(64))
+}
+
 async fn run(common: &CommonConfig, workers: u32) -> Result<(), String> {
-    let services = Services::build(common, "http://localhost").await?;
+    let services = Services::build(common, "http://localhost", workers).await?;
     let shutdown = shutdown_on(anb_adapters::runtime::termination());
     tracing::info!(workers, relay = services.relay.is_some(), "processing jobs");
     let mut tasks: Vec<_> = (0..workers)
@@ -119,6 +141,14 @@ async fn run(common: &CommonConfig, workers: u32) -> Result<(), String> {
         task.await.map_err(|e| format!("worker task failed: {e}"))?;
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+async fn migrate(common: &CommonConfig) -> Result<(), String> {
+    // The default SQLite file lives in the data directory.
+    std::fs::create_dir_all(&common.data_dir).map_err(|e| format!("cannot create {}: {e}", common.data_dir.display()))?;
+    anb_adapters::Database::connect(&common.database_url(), 1).await.map_err(|e| format!("database: {}", e.message))?;
+    tracing::info!("database schema up to date");
     Ok(())
 }
 
