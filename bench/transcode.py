@@ -62,11 +62,28 @@ def ffmpeg_baseline(src: Path, out: Path) -> list[str]:
 
 
 def ours(src: Path, out: Path, *flags: str) -> list[str]:
-    return [str(WORKER), "transcode", str(src), str(out), *flags]
+    """As a worker host runs it at full load (ANB_WORKERS = cores): one
+    decoder and one encoder thread per job."""
+    threads = () if "--threads" in flags else ("--threads", "1")
+    return [str(WORKER), "transcode", *threads, *flags, str(src), str(out)]
 
 
-# Settings compared by --variants: (B-frames, videoscale method).
-VARIANTS = [("0", "bilinear"), ("3", "bilinear"), ("3", "catrom")]
+def ffmpeg_one_thread(src: Path, out: Path) -> list[str]:
+    """The baseline given the same one-thread-per-job treatment, for reference."""
+    cmd = ffmpeg_baseline(src, out)
+    at = cmd.index("-i")
+    return [*cmd[:at], "-threads", "1", *cmd[at:-1], "-threads", "1", "-filter_complex_threads", "1", cmd[-1]]
+
+
+# Encoder settings compared by --variants, as `anb-worker transcode` flags.
+VARIANTS = [
+    ("x264 veryfast as ffmpeg's (subme 2, hex), catrom", ("--subme", "2", "--motion-search", "hex")),
+    ("x264 veryfast, subme 1, dia, bilinear", ("--scale-method", "bilinear")),
+    ("x264 superfast, catrom", ("--preset", "superfast")),
+    ("x264 veryfast, subme 1, dia, catrom, CRF 22", ("--quality", "22")),
+    ("x264 veryfast, subme 1, dia, catrom (the default)", ()),
+    ("the default, decoder and encoder threads chosen by GStreamer", ("--threads", "0")),
+]
 
 
 def variants(work: Path) -> None:
@@ -75,16 +92,17 @@ def variants(work: Path) -> None:
     src = work / f"{name}.mp4"
     make_input(src, *INPUTS[name])
     print(f"{name}: single jobs\n")
-    print("| setting | wall s | CPU s | peak RSS MB | output MB | SSIM | PSNR dB |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    runs = [(f"ours, {b} B-frames, {m}", ours, ("--bframes", b, "--scale-method", m)) for b, m in VARIANTS]
+    print("| setting | wall s | CPU s | peak RSS MB | output MB | SSIM | PSNR dB | SSIM vs Lanczos |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    runs = [(f"ours, {label}", ours, flags) for label, flags in VARIANTS]
     runs.append(("ffmpeg CLI", ffmpeg_baseline, ()))
+    runs.append(("ffmpeg CLI, -threads 1", ffmpeg_one_thread, ()))
     for label, tool, flags in runs:
         out = work / "variant.mp4"
         row = timed(tool(src, out, *flags))
-        q = quality(out, src)
+        q = quality(tool, out, src, work)
         print(f"| {label} | {row['wall_s']:.1f} | {row['cpu_s']:.1f} | {row['peak_rss_mb']:.0f} | "
-              f"{out.stat().st_size / 1e6:.2f} | {q['ssim']:.4f} | {q['psnr']:.2f} |")
+              f"{out.stat().st_size / 1e6:.2f} | {q['ssim']:.4f} | {q['psnr']:.2f} | {q['ssim_lanczos']:.4f} |")
 
 
 def make_input(path: Path, width: int, height: int, bitrate: str) -> None:
@@ -106,20 +124,58 @@ def timed(cmd: list[str]) -> dict:
     return {"wall_s": wall, "cpu_s": float(user) + float(system), "peak_rss_mb": int(rss_kb) / 1024}
 
 
-def quality(out: Path, src: Path) -> dict:
-    """SSIM and PSNR of the content part of `out` against the source's first
-    30 s scaled and padded the same way. The top 120 rows, where each tool
-    draws its own watermark, are left out of both: the watermarks differ in
-    size by design and would be scored as error."""
+def gstreamer_fit(width: int, height: int, flags: str = "lanczos") -> str:
+    """The geometry `videoscale add-borders=true` gives (measured on a white
+    frame: a 1080x1920 picture becomes 405x720 at x=436, where ffmpeg's FIT
+    gives 404x720), as ffmpeg filters with the scaler `flags`."""
+    scale = min(1280 / width, 720 / height)
+    w, h = round(width * scale), round(height * scale)
+    x, y = (1280 - w) // 2 & ~1, (720 - h) // 2 & ~1
+    return f"scale={w}:{h}:flags={flags},pad=1280:720:{x}:{y},setsar=1"
+
+
+def scores(out: Path, ref: Path, ref_filters: str) -> dict:
+    """SSIM and PSNR of the 30 s of content of `out` (cards cut off) against
+    `ref` through `ref_filters`. The top 120 rows, where each tool draws its
+    own watermark, are left out of both: the watermarks differ in size by
+    design and would be scored as error."""
     graph = (f"[0:v]trim=start=2.5:end=32.5,setpts=PTS-STARTPTS,{OUTSIDE_WATERMARK}[a];"
-             f"[1:v]trim=end=30,setpts=PTS-STARTPTS,fps=30,{FIT},format=yuv420p,{OUTSIDE_WATERMARK}[b];")
-    scores = {}
+             f"[1:v]trim=end=30,setpts=PTS-STARTPTS,{ref_filters},format=yuv420p,{OUTSIDE_WATERMARK}[b];")
+    result = {}
     for name, pattern in (("ssim", r"All:([0-9.]+)"), ("psnr", r"average:([0-9.inf]+)")):
-        proc = subprocess.run(["ffmpeg", "-v", "info", "-i", str(out), "-i", str(src), "-filter_complex",
+        proc = subprocess.run(["ffmpeg", "-v", "info", "-i", str(out), "-i", str(ref), "-filter_complex",
                                graph + f"[a][b]{name}=shortest=1", "-f", "null", "-"], capture_output=True, text=True)
         match = re.findall(pattern, proc.stderr)
-        scores[name] = float(match[-1]) if match else None
-    return scores
+        result[name] = float(match[-1]) if match else None
+    return result
+
+
+def gstreamer_scaled(src: Path, work: Path) -> Path:
+    """The source's first 30 s scaled and padded exactly as our pipeline
+    does (videoscale catrom, add-borders), uncompressed (YUV4MPEG)."""
+    ref = work / f"{src.stem}-gst-scaled.y4m"
+    if not ref.exists():
+        subprocess.run(["gst-launch-1.0", "-q", "filesrc", f"location={src}", "!", "qtdemux", "!", "h264parse", "!",
+                        "avdec_h264", "!", "videoconvert", "!", "videoscale", "method=catrom", "add-borders=true", "!",
+                        "video/x-raw,format=I420,width=1280,height=720,pixel-aspect-ratio=1/1", "!",
+                        "identity", "eos-after=905", "!", "y4menc", "!", "filesink", f"location={ref}"], check=True)
+    return ref
+
+
+def quality(tool, out: Path, src: Path, work: Path) -> dict:
+    """Scores of `out` against the source scaled the same way as `tool`
+    scales it (what its encoding lost: `ssim`, `psnr`), and against one
+    neutral reference for both tools, the source scaled with Lanczos in
+    each tool's geometry (what scaling and encoding lost together:
+    `ssim_lanczos`)."""
+    if tool is ours:
+        w, h = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
+                               "-of", "csv=p=0", str(src)], capture_output=True, text=True, check=True).stdout.split(",")
+        own, neutral = scores(out, gstreamer_scaled(src, work), "null"), scores(out, src, f"fps=30,{gstreamer_fit(int(w), int(h))}")
+    else:
+        own = scores(out, src, f"fps=30,{FIT}")
+        neutral = scores(out, src, "fps=30," + FIT.replace("decrease,", "decrease:flags=lanczos,"))
+    return {**own, "ssim_lanczos": neutral["ssim"]}
 
 
 def throughput(tool, src: Path, work: Path) -> float:
@@ -137,7 +193,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="only the first input")
     parser.add_argument("--variants", action="store_true", help="single jobs of our encoder settings on the first input")
     args = parser.parse_args()
-    for tool in ("ffmpeg", "ffprobe", "/usr/bin/time"):
+    for tool in ("ffmpeg", "ffprobe", "gst-launch-1.0", "/usr/bin/time"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: apt-get install ffmpeg time")
     subprocess.run(["cargo", "build", "--release", "-q", "--bin", "anb-worker"], cwd=ROOT, check=True)
@@ -156,7 +212,7 @@ def main() -> None:
                 out = work / f"{name}-{label.split()[0]}.mp4"
                 row = {"input": name, "input_mb": round(src.stat().st_size / 1e6, 1), "tool": label, **timed(tool(src, out))}
                 row["output_mb"] = round(out.stat().st_size / 1e6, 2)
-                row.update(quality(out, src))
+                row.update(quality(tool, out, src, work))
                 row["videos_per_min"] = throughput(tool, src, work)
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr)
@@ -165,15 +221,16 @@ def main() -> None:
     stamp = time.strftime("%Y%m%dT%H%M%S")
     (results / f"transcode-{stamp}.json").write_text(json.dumps({"cores": CORES, "rows": rows}, indent=2))
 
-    print(f"| input | tool | wall s | CPU s | peak RSS MB | output MB | SSIM | PSNR dB | videos/min ({CORES} at once) |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| input | tool | wall s | CPU s | peak RSS MB | output MB | SSIM | PSNR dB | SSIM vs Lanczos | videos/min ({CORES} at once) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['input']} ({r['input_mb']} MB) | {r['tool']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
-              f"{r['peak_rss_mb']:.0f} | {r['output_mb']} | {r['ssim']:.4f} | {r['psnr']:.2f} | {r['videos_per_min']:.2f} |")
+              f"{r['peak_rss_mb']:.0f} | {r['output_mb']} | {r['ssim']:.4f} | {r['psnr']:.2f} | {r['ssim_lanczos']:.4f} | "
+              f"{r['videos_per_min']:.2f} |")
     for name in names:
         base, mine = (next(r for r in rows if r["input"] == name and r["tool"].startswith(t)) for t in ("ffmpeg", "anb"))
         print(f"\n{name}: throughput ratio ours/ffmpeg = {mine['videos_per_min'] / base['videos_per_min']:.2f}, "
-              f"SSIM {mine['ssim']:.4f} vs {base['ssim']:.4f}")
+              f"SSIM {mine['ssim']:.4f} vs {base['ssim']:.4f} (against Lanczos: {mine['ssim_lanczos']:.4f} vs {base['ssim_lanczos']:.4f})")
 
 
 if __name__ == "__main__":
