@@ -37,8 +37,6 @@ impl Cluster {
             ("ANB_JOB_VISIBILITY", "6".to_owned()),
             ("ANB_RETRY_DELAY", "1".to_owned()),
             ("ANB_MAX_ATTEMPTS", "3".to_owned()),
-            // One job per worker process, whatever the machine's cores.
-            ("ANB_WORKERS", "1".to_owned()),
         ] {
             env.push((key.to_owned(), value));
         }
@@ -63,8 +61,11 @@ impl Cluster {
         TestApp::spawn(0, &env).await
     }
 
+    /// An `anb-worker` of one job at a time, whatever the machine's cores.
     fn worker(&self) -> Worker {
-        Worker::spawn(&self.env)
+        let mut env = self.env.clone();
+        env.push(("ANB_WORKERS".to_owned(), "1".to_owned()));
+        Worker::spawn(&env)
     }
 }
 
