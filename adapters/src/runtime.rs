@@ -21,8 +21,9 @@ pub fn init_tracing() -> Result<(), String> {
 /// glibc gives each thread that allocates its own arena and rarely returns
 /// their free memory; a worker's decoder, scaler and encoder threads hand
 /// 3 MB frames to one another, so every job left memory behind. Two arenas
-/// measured the same speed and 110 MB less peak RSS with two jobs at once
-/// (`bench/worker.py`, docs/benchmarks.md). Call it first thing in `main`.
+/// measured the same speed and 70 MB less peak RSS with two jobs at once
+/// (609 MB to 540 MB, `bench/worker.py`, docs/benchmarks.md). Call it
+/// first thing in `main`.
 pub fn cap_malloc_arenas() {
     const VARIABLE: &str = "MALLOC_ARENA_MAX";
     if !cfg!(target_os = "linux") || std::env::var_os(VARIABLE).is_some() {
