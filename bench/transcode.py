@@ -100,7 +100,7 @@ def variants(work: Path) -> None:
     for label, tool, flags in runs:
         out = work / "variant.mp4"
         row = timed(tool(src, out, *flags))
-        q = quality(tool, out, src, work)
+        q = quality(tool, out, src, work, flags)
         print(f"| {label} | {row['wall_s']:.1f} | {row['cpu_s']:.1f} | {row['peak_rss_mb']:.0f} | "
               f"{out.stat().st_size / 1e6:.2f} | {q['ssim']:.4f} | {q['psnr']:.2f} | {q['ssim_lanczos']:.4f} |")
 
@@ -124,14 +124,14 @@ def timed(cmd: list[str]) -> dict:
     return {"wall_s": wall, "cpu_s": float(user) + float(system), "peak_rss_mb": int(rss_kb) / 1024}
 
 
-def gstreamer_fit(width: int, height: int, flags: str = "lanczos") -> str:
+def gstreamer_fit(width: int, height: int) -> str:
     """The geometry `videoscale add-borders=true` gives (measured on a white
     frame: a 1080x1920 picture becomes 405x720 at x=436, where ffmpeg's FIT
-    gives 404x720), as ffmpeg filters with the scaler `flags`."""
+    gives 404x720), as ffmpeg filters scaling with Lanczos."""
     scale = min(1280 / width, 720 / height)
     w, h = round(width * scale), round(height * scale)
     x, y = (1280 - w) // 2 & ~1, (720 - h) // 2 & ~1
-    return f"scale={w}:{h}:flags={flags},pad=1280:720:{x}:{y},setsar=1"
+    return f"scale={w}:{h}:flags=lanczos,pad=1280:720:{x}:{y},setsar=1"
 
 
 def scores(out: Path, ref: Path, ref_filters: str) -> dict:
@@ -150,28 +150,29 @@ def scores(out: Path, ref: Path, ref_filters: str) -> dict:
     return result
 
 
-def gstreamer_scaled(src: Path, work: Path) -> Path:
+def gstreamer_scaled(src: Path, work: Path, method: str) -> Path:
     """The source's first 30 s scaled and padded exactly as our pipeline
-    does (videoscale catrom, add-borders), uncompressed (YUV4MPEG)."""
-    ref = work / f"{src.stem}-gst-scaled.y4m"
+    does (videoscale `method`, add-borders), uncompressed (YUV4MPEG)."""
+    ref = work / f"{src.stem}-gst-{method}.y4m"
     if not ref.exists():
         subprocess.run(["gst-launch-1.0", "-q", "filesrc", f"location={src}", "!", "qtdemux", "!", "h264parse", "!",
-                        "avdec_h264", "!", "videoconvert", "!", "videoscale", "method=catrom", "add-borders=true", "!",
+                        "avdec_h264", "!", "videoconvert", "!", "videoscale", f"method={method}", "add-borders=true", "!",
                         "video/x-raw,format=I420,width=1280,height=720,pixel-aspect-ratio=1/1", "!",
                         "identity", "eos-after=905", "!", "y4menc", "!", "filesink", f"location={ref}"], check=True)
     return ref
 
 
-def quality(tool, out: Path, src: Path, work: Path) -> dict:
+def quality(tool, out: Path, src: Path, work: Path, flags: tuple = ()) -> dict:
     """Scores of `out` against the source scaled the same way as `tool`
     scales it (what its encoding lost: `ssim`, `psnr`), and against one
     neutral reference for both tools, the source scaled with Lanczos in
     each tool's geometry (what scaling and encoding lost together:
-    `ssim_lanczos`)."""
+    `ssim_lanczos`). `flags` are those `tool` ran with."""
     if tool is ours:
+        method = flags[flags.index("--scale-method") + 1] if "--scale-method" in flags else "catrom"
         w, h = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
                                "-of", "csv=p=0", str(src)], capture_output=True, text=True, check=True).stdout.split(",")
-        own, neutral = scores(out, gstreamer_scaled(src, work), "null"), scores(out, src, f"fps=30,{gstreamer_fit(int(w), int(h))}")
+        own, neutral = scores(out, gstreamer_scaled(src, work, method), "null"), scores(out, src, f"fps=30,{gstreamer_fit(int(w), int(h))}")
     else:
         own = scores(out, src, f"fps=30,{FIT}")
         neutral = scores(out, src, "fps=30," + FIT.replace("decrease,", "decrease:flags=lanczos,"))

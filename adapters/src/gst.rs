@@ -36,7 +36,7 @@ pub struct TranscodeSettings {
     /// x264 `speed-preset` (`veryfast`, `faster`, ...).
     pub speed_preset: String,
     /// x264 subpixel motion refinement (`subme`, 0-11). With `veryfast`, 1
-    /// and a diamond search (`motion_search`) measured 22 % less CPU per job
+    /// and a diamond search (`motion_search`) measured 25 % less CPU per job
     /// than `veryfast`'s own 2 and hexagon, at no lower SSIM than the ffmpeg
     /// command line and 10 % more bytes (`bench/transcode.py --variants`,
     /// docs/benchmarks.md).
@@ -89,8 +89,7 @@ impl TranscodeSettings {
     /// running at once: one thread each when there are as many jobs as
     /// cores (or more).
     pub fn for_jobs_at_once(jobs: u32) -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
-        Self { threads: (cores / jobs.max(1)).max(1), ..Self::default() }
+        Self { threads: (crate::runtime::cores() / jobs.max(1)).max(1), ..Self::default() }
     }
 }
 
@@ -472,7 +471,8 @@ mod tests {
 
     #[test]
     fn the_cores_are_shared_out_among_the_jobs_at_once() {
-        let cores = std::thread::available_parallelism().unwrap().get() as u32;
+        let cores = crate::runtime::cores();
+        assert_eq!(cores, std::thread::available_parallelism().unwrap().get() as u32);
         assert_eq!(TranscodeSettings::for_jobs_at_once(1).threads, cores);
         assert_eq!(TranscodeSettings::for_jobs_at_once(cores).threads, 1);
         assert_eq!(TranscodeSettings::for_jobs_at_once(cores * 4).threads, 1);

@@ -32,9 +32,19 @@ pub fn cap_malloc_arenas() {
     if let Ok(exe) = std::env::current_exe() {
         use std::os::unix::process::CommandExt;
         // Returns only when the exec failed; the process then goes on as is.
-        let error = std::process::Command::new(exe).args(std::env::args_os().skip(1)).env(VARIABLE, "2").exec();
+        let mut args = std::env::args_os();
+        let mut command = std::process::Command::new(exe);
+        if let Some(arg0) = args.next() {
+            command.arg0(arg0);
+        }
+        let error = command.args(args).env(VARIABLE, "2").exec();
         eprintln!("note: could not restart with {VARIABLE}=2 ({error}); going on without it");
     }
+}
+
+/// The cores this process may use (at least 1).
+pub fn cores() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
 }
 
 /// What both binaries' `main` does: caps the malloc arenas, then runs

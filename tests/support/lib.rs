@@ -34,8 +34,6 @@ pub struct TestApp {
 impl TestApp {
     /// Starts `anb-web` with `workers` embedded workers and extra variables.
     pub async fn spawn(workers: u32, extra: &[(&str, &str)]) -> Self {
-        let mut env = vec![("ANB_WORKERS".to_owned(), workers.to_string()), ("ANB_RETRY_DELAY".to_owned(), "1".to_owned())];
-        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         Self::spawn_with_disks(workers, extra, &[]).await
     }
 

@@ -116,7 +116,7 @@ async fn work() -> ExitCode {
 }
 
 fn one_per_core() -> u32 {
-    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(64).min(64))
+    anb_adapters::runtime::cores().min(64)
 }
 
 async fn run(common: &CommonConfig, workers: u32) -> Result<(), String> {
