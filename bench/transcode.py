@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Transcoding benchmark: our GStreamer pipeline against the ffmpeg command line.
 
-Both do the same job (spec/video.md): first 30 s, scale + pad to 1280x720,
+Both do the same job (docs/video-rules.md): first 30 s, scale + pad to 1280x720,
 watermark, 2.5 s intro and outro cards, no audio, H.264 High yuv420p, fast
 start. Inputs are generated here so anyone can repeat the run:
 

@@ -13,7 +13,7 @@ pub mod worker;
 pub use accounts::{Accounts, LogInError, SignUp, SignUpError};
 pub use public::{PublicQueryError, Showcase, VoteError};
 pub use videos::{DeleteError, UploadError, VideoAccessError, VideoDetail, VideoSummary, Videos};
-pub use worker::{Processor, ProcessorSettings, Shutdown, WorkerError};
+pub use worker::{Processor, ProcessorPorts, ProcessorSettings, Shutdown, WorkerError};
 
 use std::time::Duration;
 

@@ -302,7 +302,7 @@ pub(crate) mod tests {
                 .upload(UserId(3), "Tiro", &file(), 10)
                 .await
                 .unwrap_err();
-            assert!(matches!(err, UploadError::Rejected(UploadRejection::Duration(_) | UploadRejection::Resolution { .. })), "{err:?}");
+            assert!(matches!(err, UploadError::Rejected(UploadRejection::Duration { .. } | UploadRejection::Resolution { .. })), "{err:?}");
         }
     }
 

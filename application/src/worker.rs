@@ -6,13 +6,13 @@
 //! already processed is acknowledged without work.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anb_domain::ports::{
-    Clock, JobQueue, ObjectStorage, QueueError, StorageError, TranscodeError, Transcoder, VideoRepository, VideoRepositoryError,
+    Clock, JobQueue, ObjectStorage, QueueError, ScratchDir, ScratchSpace, StorageError, TranscodeError, Transcoder, VideoRepository,
+    VideoRepositoryError,
 };
 use anb_domain::{BackendError, Delivery, ObjectKey, Receipt, VideoStatus};
 use futures::future::{BoxFuture, Either, Shared, select};
@@ -44,20 +44,16 @@ pub struct ProcessorSettings {
     pub retry_delay: Duration,
     /// Wait between polls when the queue was empty.
     pub idle_wait: Duration,
-    /// Where jobs keep their scratch files.
-    pub work_dir: PathBuf,
 }
 
-impl ProcessorSettings {
-    /// Defaults for a worker that keeps scratch files under `work_dir`.
-    pub fn new(work_dir: PathBuf) -> Self {
+impl Default for ProcessorSettings {
+    fn default() -> Self {
         Self {
             visibility: Duration::from_secs(120),
             heartbeat: Duration::from_secs(30),
             max_attempts: 3,
             retry_delay: Duration::from_secs(5),
             idle_wait: Duration::from_millis(500),
-            work_dir,
         }
     }
 }
@@ -84,21 +80,27 @@ pub struct Processor {
     queue: Arc<dyn JobQueue>,
     storage: Arc<dyn ObjectStorage>,
     transcoder: Arc<dyn Transcoder>,
+    scratch: Arc<dyn ScratchSpace>,
     clock: Arc<dyn Clock>,
     settings: ProcessorSettings,
 }
 
+/// The ports a [`Processor`] works through.
+#[derive(Clone)]
+pub struct ProcessorPorts {
+    pub videos: Arc<dyn VideoRepository>,
+    pub queue: Arc<dyn JobQueue>,
+    pub storage: Arc<dyn ObjectStorage>,
+    pub transcoder: Arc<dyn Transcoder>,
+    pub scratch: Arc<dyn ScratchSpace>,
+    pub clock: Arc<dyn Clock>,
+}
+
 impl Processor {
     /// Wires the worker to its ports.
-    pub fn new(
-        videos: Arc<dyn VideoRepository>,
-        queue: Arc<dyn JobQueue>,
-        storage: Arc<dyn ObjectStorage>,
-        transcoder: Arc<dyn Transcoder>,
-        clock: Arc<dyn Clock>,
-        settings: ProcessorSettings,
-    ) -> Self {
-        Self { videos, queue, storage, transcoder, clock, settings }
+    pub fn new(ports: ProcessorPorts, settings: ProcessorSettings) -> Self {
+        let ProcessorPorts { videos, queue, storage, transcoder, scratch, clock } = ports;
+        Self { videos, queue, storage, transcoder, scratch, clock, settings }
     }
 
     /// Runs jobs until `shutdown` resolves; an in-flight job is given back
@@ -139,9 +141,9 @@ impl Processor {
         // `instrument`, not `enter`: a guard held across `.await` tags other
         // tasks' events with this job, and this job's with none.
         async {
-            let scratch = Scratch::create(&self.settings.work_dir, &delivery)?;
+            let scratch = self.scratch.create(&format!("job-{}", delivery.job.task_id)).await?;
             let outcome = self.handle(&delivery, &scratch, shutdown).await;
-            drop(scratch);
+            self.scratch.remove(&scratch).await;
             self.settle(&delivery, outcome).await?;
             Ok(true)
         }
@@ -149,7 +151,7 @@ impl Processor {
         .await
     }
 
-    async fn handle(&self, delivery: &Delivery, scratch: &Scratch, shutdown: Shutdown) -> Result<Outcome, WorkerError> {
+    async fn handle(&self, delivery: &Delivery, scratch: &ScratchDir, shutdown: Shutdown) -> Result<Outcome, WorkerError> {
         let id = delivery.job.video_id;
         let Some(video) = self.videos.by_id(id).await.map_err(video_backend)? else {
             return Ok(Outcome::Skipped("video deleted"));
@@ -262,29 +264,6 @@ impl Processor {
     }
 }
 
-/// A per-delivery scratch directory, removed when dropped.
-struct Scratch {
-    dir: PathBuf,
-    input: PathBuf,
-    output: PathBuf,
-}
-
-impl Scratch {
-    fn create(root: &Path, delivery: &Delivery) -> Result<Self, WorkerError> {
-        let dir = root.join(format!("job-{}-{}", delivery.job.task_id, uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).map_err(|e| BackendError::internal(format!("cannot create {}: {e}", dir.display())))?;
-        Ok(Self { input: dir.join("original.mp4"), output: dir.join("processed.mp4"), dir })
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if let Err(error) = std::fs::remove_dir_all(&self.dir) {
-            tracing::warn!(dir = %self.dir.display(), %error, "could not remove scratch directory");
-        }
-    }
-}
-
 fn tolerate_expired(result: Result<(), QueueError>) -> Result<(), WorkerError> {
     match result {
         Ok(()) => Ok(()),
@@ -322,6 +301,8 @@ mod tests {
     use anb_domain::{Job, TaskId, VideoId};
     use chrono::Utc;
     use mockall::predicate::eq;
+
+    use std::path::{Path, PathBuf};
 
     use super::*;
     use crate::videos::tests::video;
@@ -381,9 +362,28 @@ mod tests {
             clock: Arc<dyn Clock>,
             dir: &Path,
         ) -> Processor {
-            let mut settings = ProcessorSettings::new(dir.to_path_buf());
-            settings.heartbeat = Duration::from_secs(3600);
-            Processor::new(Arc::new(videos), Arc::new(queue), Arc::new(storage), transcoder, clock, settings)
+            let settings = ProcessorSettings { heartbeat: Duration::from_secs(3600), ..ProcessorSettings::default() };
+            let scratch = Arc::new(TestScratch(dir.to_path_buf()));
+            let ports =
+                ProcessorPorts { videos: Arc::new(videos), queue: Arc::new(queue), storage: Arc::new(storage), transcoder, scratch, clock };
+            Processor::new(ports, settings)
+        }
+    }
+
+    /// Scratch directories under a test's own root, so that a test can check
+    /// that every job's directory is gone when it ends.
+    struct TestScratch(PathBuf);
+
+    #[async_trait::async_trait]
+    impl ScratchSpace for TestScratch {
+        async fn create(&self, label: &str) -> Result<ScratchDir, BackendError> {
+            let dir = self.0.join(format!("{label}-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&dir).map_err(|e| BackendError::io("scratch", &e))?;
+            Ok(ScratchDir { input: dir.join("original.mp4"), output: dir.join("processed.mp4"), dir })
+        }
+
+        async fn remove(&self, dir: &ScratchDir) {
+            std::fs::remove_dir_all(&dir.dir).unwrap();
         }
     }
 

@@ -39,6 +39,16 @@ impl BackendError {
     pub fn internal(message: impl Into<String>) -> Self {
         Self { kind: BackendErrorKind::Internal, message: message.into() }
     }
+
+    /// A failed file operation, telling a full disk (`ENOSPC`) from other
+    /// faults; `context` says what was being done.
+    pub fn io(context: &str, error: &std::io::Error) -> Self {
+        if error.kind() == std::io::ErrorKind::StorageFull || error.raw_os_error() == Some(28) {
+            Self::storage_full(format!("{context}: {error}"))
+        } else {
+            Self::internal(format!("{context}: {error}"))
+        }
+    }
 }
 
 impl fmt::Display for BackendError {
@@ -49,5 +59,19 @@ impl fmt::Display for BackendError {
             BackendErrorKind::Internal => "backend fault",
         };
         write!(f, "{kind}: {}", self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_told_apart_from_other_faults() {
+        // /dev/full answers every write with ENOSPC, as a full disk does.
+        let full = std::fs::write("/dev/full", b"video bytes").unwrap_err();
+        assert_eq!(BackendError::io("storing", &full).kind, BackendErrorKind::StorageFull);
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert_eq!(BackendError::io("storing", &denied).kind, BackendErrorKind::Internal);
     }
 }

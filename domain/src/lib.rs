@@ -2,7 +2,7 @@
 //! vote are, the rules they obey, and the ports (traits) through which the
 //! application reaches the outside world.
 //!
-//! This crate does no I/O. Adapters in `anb-adapters` implement the ports;
+//! This crate does no I/O. Adapters (the crates under `adapters/`) implement the ports;
 //! use cases in `anb-application` drive them. With the `mocks` feature every
 //! port gets a mockall `Mock*` type for unit tests.
 

@@ -4,7 +4,7 @@
 //! file) onto these, so the core never sees a database or SDK error type.
 //! A [`BackendError`] means the backend itself failed (down, full, broken).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -285,7 +285,7 @@ pub struct TranscodeReport {
     pub duration: Duration,
 }
 
-/// Turns an original upload into the published file (spec/video.md).
+/// Turns an original upload into the published file (docs/video-rules.md).
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait Transcoder: Send + Sync + 'static {
@@ -381,4 +381,43 @@ pub trait Clock: Send + Sync + 'static {
 
     /// Waits for `duration`.
     async fn sleep(&self, duration: Duration);
+}
+
+/// A job's own directory of scratch files, handed out by [`ScratchSpace`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScratchDir {
+    /// The directory itself.
+    pub dir: PathBuf,
+    /// Where the original is fetched to.
+    pub input: PathBuf,
+    /// Where the transcoder writes the processed file.
+    pub output: PathBuf,
+}
+
+/// The scratch files of the jobs a worker runs: created per job, removed
+/// when it ends, and those of a killed worker swept by the adapter.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait ScratchSpace: Send + Sync + 'static {
+    /// A new, empty directory for one job; `label` names it for operators.
+    ///
+    /// # Errors
+    /// [`BackendError`] when it cannot be created (of kind `StorageFull`
+    /// when the disk is full).
+    async fn create(&self, label: &str) -> Result<ScratchDir, BackendError>;
+
+    /// Removes the directory and everything in it. A failure is logged, not
+    /// returned: the adapter's sweeper removes what is left.
+    async fn remove(&self, dir: &ScratchDir);
+}
+
+/// Whether the process can serve, for the load balancer's health check.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait HealthCheck: Send + Sync + 'static {
+    /// Checks that the backends the process needs answer now.
+    ///
+    /// # Errors
+    /// [`BackendError`] naming what does not answer.
+    async fn check(&self) -> Result<(), BackendError>;
 }

@@ -1,4 +1,4 @@
-//! What an upload must be (spec/video.md), as pure checks over the facts a
+//! What an upload must be (docs/video-rules.md), as pure checks over the facts a
 //! [`crate::ports::VideoProbe`] read from the file's own bytes.
 
 use std::time::Duration;
@@ -18,28 +18,34 @@ pub struct ProbedVideo {
     pub frame_rate: Option<f64>,
 }
 
-/// Why an upload is refused. Each message says which rule failed and what the
-/// file had; they are shown to the user as they are.
+/// Why an upload is refused. Each message says which rule failed, with the
+/// rule's own limits, and what the file had; they are shown to the user as
+/// they are.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum UploadRejection {
     #[error("El archivo no es un video MP4 válido.")]
     NotMp4,
     #[error("El archivo MP4 no contiene una pista de video.")]
     NoVideoTrack,
-    #[error("El archivo pesa {size_mb:.1} MB y supera el máximo permitido (100 MB).", size_mb = *bytes as f64 / 1_048_576.0)]
-    TooLarge { bytes: u64 },
-    #[error("Duración {} s fuera del rango permitido (20–60 s).", seconds_text(*.0))]
-    Duration(Duration),
-    #[error("Resolución {width}x{height} insuficiente: el lado menor debe tener al menos 1080 píxeles.")]
-    Resolution { width: u32, height: u32 },
+    #[error("El archivo supera el tamaño máximo permitido ({} MB).", number(*max_bytes as f64 / 1_048_576.0))]
+    TooLarge { max_bytes: u64 },
+    #[error("Duración {} s fuera del rango permitido ({}–{} s).", seconds_text(*actual, *min, *max), number(min.as_secs_f64()), number(max.as_secs_f64()))]
+    Duration { actual: Duration, min: Duration, max: Duration },
+    #[error("Resolución {width}x{height} insuficiente: el lado menor debe tener al menos {min_short_side} píxeles.")]
+    Resolution { width: u32, height: u32, min_short_side: u32 },
 }
 
-/// Shows seconds with one decimal, or three when one would round onto a limit
-/// (a 60.02 s file must not read "60.0 s fuera del rango").
-fn seconds_text(duration: Duration) -> String {
-    let secs = duration.as_secs_f64();
-    let short = format!("{secs:.1}");
-    if short == "20.0" || short == "60.0" { format!("{secs:.3}") } else { short }
+/// A limit as people write it: `100`, or `2.5` when it has a fraction.
+fn number(value: f64) -> String {
+    if value.fract() == 0.0 { format!("{value:.0}") } else { format!("{value:.1}") }
+}
+
+/// Shows seconds with one decimal, or three when one would round onto a
+/// limit (a 60.02 s file must not read "60.0 s fuera del rango (20–60 s)").
+fn seconds_text(actual: Duration, min: Duration, max: Duration) -> String {
+    let short = |d: Duration| format!("{:.1}", d.as_secs_f64());
+    let secs = actual.as_secs_f64();
+    if short(actual) == short(min) || short(actual) == short(max) { format!("{secs:.3}") } else { format!("{secs:.1}") }
 }
 
 /// The limits an upload is checked against.
@@ -67,7 +73,13 @@ impl UploadRules {
     /// # Errors
     /// [`UploadRejection::TooLarge`] over `max_bytes`.
     pub fn check_size(&self, bytes: u64) -> Result<(), UploadRejection> {
-        if bytes > self.max_bytes { Err(UploadRejection::TooLarge { bytes }) } else { Ok(()) }
+        if bytes > self.max_bytes { Err(self.too_large()) } else { Ok(()) }
+    }
+
+    /// The rejection of a file over `max_bytes` (also when it is cut off
+    /// while it arrives, before its size is known).
+    pub fn too_large(&self) -> UploadRejection {
+        UploadRejection::TooLarge { max_bytes: self.max_bytes }
     }
 
     /// Checks the probed facts: duration first, then resolution.
@@ -76,10 +88,10 @@ impl UploadRules {
     /// [`UploadRejection::Duration`] or [`UploadRejection::Resolution`].
     pub fn check(&self, video: &ProbedVideo) -> Result<(), UploadRejection> {
         if video.duration < self.min_duration || video.duration > self.max_duration {
-            return Err(UploadRejection::Duration(video.duration));
+            return Err(UploadRejection::Duration { actual: video.duration, min: self.min_duration, max: self.max_duration });
         }
         if video.width.min(video.height) < self.min_short_side {
-            return Err(UploadRejection::Resolution { width: video.width, height: video.height });
+            return Err(UploadRejection::Resolution { width: video.width, height: video.height, min_short_side: self.min_short_side });
         }
         Ok(())
     }
@@ -110,7 +122,28 @@ mod tests {
         assert_eq!(long.to_string(), "Duración 60.020 s fuera del rango permitido (20–60 s).");
         let small = rules.check(&probed(30.0, 1280, 720)).unwrap_err();
         assert!(small.to_string().contains("1280x720"), "{small}");
-        assert_eq!(rules.check(&probed(30.0, 1079, 1920)), Err(UploadRejection::Resolution { width: 1079, height: 1920 }));
+        assert_eq!(
+            rules.check(&probed(30.0, 1079, 1920)),
+            Err(UploadRejection::Resolution { width: 1079, height: 1920, min_short_side: 1080 })
+        );
+    }
+
+    #[test]
+    fn messages_follow_the_rules_limits() {
+        let rules = UploadRules {
+            max_bytes: 52_428_800,
+            min_duration: Duration::from_millis(2500),
+            max_duration: Duration::from_secs(10),
+            min_short_side: 720,
+        };
+        assert_eq!(rules.too_large().to_string(), "El archivo supera el tamaño máximo permitido (50 MB).");
+        assert_eq!(rules.check(&probed(1.0, 1280, 720)).unwrap_err().to_string(), "Duración 1.0 s fuera del rango permitido (2.5–10 s).");
+        assert_eq!(
+            rules.check(&probed(10.04, 1280, 720)).unwrap_err().to_string(),
+            "Duración 10.040 s fuera del rango permitido (2.5–10 s)."
+        );
+        assert!(rules.check(&probed(5.0, 640, 360)).unwrap_err().to_string().ends_with("al menos 720 píxeles."));
+        assert_eq!(UploadRules::default().too_large().to_string(), "El archivo supera el tamaño máximo permitido (100 MB).");
     }
 
     #[test]

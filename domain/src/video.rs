@@ -111,7 +111,7 @@ pub struct Title(String);
 pub enum InvalidTitle {
     #[error("El título es obligatorio.")]
     Missing,
-    #[error("El título no puede superar 200 caracteres.")]
+    #[error("El título no puede superar {} caracteres.", Title::MAX_CHARS)]
     TooLong,
     #[error("El título no puede contener caracteres de control.")]
     ControlCharacters,

@@ -1,11 +1,17 @@
-//! Real services for tests, started once per test process and stopped when
-//! it ends (even when it panics or is killed): a PostgreSQL server (the one
-//! `ANB_TEST_DATABASE_URL` names, else a throwaway cluster from the installed
-//! PostgreSQL binaries) and a moto server, the S3 and SQS emulator.
+//! What the tests of every crate share:
+//! - real services, started once per test process and stopped when it ends
+//!   (even when it panics or is killed): a PostgreSQL server (the one
+//!   `ANB_TEST_DATABASE_URL` names, else a throwaway cluster from the
+//!   installed PostgreSQL binaries) and a moto server, the S3 and SQS
+//!   emulator;
+//! - [`contracts`], the behaviour every adapter of a port must show;
+//! - fixtures such as [`scramble_sample_data`].
 //!
 //! Each service is watched by a small reaper process that waits for the test
 //! process to exit, then stops the service and removes its directory; a
 //! `static` is never dropped, so this is the one place cleanup can live.
+
+pub mod contracts;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -339,4 +345,19 @@ fn is_root() -> bool {
 
 fn succeeds(command: &mut Command) -> bool {
     command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+/// Scrambles the sample data of an MP4 in place (all of the first `mdat`
+/// payload past its first 64 bytes), leaving every box and index intact: a
+/// file that passes the upload checks but cannot be decoded.
+///
+/// # Panics
+/// When the bytes hold no `mdat` box.
+pub fn scramble_sample_data(bytes: &mut [u8]) {
+    let at = bytes.windows(4).position(|w| w == b"mdat").expect("an mdat box");
+    let size = u32::from_be_bytes(bytes[at - 4..at].try_into().expect("4 bytes")) as usize;
+    let end = (at - 4 + size).min(bytes.len());
+    for b in &mut bytes[at + 4 + 64..end] {
+        *b = b.wrapping_mul(31).wrapping_add(7);
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anb_adapters::JwtTokenIssuer;
+use anb_auth::JwtTokenIssuer;
 use anb_domain::UserId;
 use anb_domain::ports::TokenIssuer;
 use anb_e2e::{Clips, TestApp};

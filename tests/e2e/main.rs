@@ -1,11 +1,12 @@
 //! End-to-end tests: the real `anb-web` binary on port 0 with a temporary
-//! data directory, driven over HTTP as a client following spec/api.md would.
+//! data directory, driven over HTTP as a client following docs/api.md would.
 
 mod access;
 mod crashes;
 mod disk_full;
 mod hostile;
 mod schema;
+mod startup;
 
 use std::time::Duration;
 

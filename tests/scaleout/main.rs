@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anb_adapters::SqsQueue;
+use anb_aws::SqsQueue;
 use anb_e2e::{Clips, TestApp, Worker, binary, video_ids_logged};
 use anb_testkit::{Moto, Postgres};
 

@@ -346,7 +346,7 @@ impl Clips {
                 let root = dir.path().to_owned();
                 tokio::task::spawn_blocking(move || {
                     let make = |name: &str, secs, w, h, fps, audio| {
-                        anb_adapters::gst::write_test_clip(&root.join(name), secs, w, h, fps, audio).unwrap();
+                        anb_gstreamer::write_test_clip(&root.join(name), secs, w, h, fps, audio).unwrap();
                     };
                     make("valid.mp4", 21, 1920, 1080, 30, true);
                     make("short.mp4", 5, 1920, 1080, 10, false);
@@ -356,7 +356,7 @@ impl Clips {
                     make("light.mp4", 21, 1920, 1080, 1, false);
                     std::fs::write(root.join("not-video.mp4"), b"This is plain text pretending to be a video.").unwrap();
                     let mut corrupt = std::fs::read(root.join("valid.mp4")).unwrap();
-                    anb_adapters::gst::scramble_sample_data(&mut corrupt);
+                    anb_testkit::scramble_sample_data(&mut corrupt);
                     std::fs::write(root.join("corrupt.mp4"), corrupt).unwrap();
                     let mut big = std::fs::read(root.join("valid.mp4")).unwrap();
                     big.resize(100 * 1024 * 1024 + 1, 0);

@@ -7,8 +7,13 @@
 //!
 //! It is a crate of its own, with no I/O dependency, so that its fuzz target
 //! (`fuzz/`, `make fuzz`) builds in seconds. [`parse`] works on any
-//! `Read + Seek`; the `VideoProbe` adapter around it is
-//! `anb_adapters::Mp4BoxProbe`.
+//! `Read + Seek`; the `VideoProbe` adapter around it, [`Mp4BoxProbe`], comes
+//! with the `probe` feature.
+
+#[cfg(feature = "probe")]
+mod probe;
+#[cfg(feature = "probe")]
+pub use probe::Mp4BoxProbe;
 
 use std::io::{Read, Seek, SeekFrom};
 use std::time::Duration;

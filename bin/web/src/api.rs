@@ -1,14 +1,12 @@
-//! The HTTP API of spec/api.md on poem-openapi: one operation per route, one
-//! response enum per operation, errors as problem+json through [`ApiError`].
+//! The HTTP API of docs/api.md on poem-openapi: one operation per route, one
+//! response enum per operation, errors as problem+json through [`ApiError`]
+//! (whose `From` impls in `problem.rs` are the status table).
 
-use anb_adapters::Database;
 use anb_application::videos::VideoSummary;
-use anb_application::{
-    Accounts, DeleteError, LogInError, PublicQueryError, Showcase, SignUp, SignUpError, UploadError, VideoAccessError, Videos, VoteError,
-};
+use anb_application::{Accounts, LogInError, Showcase, SignUp, Videos};
+use anb_domain::ports::HealthCheck;
 use anb_domain::{Timestamp, UserId, Video, VideoId};
 use poem::Request;
-use poem::http::StatusCode;
 use poem_openapi::auth::Bearer;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -18,7 +16,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::nullable::Nullable;
-use crate::problem::{ApiError, Problem};
+use crate::problem::ApiError;
 use crate::throttle::LoginThrottle;
 use crate::upload::UploadForm;
 
@@ -231,7 +229,7 @@ fn failure_reason(video: &Video) -> Option<String> {
 
 /// The API; each field is a group of use cases.
 pub struct Api {
-    pub database: Database,
+    pub health: Arc<dyn HealthCheck>,
     pub accounts: Accounts,
     pub videos: Videos,
     pub showcase: Showcase,
@@ -260,10 +258,12 @@ impl Api {
     /// Whether this process can serve: 200 when it reaches its database.
     #[oai(path = "/health", method = "get", tag = "Tag::Health")]
     async fn health(&self) -> HealthResponse {
-        if self.database.ping().await {
-            HealthResponse::Ok(Json(HealthBody { status: "ok".into() }))
-        } else {
-            HealthResponse::Unavailable(Json(HealthBody { status: "unavailable".into() }))
+        match self.health.check().await {
+            Ok(()) => HealthResponse::Ok(Json(HealthBody { status: "ok".into() })),
+            Err(error) => {
+                tracing::warn!(%error, "health check failed");
+                HealthResponse::Unavailable(Json(HealthBody { status: "unavailable".into() }))
+            }
         }
     }
 
@@ -280,12 +280,8 @@ impl Api {
             city: b.city,
             country: b.country,
         };
-        match self.accounts.sign_up(form).await {
-            Ok(_) => Ok(SignUpResponse::Created(message("Usuario creado exitosamente."))),
-            Err(SignUpError::Invalid(errors)) => Err(Problem::invalid_fields(&errors).into()),
-            Err(e @ SignUpError::EmailTaken) => Err(ApiError::bad_request(e.to_string())),
-            Err(SignUpError::Backend(e)) => Err(e.into()),
-        }
+        self.accounts.sign_up(form).await?;
+        Ok(SignUpResponse::Created(message("Usuario creado exitosamente.")))
     }
 
     /// Exchanges e-mail and password for an access token.
@@ -293,21 +289,13 @@ impl Api {
     async fn log_in(&self, request: &Request, body: Json<LogInRequest>) -> Answer<LogInResponse> {
         let client = client_address(request, self.behind_proxy);
         self.login_throttle.check(&body.email, client).map_err(ApiError::too_many_requests)?;
-        match self.accounts.log_in(&body.email, &body.password).await {
-            Ok(token) => {
-                self.login_throttle.succeeded(&body.email);
-                Ok(LogInResponse::Ok(Json(TokenBody {
-                    access_token: token.token,
-                    token_type: "Bearer".into(),
-                    expires_in: token.expires_in,
-                })))
-            }
-            Err(e @ LogInError::InvalidCredentials) => {
+        let token = self.accounts.log_in(&body.email, &body.password).await.inspect_err(|e| {
+            if matches!(e, LogInError::InvalidCredentials) {
                 self.login_throttle.failed(&body.email, client);
-                Err(ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))
             }
-            Err(LogInError::Backend(e)) => Err(e.into()),
-        }
+        })?;
+        self.login_throttle.succeeded(&body.email);
+        Ok(LogInResponse::Ok(Json(TokenBody { access_token: token.token, token_type: "Bearer".into(), expires_in: token.expires_in })))
     }
 
     /// Uploads a video (MP4, 20–60 s, at least 1080p, at most 100 MB) for processing.
@@ -315,20 +303,12 @@ impl Api {
     async fn upload(&self, auth: BearerAuth, form: UploadForm) -> Answer<UploadResponse> {
         let title = form.title.ok_or_else(|| ApiError::bad_request("El título es obligatorio."))?;
         let file = form.file.ok_or_else(|| ApiError::bad_request("El archivo video_file es obligatorio."))?;
-        let result = self.videos.upload(auth.0, &title, &file.path, file.size).await;
-        drop(file);
-        match result {
-            Ok(video) => Ok(UploadResponse::Created(Json(UploadAccepted {
-                message: "Video subido correctamente. Procesamiento en curso.".into(),
-                task_id: video.task_id.to_string(),
-            }))),
-            Err(UploadError::Rejected(anb_domain::UploadRejection::TooLarge { .. })) => {
-                Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "El archivo supera el tamaño máximo permitido (100 MB)."))
-            }
-            Err(UploadError::Rejected(e)) => Err(ApiError::bad_request(e.to_string())),
-            Err(UploadError::InvalidTitle(e)) => Err(ApiError::bad_request(e.to_string())),
-            Err(UploadError::Backend(e)) => Err(e.into()),
-        }
+        // The received file is removed when `file` drops, whatever happens.
+        let video = self.videos.upload(auth.0, &title, &file.path, file.size).await?;
+        Ok(UploadResponse::Created(Json(UploadAccepted {
+            message: "Video subido correctamente. Procesamiento en curso.".into(),
+            task_id: video.task_id.to_string(),
+        })))
     }
 
     /// The signed-in player's videos, newest first.
@@ -341,39 +321,26 @@ impl Api {
     /// One of the signed-in player's videos.
     #[oai(path = "/videos/:video_id", method = "get", tag = "Tag::Videos")]
     async fn detail(&self, auth: BearerAuth, video_id: Path<i64>) -> Answer<DetailResponse> {
-        match self.videos.detail(auth.0, VideoId(video_id.0)).await {
-            Ok(detail) => {
-                let video = detail.video;
-                Ok(DetailResponse::Ok(Json(VideoDetailBody {
-                    video_id: video.id.0,
-                    failure_reason: failure_reason(&video),
-                    title: video.title,
-                    status: video.status.as_str().to_owned(),
-                    uploaded_at: rfc3339(video.uploaded_at),
-                    processed_at: video.processed_at.map(rfc3339).into(),
-                    original_url: detail.original_url,
-                    processed_url: detail.processed_url.into(),
-                    votes: video.votes,
-                })))
-            }
-            Err(e @ VideoAccessError::NotFound) => Err(ApiError::new(StatusCode::NOT_FOUND, e.to_string())),
-            Err(e @ VideoAccessError::Forbidden) => Err(ApiError::new(StatusCode::FORBIDDEN, e.to_string())),
-            Err(VideoAccessError::Backend(e)) => Err(e.into()),
-        }
+        let detail = self.videos.detail(auth.0, VideoId(video_id.0)).await?;
+        let video = detail.video;
+        Ok(DetailResponse::Ok(Json(VideoDetailBody {
+            video_id: video.id.0,
+            failure_reason: failure_reason(&video),
+            title: video.title,
+            status: video.status.as_str().to_owned(),
+            uploaded_at: rfc3339(video.uploaded_at),
+            processed_at: video.processed_at.map(rfc3339).into(),
+            original_url: detail.original_url,
+            processed_url: detail.processed_url.into(),
+            votes: video.votes,
+        })))
     }
 
     /// Deletes one of the player's videos that is not public yet, with its files.
     #[oai(path = "/videos/:video_id", method = "delete", tag = "Tag::Videos")]
     async fn delete(&self, auth: BearerAuth, video_id: Path<i64>) -> Answer<DeleteResponse> {
-        match self.videos.delete(auth.0, VideoId(video_id.0)).await {
-            Ok(id) => {
-                Ok(DeleteResponse::Ok(Json(DeletedBody { message: "El video ha sido eliminado exitosamente.".into(), video_id: id.0 })))
-            }
-            Err(e @ DeleteError::AlreadyPublic) => Err(ApiError::bad_request(e.to_string())),
-            Err(e @ DeleteError::NotFound) => Err(ApiError::new(StatusCode::NOT_FOUND, e.to_string())),
-            Err(e @ DeleteError::Forbidden) => Err(ApiError::new(StatusCode::FORBIDDEN, e.to_string())),
-            Err(DeleteError::Backend(e)) => Err(e.into()),
-        }
+        let id = self.videos.delete(auth.0, VideoId(video_id.0)).await?;
+        Ok(DeleteResponse::Ok(Json(DeletedBody { message: "El video ha sido eliminado exitosamente.".into(), video_id: id.0 })))
     }
 
     /// Processed videos, most voted first.
@@ -384,7 +351,7 @@ impl Api {
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<i64>>,
         #[oai(validator(minimum(value = "0")))] offset: Query<Option<i64>>,
     ) -> Answer<PublicListResponse> {
-        let videos = self.showcase.list_videos(city.0.as_deref(), limit.0, offset.0).await.map_err(query_error)?;
+        let videos = self.showcase.list_videos(city.0.as_deref(), limit.0, offset.0).await?;
         Ok(PublicListResponse::Ok(Json(
             videos
                 .into_iter()
@@ -403,12 +370,8 @@ impl Api {
     /// One vote for a public video; one per person and video.
     #[oai(path = "/public/videos/:video_id/vote", method = "post", tag = "Tag::Public")]
     async fn vote(&self, auth: BearerAuth, video_id: Path<i64>) -> Answer<VoteResponse> {
-        match self.showcase.vote(auth.0, VideoId(video_id.0)).await {
-            Ok(()) => Ok(VoteResponse::Ok(message("Voto registrado exitosamente."))),
-            Err(e @ VoteError::AlreadyVoted) => Err(ApiError::bad_request(e.to_string())),
-            Err(e @ VoteError::NotFound) => Err(ApiError::new(StatusCode::NOT_FOUND, e.to_string())),
-            Err(VoteError::Backend(e)) => Err(e.into()),
-        }
+        self.showcase.vote(auth.0, VideoId(video_id.0)).await?;
+        Ok(VoteResponse::Ok(message("Voto registrado exitosamente.")))
     }
 
     /// Players ranked by the votes of their public videos.
@@ -419,17 +382,10 @@ impl Api {
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<i64>>,
         #[oai(validator(minimum(value = "0")))] offset: Query<Option<i64>>,
     ) -> Answer<RankingResponse> {
-        let entries = self.showcase.rankings(city.0.as_deref(), limit.0, offset.0).await.map_err(query_error)?;
+        let entries = self.showcase.rankings(city.0.as_deref(), limit.0, offset.0).await?;
         Ok(RankingResponse::Ok(Json(
             entries.into_iter().map(|e| RankingItem { position: e.position, username: e.username, city: e.city, votes: e.votes }).collect(),
         )))
-    }
-}
-
-fn query_error(error: PublicQueryError) -> ApiError {
-    match error {
-        PublicQueryError::InvalidParameter(detail) => ApiError::bad_request(detail),
-        PublicQueryError::Backend(e) => e.into(),
     }
 }
 

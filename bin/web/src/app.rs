@@ -1,17 +1,21 @@
-//! Assembles the web application: routes, middleware, embedded workers, and
-//! a server bound to its port (port 0 picks one; [`Application::port`] says
-//! which), shut down gracefully on request.
+//! Assembles the web application: the routes and their middleware
+//! ([`endpoint`], from an [`AppState`], so that tests drive it in process),
+//! the background work, and a server bound to its port (port 0 picks one;
+//! [`Application::port`] says which), shut down gracefully on request.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-
 use std::time::Duration;
 
-use anb_adapters::config::{CommonConfig, WebConfig};
-use anb_adapters::wiring::Services;
 use anb_application::worker::shutdown_on;
+use anb_application::{Accounts, Showcase, Videos};
+use anb_domain::ports::HealthCheck;
+use anb_files::LocalFileStorage;
+use anb_wiring::config::{CommonConfig, WebConfig};
+use anb_wiring::{Role, Services, StartupError};
 use poem::endpoint::BoxEndpoint;
+use poem::http::StatusCode;
 use poem::listener::{Acceptor, AcceptorExt, Listener, TcpListener};
 use poem::middleware::CatchPanic;
 use poem::{Endpoint, EndpointExt, IntoResponse, Middleware, Request, Response, Route, Server, get};
@@ -20,7 +24,8 @@ use tokio::sync::watch;
 
 use crate::api::Api;
 use crate::files::serve_file;
-use crate::problem::problem_for;
+use crate::problem::{Problem, problem_for};
+use crate::routes::RouteTable;
 use crate::throttle::LoginThrottle;
 use crate::upload::UploadLimits;
 
@@ -29,48 +34,79 @@ const MAX_JSON_BYTES: usize = 64 * 1024;
 /// How long in-flight requests get to finish at shutdown.
 const DRAIN: Duration = Duration::from_secs(30);
 
+/// Why `anb-web` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WebStartupError {
+    #[error(transparent)]
+    Services(#[from] StartupError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+/// What the routes need: the use cases and the web server's own settings.
+#[derive(Clone)]
+pub struct AppState {
+    pub accounts: Accounts,
+    pub videos: Videos,
+    pub showcase: Showcase,
+    pub health: Arc<dyn HealthCheck>,
+    /// Stored files served under `/files/` (single-node mode); `None` with S3.
+    pub files: Option<Arc<LocalFileStorage>>,
+    pub upload: UploadLimits,
+    pub login_throttle: Arc<LoginThrottle>,
+    /// Take the client's address from `X-Forwarded-For` (behind a balancer).
+    pub behind_proxy: bool,
+    /// Where clients reach this server (`http://host:port`), for the
+    /// OpenAPI document's server URL.
+    pub base_url: String,
+}
+
 /// A bound, not yet running, web application.
 pub struct Application {
     acceptor: poem::listener::BoxAcceptor,
     addr: SocketAddr,
     app: BoxEndpoint<'static>,
     services: Services,
-    workers: u32,
 }
 
 impl Application {
-    /// Binds the port, connects the database and builds every adapter.
+    /// Checks the settings, binds the port, connects the database and builds
+    /// every adapter.
     ///
     /// # Errors
-    /// A message naming what could not be set up.
-    pub async fn build(common: CommonConfig, web: WebConfig) -> Result<Self, String> {
-        let acceptor =
-            TcpListener::bind(web.http_addr).into_acceptor().await.map_err(|e| format!("cannot listen on {}: {e}", web.http_addr))?;
+    /// A [`WebStartupError`] naming what could not be set up.
+    pub async fn build(common: CommonConfig, web: WebConfig) -> Result<Self, WebStartupError> {
+        let role = |base_url: String| Role::Web { base_url, workers: web.workers };
+        anb_wiring::validate(&common, &role(String::new()))?;
+        let listen = |source| WebStartupError::Listen { addr: web.http_addr, source };
+        let acceptor = TcpListener::bind(web.http_addr).into_acceptor().await.map_err(listen)?;
         let addr = acceptor
             .local_addr()
             .first()
             .and_then(|a| a.as_socket_addr().copied())
-            .ok_or_else(|| "the listener has no socket address".to_owned())?;
+            .ok_or_else(|| listen(std::io::Error::other("the listener has no socket address")))?;
         let base_url = web.public_base_url.clone().unwrap_or_else(|| {
             let host = if addr.ip().is_unspecified() { SocketAddr::new([127, 0, 0, 1].into(), addr.port()) } else { addr };
             format!("http://{host}")
         });
-        if common.shared_database() && common.jwt_secret.is_none() {
-            return Err(
-                "ANB_JWT_SECRET (--jwt-secret) is required with a shared database: every web server must verify the tokens the others sign"
-                    .into(),
-            );
-        }
         clean_upload_dir(&common);
-        let services = Services::build(&common, &base_url, web.workers).await?;
-        let limits = UploadLimits {
-            dir: common.upload_dir(),
-            max_file_bytes: services.videos.rules().max_bytes,
-            idle_timeout: Duration::from_secs(web.upload_idle_timeout),
+        let services = Services::build(&common, &role(base_url.clone())).await?;
+        let state = AppState {
+            accounts: services.accounts.clone(),
+            videos: services.videos.clone(),
+            showcase: services.showcase.clone(),
+            health: services.health.clone(),
+            files: services.files.clone(),
+            upload: UploadLimits {
+                dir: common.upload_dir(),
+                rules: services.videos.rules().clone(),
+                idle_timeout: Duration::from_secs(web.upload_idle_timeout),
+            },
+            login_throttle: Arc::new(LoginThrottle::new(web.login_max_failures, Duration::from_secs(web.login_lockout))),
+            behind_proxy: web.behind_proxy,
+            base_url,
         };
-        let throttle = Arc::new(LoginThrottle::new(web.login_max_failures, Duration::from_secs(web.login_lockout)));
-        let app = routes(&services, &base_url, limits, throttle, web.behind_proxy);
-        Ok(Self { acceptor: acceptor.boxed(), addr, app, services, workers: web.workers })
+        Ok(Self { acceptor: acceptor.boxed(), addr, app: endpoint(state), services })
     }
 
     /// The port the server listens on.
@@ -91,22 +127,8 @@ impl Application {
                 let _ = rx.wait_for(|stopped| *stopped).await;
             })
         };
-        let workers: Vec<_> = (0..self.workers)
-            .map(|_| {
-                let processor = self.services.processor.clone();
-                let shutdown = shutdown.clone();
-                tokio::spawn(async move { processor.run(shutdown).await })
-            })
-            .collect();
-        let sweeper = (self.workers > 0).then(|| {
-            let (dir, idle) = (self.services.work_dir.clone(), self.services.job_visibility);
-            tokio::spawn(anb_adapters::runtime::sweep_scratch_until(dir, idle, shutdown.clone()))
-        });
-        let relay = self.services.relay.clone().map(|relay| {
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move { relay.run(shutdown).await })
-        });
-        tracing::info!(addr = %self.addr, workers = self.workers, relay = relay.is_some(), "serving");
+        let background = self.services.start_background(&shutdown);
+        tracing::info!(addr = %self.addr, "serving");
         let server_stop = async move {
             stop.await;
             tracing::info!("shutting down");
@@ -114,35 +136,41 @@ impl Application {
         };
         let result = Server::new_with_acceptor(self.acceptor).run_with_graceful_shutdown(self.app, server_stop, Some(DRAIN)).await;
         drop(rx);
-        for task in workers.into_iter().chain(relay).chain(sweeper) {
-            let _ = task.await;
-        }
+        background.join().await;
         tracing::info!("stopped");
         result
     }
 }
 
-/// Refuses a declared body over `max` bytes with 413, and cuts a streamed
-/// (chunked) one off past `max`, so no client makes the server buffer more.
-fn limit_body(mut request: Request, max: usize) -> poem::Result<Request> {
+/// Reads a (JSON) body of at most `max` bytes before the handler sees it:
+/// 413 as soon as it is over (declared or streamed), 408 when the client
+/// stops sending for `idle`. Such bodies are small, so holding one is cheap.
+async fn limit_body(mut request: Request, max: usize, idle: Duration) -> poem::Result<Request> {
     use futures::StreamExt;
-    let too_large = || poem::Error::from_status(poem::http::StatusCode::PAYLOAD_TOO_LARGE);
+    let too_large = || Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "El cuerpo de la solicitud supera el tamaño permitido.").into_error();
     let declared =
         request.headers().get(poem::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    match declared {
-        Some(length) if length > max => Err(too_large()),
-        Some(_) => Ok(request),
-        None => {
-            let mut seen = 0usize;
-            let stream = request.take_body().into_bytes_stream().map(move |chunk| {
-                let chunk = chunk?;
-                seen += chunk.len();
-                if seen > max { Err(std::io::Error::other("request body over the limit")) } else { Ok(chunk) }
-            });
-            request.set_body(poem::Body::from_bytes_stream(stream));
-            Ok(request)
+    if declared.is_some_and(|length| length > max) {
+        return Err(too_large());
+    }
+    let mut stream = request.take_body().into_bytes_stream();
+    let mut body = Vec::with_capacity(declared.unwrap_or(0));
+    loop {
+        match tokio::time::timeout(idle, stream.next()).await {
+            Err(_) => return Err(Problem::new(StatusCode::REQUEST_TIMEOUT, "El cliente dejó de enviar datos.").into_error()),
+            Ok(None) => break,
+            Ok(Some(chunk)) => {
+                let chunk =
+                    chunk.map_err(|_| Problem::new(StatusCode::BAD_REQUEST, "No se pudo leer el cuerpo de la solicitud.").into_error())?;
+                if body.len() + chunk.len() > max {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
         }
     }
+    request.set_body(body);
+    Ok(request)
 }
 
 /// Uploads interrupted by a crash leave files behind; nothing else uses them.
@@ -157,27 +185,32 @@ fn clean_upload_dir(common: &CommonConfig) {
     }
 }
 
-fn routes(
-    services: &Services,
-    base_url: &str,
-    limits: UploadLimits,
-    throttle: Arc<LoginThrottle>,
-    behind_proxy: bool,
-) -> BoxEndpoint<'static> {
+/// The whole HTTP application: the API, its document and Swagger UI, the
+/// stored files, and the middleware every request goes through.
+///
+/// # Panics
+/// When the API's own OpenAPI document cannot be read (a bug, caught by
+/// every test).
+pub fn endpoint(state: AppState) -> BoxEndpoint<'static> {
     let api = Api {
-        database: services.database.clone(),
-        accounts: services.accounts.clone(),
-        videos: services.videos.clone(),
-        showcase: services.showcase.clone(),
-        login_throttle: throttle,
-        behind_proxy,
+        accounts: state.accounts.clone(),
+        videos: state.videos.clone(),
+        showcase: state.showcase.clone(),
+        health: state.health.clone(),
+        login_throttle: state.login_throttle.clone(),
+        behind_proxy: state.behind_proxy,
     };
     let api_service = OpenApiService::new(api, "ANB Rising Stars Showcase", env!("CARGO_PKG_VERSION"))
         .description("Players upload skill videos; the public votes; the ranking picks the showcase.")
-        .server(format!("{base_url}/api"));
+        .server(format!("{}/api", state.base_url));
+    let mut table = RouteTable::from_openapi(&api_service.spec(), "/api").expect("the API's own OpenAPI document");
+    table.add("/api/openapi.json", &["GET"]);
+    table.add("/files/*", &["GET", "HEAD"]);
+    let table = Arc::new(table);
     let spec = api_service.spec_endpoint();
     let docs = api_service.swagger_ui();
     let upload_route = "/api/videos/upload";
+    let idle = state.upload.idle_timeout;
     let mut route: BoxEndpoint<'static> = Route::new()
         .at("/api/openapi.json", get(spec))
         .nest("/docs", docs)
@@ -188,43 +221,36 @@ fn routes(
             if request.uri().path() == upload_route {
                 endpoint.call(request).await
             } else {
-                endpoint.call(limit_body(request, MAX_JSON_BYTES)?).await
+                endpoint.call(limit_body(request, MAX_JSON_BYTES, idle).await?).await
             }
         })
-        .data(services.accounts.clone())
-        .data(limits)
+        .data(state.accounts.clone())
+        .data(state.upload.clone())
         .boxed();
-    if let Some(files) = &services.files {
+    if let Some(files) = &state.files {
         route = route.data(files.clone()).boxed();
     }
     route
-        .catch_all_error(|error| async move { problem_for(error) })
-        .around(|endpoint, request: Request| async move {
-            // RFC 9110: a 405 lists the methods the resource has.
-            let path = request.uri().path().to_owned();
-            let mut response = endpoint.call(request).await?;
-            if response.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED
-                && let Some(allow) = allowed_methods(&path)
-            {
-                response.headers_mut().insert(poem::http::header::ALLOW, poem::http::HeaderValue::from_static(allow));
+        .around(move |endpoint, request: Request| {
+            let table = table.clone();
+            async move {
+                let path = request.uri().path().to_owned();
+                let mut response = match endpoint.call(request).await {
+                    Ok(response) => response.into_response(),
+                    Err(error) => problem_for(error, |index| table.param_name(&path, index)),
+                };
+                // RFC 9110: a 405 lists the methods the resource has.
+                if response.status() == StatusCode::METHOD_NOT_ALLOWED
+                    && let Some(allow) = table.allow(&path).and_then(|a| a.parse().ok())
+                {
+                    response.headers_mut().insert(poem::http::header::ALLOW, allow);
+                }
+                Ok(response)
             }
-            Ok(response)
         })
-        .with(CatchPanic::new())
+        .with(CatchPanic::new().with_handler(|_| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "Error interno del servidor.")))
         .with(RequestId)
         .boxed()
-}
-
-/// The methods each route answers, for the `Allow` header of a 405.
-fn allowed_methods(path: &str) -> Option<&'static str> {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-    Some(match segments.as_slice() {
-        ["api", "health" | "openapi.json" | "videos"] | ["api", "public", "videos" | "rankings"] => "GET",
-        ["api", "auth", "signup" | "login"] | ["api", "videos", "upload"] | ["api", "public", "videos", _, "vote"] => "POST",
-        ["api", "videos", _] => "GET, DELETE",
-        ["files", ..] => "GET, HEAD",
-        _ => return None,
-    })
 }
 
 /// Gives every request an id (the client's `x-request-id`, else a new one),
@@ -257,7 +283,7 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
             let started = std::time::Instant::now();
             let mut response = match self.0.call(request).await {
                 Ok(r) => r.into_response(),
-                Err(e) => problem_for(e),
+                Err(e) => problem_for(e, |_| None),
             };
             if let Ok(value) = id.parse() {
                 response.headers_mut().insert("x-request-id", value);

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use anb_adapters::LocalFileStorage;
 use anb_domain::ObjectKey;
+use anb_files::LocalFileStorage;
 use poem::error::{ResponseError, StaticFileError};
 use poem::http::StatusCode;
 use poem::web::{Path, Query, StaticFileRequest};

@@ -1,4 +1,4 @@
-//! `anb-web`: the HTTP face of the ANB Rising Stars Showcase (spec/api.md),
+//! `anb-web`: the HTTP face of the ANB Rising Stars Showcase (docs/api.md),
 //! with Swagger UI at `/docs`, the OpenAPI document at `/api/openapi.json`,
 //! signed file links under `/files/`, and (in single-node mode) the worker
 //! pool in the same process.
@@ -8,7 +8,8 @@ pub mod app;
 pub mod files;
 pub mod nullable;
 pub mod problem;
+pub mod routes;
 pub mod throttle;
 pub mod upload;
 
-pub use app::Application;
+pub use app::{AppState, Application, endpoint};

@@ -3,7 +3,8 @@
 
 use std::process::ExitCode;
 
-use anb_adapters::config::{CommonConfig, WebConfig};
+use anb_wiring::config::{CommonConfig, WebConfig};
+use anb_wiring::runtime;
 use clap::Parser;
 
 /// ANB Rising Stars Showcase: HTTP API, Swagger UI and (by default) an
@@ -18,27 +19,26 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    anb_adapters::runtime::main_with(serve)
+    runtime::main_with(serve)
 }
 
 async fn serve() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(message) = anb_adapters::runtime::init_tracing() {
+    if let Err(message) = runtime::init_tracing() {
         eprintln!("anb-web: {message}");
         return ExitCode::from(2);
     }
-    let app = match anb_web::Application::build(cli.common, cli.web).await {
-        Ok(app) => app,
-        Err(message) => {
-            tracing::error!("cannot start: {message}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match app.run_until(anb_adapters::runtime::termination()).await {
+    match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(%error, "server failed");
+            tracing::error!("{error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let app = anb_web::Application::build(cli.common, cli.web).await.context("cannot start")?;
+    app.run_until(runtime::termination()).await.context("server failed")
 }

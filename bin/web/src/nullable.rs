@@ -1,6 +1,6 @@
 //! [`Nullable`]: a value the API sends as JSON `null` when absent, and
 //! documents as `nullable` (poem-openapi's `Option` is "may be missing",
-//! which is not what spec/api.md says of `processed_url` and friends).
+//! which is not what docs/api.md says of `processed_url` and friends).
 
 use std::borrow::Cow;
 

@@ -1,9 +1,11 @@
 //! `application/problem+json` bodies (RFC 9457) and the one place that turns
-//! core errors into HTTP statuses. Internals never reach a body: server
-//! faults are logged with the request id and answered with a generic detail.
+//! errors into HTTP statuses: each use case's error has its `From` into
+//! [`ApiError`] here, so the whole status table reads in this file and the
+//! handlers end in `?`. Internals never reach a body: server faults are
+//! logged with the request id and answered with a generic detail.
 
-use anb_application::FieldError;
-use anb_domain::{BackendError, BackendErrorKind};
+use anb_application::{DeleteError, FieldError, LogInError, PublicQueryError, SignUpError, UploadError, VideoAccessError, VoteError};
+use anb_domain::{BackendError, BackendErrorKind, UploadRejection};
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
 use poem_openapi::payload::Payload;
@@ -171,6 +173,75 @@ impl From<BackendError> for ApiError {
     }
 }
 
+impl From<SignUpError> for ApiError {
+    fn from(error: SignUpError) -> Self {
+        match error {
+            SignUpError::Invalid(errors) => Problem::invalid_fields(&errors).into(),
+            SignUpError::EmailTaken => Self::bad_request(error.to_string()),
+            SignUpError::Backend(e) => e.into(),
+        }
+    }
+}
+
+impl From<LogInError> for ApiError {
+    fn from(error: LogInError) -> Self {
+        match error {
+            LogInError::InvalidCredentials => Self::new(StatusCode::UNAUTHORIZED, error.to_string()),
+            LogInError::Backend(e) => e.into(),
+        }
+    }
+}
+
+impl From<UploadError> for ApiError {
+    fn from(error: UploadError) -> Self {
+        match error {
+            UploadError::Rejected(UploadRejection::TooLarge { .. }) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
+            UploadError::Rejected(_) | UploadError::InvalidTitle(_) => Self::bad_request(error.to_string()),
+            UploadError::Backend(e) => e.into(),
+        }
+    }
+}
+
+impl From<VideoAccessError> for ApiError {
+    fn from(error: VideoAccessError) -> Self {
+        match error {
+            VideoAccessError::NotFound => Self::new(StatusCode::NOT_FOUND, error.to_string()),
+            VideoAccessError::Forbidden => Self::new(StatusCode::FORBIDDEN, error.to_string()),
+            VideoAccessError::Backend(e) => e.into(),
+        }
+    }
+}
+
+impl From<DeleteError> for ApiError {
+    fn from(error: DeleteError) -> Self {
+        match error {
+            DeleteError::AlreadyPublic => Self::bad_request(error.to_string()),
+            DeleteError::NotFound => Self::new(StatusCode::NOT_FOUND, error.to_string()),
+            DeleteError::Forbidden => Self::new(StatusCode::FORBIDDEN, error.to_string()),
+            DeleteError::Backend(e) => e.into(),
+        }
+    }
+}
+
+impl From<VoteError> for ApiError {
+    fn from(error: VoteError) -> Self {
+        match error {
+            VoteError::AlreadyVoted => Self::bad_request(error.to_string()),
+            VoteError::NotFound => Self::new(StatusCode::NOT_FOUND, error.to_string()),
+            VoteError::Backend(e) => e.into(),
+        }
+    }
+}
+
+impl From<PublicQueryError> for ApiError {
+    fn from(error: PublicQueryError) -> Self {
+        match error {
+            PublicQueryError::InvalidParameter(detail) => Self::bad_request(detail),
+            PublicQueryError::Backend(e) => e.into(),
+        }
+    }
+}
+
 /// The problem answering a backend failure; the failure itself is logged.
 impl From<BackendError> for Problem {
     fn from(error: BackendError) -> Self {
@@ -192,8 +263,10 @@ impl From<BackendError> for Problem {
 }
 
 /// Turns any error that escaped the handlers (no route, wrong method, bad
-/// parameters, missing token, panics) into a problem response.
-pub fn problem_for(error: poem::Error) -> Response {
+/// parameters, missing token) into a problem response. `path_param` names
+/// the route's path parameters by position (poem-openapi calls them
+/// `param0`, `param1`, ... internally).
+pub fn problem_for<'a>(error: poem::Error, path_param: impl Fn(usize) -> Option<&'a str>) -> Response {
     if error.is_from_response() {
         return error.into_response();
     }
@@ -203,7 +276,8 @@ pub fn problem_for(error: poem::Error) -> Response {
         return Problem::new(StatusCode::BAD_REQUEST, format!("El parámetro {} no es válido.", e.name)).into_response();
     }
     if let Some(e) = error.downcast_ref::<poem_openapi::error::ParsePathError>() {
-        return Problem::new(StatusCode::BAD_REQUEST, format!("El parámetro {} de la ruta no es válido.", e.name)).into_response();
+        let name = e.name.strip_prefix("param").and_then(|n| n.parse().ok()).and_then(&path_param).unwrap_or(e.name);
+        return Problem::new(StatusCode::BAD_REQUEST, format!("El parámetro {name} de la ruta no es válido.")).into_response();
     }
     if error.is::<poem_openapi::error::ParseRequestPayloadError>() {
         let detail = "El cuerpo de la solicitud no es un JSON válido con los campos requeridos.";

@@ -7,6 +7,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anb_domain::UploadRules;
+use anb_domain::video::InvalidTitle;
 use futures::TryStreamExt;
 use poem::http::StatusCode;
 use poem::{Request, RequestBody};
@@ -22,8 +24,8 @@ use crate::problem::Problem;
 pub struct UploadLimits {
     /// Directory for uploads in progress.
     pub dir: PathBuf,
-    /// Largest `video_file`, in bytes.
-    pub max_file_bytes: u64,
+    /// The upload rules (the size limit is enforced while receiving).
+    pub rules: UploadRules,
     /// Longest wait for the next piece of the body.
     pub idle_timeout: Duration,
 }
@@ -64,15 +66,15 @@ async fn next_chunk(field: &mut multer::Field<'_>, limits: &UploadLimits) -> poe
 }
 
 async fn receive_file(field: &mut multer::Field<'_>, limits: &UploadLimits) -> poem::Result<ReceivedFile> {
-    let internal = |e: std::io::Error| Problem::from(anb_adapters::storage::io_error("receiving upload", &e)).into_error();
+    let internal = |e: std::io::Error| Problem::from(anb_domain::BackendError::io("receiving upload", &e)).into_error();
     let temp = tempfile::Builder::new().prefix("upload-").suffix(".part").tempfile_in(&limits.dir).map_err(internal)?;
     let (file, path) = temp.into_parts();
     let mut file = tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
     let mut size: u64 = 0;
     while let Some(chunk) = next_chunk(field, limits).await? {
         size += chunk.len() as u64;
-        if size > limits.max_file_bytes {
-            return Err(problem(StatusCode::PAYLOAD_TOO_LARGE, "El archivo supera el tamaño máximo permitido (100 MB)."));
+        if size > limits.rules.max_bytes {
+            return Err(problem(StatusCode::PAYLOAD_TOO_LARGE, &limits.rules.too_large().to_string()));
         }
         file.write_all(&chunk).await.map_err(internal)?;
     }
@@ -86,7 +88,7 @@ async fn receive_title(field: &mut multer::Field<'_>, limits: &UploadLimits) -> 
     while let Some(chunk) = next_chunk(field, limits).await? {
         bytes.extend_from_slice(&chunk);
         if bytes.len() > MAX_TITLE_BYTES {
-            return Err(problem(StatusCode::BAD_REQUEST, "El título no puede superar 200 caracteres."));
+            return Err(problem(StatusCode::BAD_REQUEST, &InvalidTitle::TooLong.to_string()));
         }
     }
     String::from_utf8(bytes).map_err(|_| problem(StatusCode::BAD_REQUEST, "El título debe ser texto UTF-8."))

@@ -6,12 +6,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anb_adapters::config::CommonConfig;
-use anb_adapters::gst::{GstTranscoder, TranscodeSettings};
-use anb_adapters::wiring::Services;
-use anb_adapters::{S3Storage, SqsQueue};
 use anb_application::worker::shutdown_on;
+use anb_aws::{S3Storage, SqsQueue};
 use anb_domain::ports::Transcoder;
+use anb_gstreamer::{GstTranscoder, TranscodeSettings};
+use anb_wiring::config::CommonConfig;
+use anb_wiring::{Role, Services, runtime};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 /// ANB Rising Stars Showcase video worker. Every flag can be set by its
@@ -78,12 +79,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    anb_adapters::runtime::main_with(work)
+    runtime::main_with(work)
 }
 
 async fn work() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(message) = anb_adapters::runtime::init_tracing() {
+    if let Err(message) = runtime::init_tracing() {
         eprintln!("anb-worker: {message}");
         return ExitCode::from(2);
     }
@@ -108,57 +109,39 @@ async fn work() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            tracing::error!("{message}");
+        Err(error) => {
+            tracing::error!("{error:#}");
             ExitCode::FAILURE
         }
     }
 }
 
 fn one_per_core() -> u32 {
-    anb_adapters::runtime::cores().min(64)
+    runtime::cores().min(64)
 }
 
-async fn run(common: &CommonConfig, workers: u32) -> Result<(), String> {
-    let services = Services::build(common, "http://localhost", workers).await?;
-    let shutdown = shutdown_on(anb_adapters::runtime::termination());
-    tracing::info!(workers, relay = services.relay.is_some(), "processing jobs");
-    let mut tasks: Vec<_> = (0..workers)
-        .map(|_| {
-            let (processor, shutdown) = (services.processor.clone(), shutdown.clone());
-            tokio::spawn(async move { processor.run(shutdown).await })
-        })
-        .collect();
-    tasks.push(tokio::spawn(anb_adapters::runtime::sweep_scratch_until(
-        services.work_dir.clone(),
-        services.job_visibility,
-        shutdown.clone(),
-    )));
-    if let Some(relay) = services.relay.clone() {
-        let shutdown = shutdown.clone();
-        tasks.push(tokio::spawn(async move { relay.run(shutdown).await }));
-    }
-    for task in tasks {
-        task.await.map_err(|e| format!("worker task failed: {e}"))?;
-    }
+async fn run(common: &CommonConfig, workers: u32) -> anyhow::Result<()> {
+    let services = Services::build(common, &Role::Worker { workers }).await.context("cannot start")?;
+    let shutdown = shutdown_on(runtime::termination());
+    services.start_background(&shutdown).join().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn migrate(common: &CommonConfig) -> Result<(), String> {
+async fn migrate(common: &CommonConfig) -> anyhow::Result<()> {
     // The default SQLite file lives in the data directory.
-    std::fs::create_dir_all(&common.data_dir).map_err(|e| format!("cannot create {}: {e}", common.data_dir.display()))?;
-    anb_adapters::Database::connect(&common.database_url(), 1).await.map_err(|e| format!("database: {}", e.message))?;
+    std::fs::create_dir_all(&common.data_dir).with_context(|| format!("cannot create {}", common.data_dir.display()))?;
+    anb_sql::Database::connect(&common.database_url(), 1).await.context("database")?;
     tracing::info!("database schema up to date");
     Ok(())
 }
 
-async fn provision(common: &CommonConfig, queue_name: &str) -> Result<(), String> {
-    let bucket = common.require_bucket()?;
-    let aws = anb_adapters::aws::sdk_config().await;
-    let created = S3Storage::new(&aws, bucket).ensure_bucket().await.map_err(|e| format!("S3: {}", e.message))?;
+async fn provision(common: &CommonConfig, queue_name: &str) -> anyhow::Result<()> {
+    let bucket = common.bucket().context("ANB_S3_BUCKET (--s3-bucket) must name the bucket to provision")?;
+    let aws = anb_aws::sdk_config().await;
+    let created = S3Storage::new(&aws, bucket).ensure_bucket().await.context("S3")?;
     tracing::info!(bucket, created, "bucket ready");
-    let queues = SqsQueue::provision(&aws, queue_name, common.max_attempts).await.map_err(|e| format!("SQS: {}", e.message))?;
+    let queues = SqsQueue::provision(&aws, queue_name, common.max_attempts).await.context("SQS")?;
     tracing::info!(queue = queues.queue_url, dead_letter = queues.dead_letter_url, max_receives = common.max_attempts, "queues ready");
     println!("ANB_S3_BUCKET={bucket}");
     println!("ANB_SQS_QUEUE_URL={}", queues.queue_url);
@@ -166,10 +149,10 @@ async fn provision(common: &CommonConfig, queue_name: &str) -> Result<(), String
     Ok(())
 }
 
-async fn transcode(settings: TranscodeSettings, input: &std::path::Path, output: &std::path::Path) -> Result<(), String> {
+async fn transcode(settings: TranscodeSettings, input: &std::path::Path, output: &std::path::Path) -> anyhow::Result<()> {
     let transcoder = GstTranscoder::new(settings)?;
     let started = std::time::Instant::now();
-    let report = transcoder.transcode(input, output).await.map_err(|e| e.to_string())?;
+    let report = transcoder.transcode(input, output).await?;
     println!("{{\"output_seconds\": {:.3}, \"wall_seconds\": {:.3}}}", report.duration.as_secs_f64(), started.elapsed().as_secs_f64());
     Ok(())
 }

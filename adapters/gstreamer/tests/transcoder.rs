@@ -1,0 +1,83 @@
+//! Contract test of the `Transcoder` port on `GstTranscoder`: a 1080p clip with
+//! audio goes in; what comes out is checked from the file itself with ffprobe
+//! against docs/video-rules.md.
+
+use std::path::Path;
+use std::process::Command;
+
+use anb_domain::ports::{TranscodeError, Transcoder};
+use anb_gstreamer::{GstTranscoder, TranscodeSettings, write_test_clip};
+use anb_testkit::scramble_sample_data;
+
+fn ffprobe(path: &Path, entries: &str) -> String {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", entries, "-of", "default=noprint_wrappers=1"])
+        .arg(path)
+        .output()
+        .expect("ffprobe is installed (make deps)");
+    assert!(out.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn value<'a>(report: &'a str, key: &str) -> &'a str {
+    report.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap_or_else(|| panic!("{key} missing in {report}"))
+}
+
+#[tokio::test]
+async fn a_long_1080p_clip_becomes_a_35_second_720p_h264_file_without_audio() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("in.mp4"), dir.path().join("out.mp4"));
+    write_test_clip(&input, 33, 1920, 1080, 30, true).unwrap();
+    assert!(ffprobe(&input, "stream=codec_type").contains("audio"), "the input must carry audio for this test to mean something");
+
+    let transcoder = GstTranscoder::new(TranscodeSettings::default()).unwrap();
+    let report = transcoder.transcode(&input, &output).await.unwrap();
+    assert!((report.duration.as_secs_f64() - 35.0).abs() < 0.05, "{report:?}");
+
+    let streams = ffprobe(&output, "stream=codec_type,codec_name,profile,width,height,pix_fmt,r_frame_rate");
+    assert_eq!(streams.matches("codec_type=").count(), 1, "exactly one stream: {streams}");
+    assert_eq!(value(&streams, "codec_type"), "video");
+    assert_eq!(value(&streams, "codec_name"), "h264");
+    assert_eq!(value(&streams, "profile"), "High");
+    assert_eq!((value(&streams, "width"), value(&streams, "height")), ("1280", "720"));
+    assert_eq!(value(&streams, "pix_fmt"), "yuv420p");
+    assert_eq!(value(&streams, "r_frame_rate"), "30/1");
+    let duration: f64 = value(&ffprobe(&output, "format=duration"), "duration").parse().unwrap();
+    assert!((duration - 35.0).abs() <= 0.1, "duration {duration}");
+
+    let bytes = std::fs::read(&output).unwrap();
+    let moov = bytes.windows(4).position(|w| w == b"moov").unwrap();
+    let mdat = bytes.windows(4).position(|w| w == b"mdat").unwrap();
+    assert!(moov < mdat, "moov must come before mdat (fast start)");
+}
+
+#[tokio::test]
+async fn a_short_portrait_clip_is_kept_whole_and_pillarboxed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("in.mp4"), dir.path().join("out.mp4"));
+    write_test_clip(&input, 4, 1080, 1920, 25, false).unwrap();
+    let report = GstTranscoder::new(TranscodeSettings::default()).unwrap().transcode(&input, &output).await.unwrap();
+    let duration: f64 = value(&ffprobe(&output, "format=duration"), "duration").parse().unwrap();
+    assert!((duration - (4.0 + 2.52 * 2.0)).abs() <= 0.1, "duration {duration}, report {report:?}");
+    let streams = ffprobe(&output, "stream=width,height,r_frame_rate");
+    assert_eq!((value(&streams, "width"), value(&streams, "height"), value(&streams, "r_frame_rate")), ("1280", "720", "25/1"));
+}
+
+#[tokio::test]
+async fn a_corrupt_file_is_an_input_error_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("in.mp4"), dir.path().join("out.mp4"));
+    write_test_clip(&input, 3, 640, 360, 30, false).unwrap();
+    let mut bytes = std::fs::read(&input).unwrap();
+    scramble_sample_data(&mut bytes);
+    std::fs::write(&input, &bytes).unwrap();
+    assert!(anb_mp4::parse(std::io::Cursor::new(&bytes)).is_ok(), "the boxes must survive, only the stream is broken");
+    let transcoder = GstTranscoder::new(TranscodeSettings::default()).unwrap();
+    match transcoder.transcode(&input, &output).await {
+        Err(TranscodeError::InvalidInput(_) | TranscodeError::Failed(_)) => {}
+        Ok(report) => panic!("a scrambled stream was transcoded: {report:?}"),
+    }
+    let garbage = dir.path().join("garbage.mp4");
+    std::fs::write(&garbage, b"definitely not a video").unwrap();
+    assert!(matches!(transcoder.transcode(&garbage, &output).await, Err(TranscodeError::InvalidInput(_))));
+}

@@ -1,0 +1,300 @@
+//! Contract tests of the repository and queue ports on their SeaORM adapters.
+//! Each test runs on a fresh SQLite file and on a fresh PostgreSQL database
+//! (on the server `ANB_TEST_DATABASE_URL` names, else a throwaway cluster).
+
+use anb_testkit::contracts;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anb_domain::ports::{
+    Deletion, JobQueue, QueueError, UserRepository, UserRepositoryError, VideoRepository, VideoRepositoryError, VoteRepository,
+    VoteRepositoryError,
+};
+use anb_domain::{CityFilter, Email, NewUser, NewVideo, ObjectKey, Page, PasswordHash, TaskId, Title, UserId, VideoId, VideoStatus};
+use anb_sql::Database;
+use chrono::Utc;
+
+/// A database for one test, removed afterwards.
+struct TestDb {
+    db: Database,
+    _sqlite_dir: Option<tempfile::TempDir>,
+    _pg: Option<anb_testkit::TestDatabase>,
+}
+
+async fn sqlite() -> TestDb {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    TestDb { db: Database::connect(&url, 5).await.unwrap(), _sqlite_dir: Some(dir), _pg: None }
+}
+
+async fn postgres() -> TestDb {
+    let pg = anb_testkit::Postgres::shared().fresh_database().await;
+    TestDb { db: Database::connect(&pg.url, 10).await.unwrap(), _sqlite_dir: None, _pg: Some(pg) }
+}
+
+/// Every database the suite runs on: SQLite, and PostgreSQL (the server of
+/// `ANB_TEST_DATABASE_URL`, else a throwaway cluster).
+async fn databases() -> Vec<TestDb> {
+    vec![sqlite().await, postgres().await]
+}
+
+fn new_user(email: &str, first: &str, city: &str) -> NewUser {
+    NewUser {
+        first_name: first.into(),
+        last_name: "Test".into(),
+        email: Email::parse(email).unwrap(),
+        password_hash: PasswordHash("$argon2id$x".into()),
+        city: city.into(),
+        country: "Colombia".into(),
+        created_at: Utc::now(),
+    }
+}
+
+fn new_video(owner: UserId, title: &str) -> NewVideo {
+    let task_id = TaskId::random();
+    NewVideo { owner, title: Title::parse(title).unwrap(), task_id, original_key: ObjectKey::original(task_id), uploaded_at: Utc::now() }
+}
+
+/// Uploads a video and takes it through processing to public.
+async fn public_video(db: &Database, owner: UserId, title: &str) -> VideoId {
+    let videos = db.videos();
+    let video = videos.create_with_job(new_video(owner, title)).await.unwrap();
+    videos.mark_processing(video.id).await.unwrap();
+    videos.mark_processed(video.id, &ObjectKey::processed(video.task_id), Utc::now()).await.unwrap();
+    video.id
+}
+
+const ALL: Page = Page { limit: 100, offset: 0 };
+
+#[tokio::test]
+async fn emails_are_unique_whatever_their_case() {
+    for t in databases().await {
+        let users = t.db.users();
+        let ana = users.create(new_user("ana@example.com", "Ana", "Bogotá")).await.unwrap();
+        assert_eq!(users.create(new_user("ANA@Example.com", "Otra", "Cali")).await, Err(UserRepositoryError::DuplicateEmail));
+        assert_eq!(users.by_email(&Email::parse("Ana@EXAMPLE.com").unwrap()).await.unwrap().unwrap().id, ana.id);
+        assert_eq!(users.by_id(ana.id).await.unwrap().unwrap().first_name, "Ana");
+        assert_eq!(users.by_id(UserId(9999)).await.unwrap(), None);
+    }
+}
+
+#[tokio::test]
+async fn concurrent_sign_ups_with_one_email_create_one_account() {
+    for t in databases().await {
+        let users = Arc::new(t.db.users());
+        let attempts: Vec<_> = (0..10)
+            .map(|i| {
+                let users = users.clone();
+                tokio::spawn(async move { users.create(new_user("race@example.com", &format!("R{i}"), "Cali")).await })
+            })
+            .collect();
+        let mut created = 0;
+        for attempt in attempts {
+            match attempt.await.unwrap() {
+                Ok(_) => created += 1,
+                Err(e) => assert_eq!(e, UserRepositoryError::DuplicateEmail),
+            }
+        }
+        assert_eq!(created, 1);
+    }
+}
+
+#[tokio::test]
+async fn an_upload_is_stored_with_its_job_and_listed_newest_first() {
+    for t in databases().await {
+        let owner = t.db.users().create(new_user("p@example.com", "P", "Cali")).await.unwrap().id;
+        let videos = t.db.videos();
+        let first = videos.create_with_job(new_video(owner, "uno")).await.unwrap();
+        let second = videos.create_with_job(new_video(owner, "dos")).await.unwrap();
+        assert_eq!(first.status, VideoStatus::Uploaded);
+        let listed: Vec<_> = videos.list_by_owner(owner).await.unwrap().into_iter().map(|v| v.title).collect();
+        assert_eq!(listed, ["dos", "uno"]);
+        let queue = t.db.queue();
+        let a = queue.receive(Duration::from_secs(60)).await.unwrap().unwrap();
+        let b = queue.receive(Duration::from_secs(60)).await.unwrap().unwrap();
+        assert_eq!((a.job.video_id, b.job.video_id), (first.id, second.id), "jobs come out oldest first");
+        assert_eq!(a.job.task_id, first.task_id);
+        assert!(queue.receive(Duration::from_secs(60)).await.unwrap().is_none(), "both are hidden while held");
+    }
+}
+
+#[tokio::test]
+async fn status_moves_follow_the_rules() {
+    for t in databases().await {
+        let owner = t.db.users().create(new_user("s@example.com", "S", "Cali")).await.unwrap().id;
+        let videos = t.db.videos();
+        let v = videos.create_with_job(new_video(owner, "t")).await.unwrap();
+        let key = ObjectKey::processed(v.task_id);
+        assert!(matches!(
+            videos.mark_processed(v.id, &key, Utc::now()).await,
+            Err(VideoRepositoryError::InvalidTransition { from: VideoStatus::Uploaded, to: VideoStatus::Processed })
+        ));
+        videos.mark_processing(v.id).await.unwrap();
+        videos.mark_processing(v.id).await.unwrap();
+        videos.mark_waiting(v.id, "retry").await.unwrap();
+        assert_eq!(videos.by_id(v.id).await.unwrap().unwrap().failure_reason.as_deref(), Some("retry"));
+        videos.mark_processing(v.id).await.unwrap();
+        videos.mark_processed(v.id, &key, Utc::now()).await.unwrap();
+        let done = videos.by_id(v.id).await.unwrap().unwrap();
+        assert_eq!((done.status, done.processed_key, done.failure_reason), (VideoStatus::Processed, Some(key), None));
+        assert!(done.processed_at.is_some());
+        assert!(matches!(videos.mark_processing(v.id).await, Err(VideoRepositoryError::InvalidTransition { .. })));
+        assert_eq!(videos.mark_failed(VideoId(9999), "x").await, Err(VideoRepositoryError::NotFound));
+    }
+}
+
+#[tokio::test]
+async fn only_unpublished_videos_are_deleted_with_their_jobs_and_votes() {
+    for t in databases().await {
+        let owner = t.db.users().create(new_user("d@example.com", "D", "Cali")).await.unwrap().id;
+        let videos = t.db.videos();
+        let pending = videos.create_with_job(new_video(owner, "pending")).await.unwrap();
+        let public = public_video(&t.db, owner, "public").await;
+        assert_eq!(videos.delete_unless_public(public).await.unwrap(), Deletion::Public);
+        assert!(matches!(videos.delete_unless_public(pending.id).await.unwrap(), Deletion::Deleted(v) if v.id == pending.id));
+        assert_eq!(videos.delete_unless_public(pending.id).await.unwrap(), Deletion::NotFound);
+        assert_eq!(videos.by_id(pending.id).await.unwrap(), None);
+        let queue = t.db.queue();
+        let remaining = queue.receive(Duration::from_secs(60)).await.unwrap().unwrap();
+        assert_eq!(remaining.job.video_id, public, "the deleted video's job is gone");
+    }
+}
+
+#[tokio::test]
+async fn one_vote_per_person_and_video_counted_once_even_under_a_race() {
+    for t in databases().await {
+        let users = t.db.users();
+        let owner = users.create(new_user("o@example.com", "O", "Cali")).await.unwrap().id;
+        let voter = users.create(new_user("v@example.com", "V", "Cali")).await.unwrap().id;
+        let video = public_video(&t.db, owner, "v").await;
+        let votes = Arc::new(t.db.votes());
+        let racers: Vec<_> = (0..30)
+            .map(|_| {
+                let votes = votes.clone();
+                tokio::spawn(async move { votes.cast(voter, video).await })
+            })
+            .collect();
+        let mut accepted = 0;
+        for racer in racers {
+            match racer.await.unwrap() {
+                Ok(()) => accepted += 1,
+                Err(e) => assert_eq!(e, VoteRepositoryError::DuplicateVote),
+            }
+        }
+        assert_eq!(accepted, 1);
+        assert_eq!(t.db.videos().by_id(video).await.unwrap().unwrap().votes, 1);
+        let pending = t.db.videos().create_with_job(new_video(owner, "p")).await.unwrap();
+        assert_eq!(votes.cast(voter, pending.id).await, Err(VoteRepositoryError::VideoNotPublic));
+        assert_eq!(votes.cast(voter, VideoId(9999)).await, Err(VoteRepositoryError::VideoNotPublic));
+    }
+}
+
+#[tokio::test]
+async fn rankings_sum_public_votes_break_ties_by_first_upload_and_filter_by_city() {
+    for t in databases().await {
+        let users = t.db.users();
+        let ana = users.create(new_user("ana@example.com", "Ana", "Bogotá")).await.unwrap().id;
+        let luis = users.create(new_user("luis@example.com", "Luis", "BOGOTÁ")).await.unwrap().id;
+        let eva = users.create(new_user("eva@example.com", "Eva", "Cali")).await.unwrap().id;
+        let nobody = users.create(new_user("n@example.com", "Nadie", "Cali")).await.unwrap().id;
+        let voters: Vec<_> = futures_voters(&t.db, 3).await;
+
+        let luis_video = public_video(&t.db, luis, "luis").await; // uploaded first
+        let ana_1 = public_video(&t.db, ana, "ana 1").await;
+        let ana_2 = public_video(&t.db, ana, "ana 2").await;
+        let eva_video = public_video(&t.db, eva, "eva").await;
+        t.db.videos().create_with_job(new_video(nobody, "never processed")).await.unwrap();
+        let votes = t.db.votes();
+        for (voter, video) in [(0, ana_1), (1, ana_2), (0, luis_video), (1, luis_video), (0, eva_video), (1, eva_video), (2, eva_video)] {
+            votes.cast(voters[voter], video).await.unwrap();
+        }
+
+        let ranking = votes.rankings(CityFilter::any(), ALL).await.unwrap();
+        let rows: Vec<_> = ranking.iter().map(|r| (r.position, r.username.as_str(), r.votes)).collect();
+        assert_eq!(rows, [(1, "Eva Test", 3), (2, "Luis Test", 2), (3, "Ana Test", 2)], "Luis uploaded before Ana");
+
+        let bogota = votes.rankings(CityFilter::city("bogotá"), ALL).await.unwrap();
+        assert_eq!(bogota.iter().map(|r| r.username.as_str()).collect::<Vec<_>>(), ["Luis Test", "Ana Test"]);
+        let second_page = votes.rankings(CityFilter::any(), Page { limit: 1, offset: 1 }).await.unwrap();
+        assert_eq!((second_page[0].position, second_page[0].username.as_str()), (2, "Luis Test"));
+
+        let public = t.db.videos().list_public(CityFilter::any(), ALL).await.unwrap();
+        assert_eq!(public.iter().map(|v| v.id).collect::<Vec<_>>(), [eva_video, luis_video, ana_1, ana_2]);
+        let cali = t.db.videos().list_public(CityFilter::city("CALI"), ALL).await.unwrap();
+        assert_eq!((cali.len(), cali[0].username.as_str(), cali[0].city.as_str()), (1, "Eva Test", "Cali"));
+    }
+}
+
+async fn futures_voters(db: &Database, n: usize) -> Vec<UserId> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(db.users().create(new_user(&format!("voter{i}@example.com"), "Voter", "Medellín")).await.unwrap().id);
+    }
+    ids
+}
+
+#[tokio::test]
+async fn the_queue_delivers_at_least_once_and_voids_stale_receipts() {
+    for t in databases().await {
+        let owner = t.db.users().create(new_user("q@example.com", "Q", "Cali")).await.unwrap().id;
+        let video = t.db.videos().create_with_job(new_video(owner, "q")).await.unwrap();
+        let queue = t.db.queue();
+        let job = anb_domain::Job { task_id: video.task_id, video_id: video.id };
+        contracts::queue_delivers_at_least_once(&queue, &job).await;
+
+        // Beyond SQS: a receipt that no longer holds the job is refused.
+        queue.send(&job).await.unwrap();
+        let short = Duration::from_millis(300);
+        let first = queue.receive(short).await.unwrap().unwrap();
+        queue.release(&first.receipt, Duration::ZERO).await.unwrap();
+        assert_eq!(queue.extend(&first.receipt, short).await, Err(QueueError::ReceiptExpired), "a released receipt is void");
+        let second = queue.receive(short).await.unwrap().unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let third = queue.receive(short).await.unwrap().unwrap();
+        assert_eq!(queue.ack(&second.receipt).await, Err(QueueError::ReceiptExpired), "the old holder lost it");
+
+        queue.dead_letter(&third.receipt, "broken").await.unwrap();
+        assert!(queue.receive(short).await.unwrap().is_none());
+        let dead = queue.dead_letters().await.unwrap();
+        assert_eq!((dead.len(), dead[0].0.video_id, dead[0].1.as_str()), (1, video.id, "broken"));
+
+        let job = anb_domain::Job { task_id: TaskId::random(), video_id: video.id };
+        queue.send(&job).await.unwrap();
+        queue.send(&job).await.unwrap();
+        assert_eq!(queue.depth().await.unwrap(), 1, "sending the same job twice queues it once");
+        let again = queue.receive(short).await.unwrap().unwrap();
+        queue.ack(&again.receipt).await.unwrap();
+        assert_eq!(queue.depth().await.unwrap(), 0);
+    }
+}
+
+#[tokio::test]
+async fn concurrent_receivers_never_get_the_same_job() {
+    for t in databases().await {
+        let owner = t.db.users().create(new_user("c@example.com", "C", "Cali")).await.unwrap().id;
+        for i in 0..20 {
+            t.db.videos().create_with_job(new_video(owner, &format!("v{i}"))).await.unwrap();
+        }
+        let queue = Arc::new(t.db.queue());
+        let receivers: Vec<_> = (0..8)
+            .map(|_| {
+                let queue = queue.clone();
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    while let Some(d) = queue.receive(Duration::from_secs(60)).await.unwrap() {
+                        got.push(d.job.task_id);
+                    }
+                    got
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for r in receivers {
+            all.extend(r.await.unwrap());
+        }
+        let unique: HashSet<_> = all.iter().collect();
+        assert_eq!((all.len(), unique.len()), (20, 20));
+    }
+}

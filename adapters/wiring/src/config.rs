@@ -1,0 +1,282 @@
+//! The one typed configuration of both binaries: every `ANB_*` variable has a
+//! matching flag, `--help` lists them, and a bad value stops start-up with a
+//! message naming it. Secrets are wrapped so they never print.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A secret string: `Debug` and `Display` show `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself; call only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() < 32 { Err("must be at least 32 characters long".into()) } else { Ok(Self(s.to_owned())) }
+    }
+}
+
+/// Settings shared by `anb-web` and `anb-worker`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonConfig {
+    /// Directory for the SQLite database, stored files, scratch space and the
+    /// generated JWT key.
+    #[arg(long, env = "ANB_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL: `sqlite://PATH?mode=rwc` or `postgres://USER@HOST/DB`.
+    /// Default: the SQLite file `anb.db` in the data directory.
+    #[arg(long, env = "ANB_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
+
+    /// Most open database connections.
+    #[arg(long, env = "ANB_DATABASE_POOL", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_pool: u32,
+
+    /// Key that signs access tokens and file links (at least 32 characters).
+    /// Default: a random key generated once into the data directory.
+    #[arg(long, env = "ANB_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// Lifetime of signed file links, in seconds.
+    #[arg(long, env = "ANB_URL_TTL", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub url_ttl: u64,
+
+    /// Seconds a worker keeps a job hidden from other workers; extended while
+    /// it runs.
+    #[arg(long, env = "ANB_JOB_VISIBILITY", default_value_t = 120, value_parser = clap::value_parser!(u64).range(2..=43_200))]
+    pub job_visibility: u64,
+
+    /// Attempts before a failing job is dead-lettered and its video `failed`.
+    #[arg(long, env = "ANB_MAX_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: u32,
+
+    /// Seconds before a failed attempt is tried again.
+    #[arg(long, env = "ANB_RETRY_DELAY", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub retry_delay: u64,
+
+    /// Where original and processed files live: `local` (the data directory,
+    /// links served by anb-web) or `s3` (links are presigned S3 URLs).
+    #[arg(long, env = "ANB_STORAGE", value_enum, default_value_t = StorageKind::Local)]
+    pub storage: StorageKind,
+
+    /// The S3 bucket, with `ANB_STORAGE=s3`. Credentials and region come from
+    /// the standard AWS chain; `AWS_ENDPOINT_URL` points at an emulator.
+    #[arg(long, env = "ANB_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+
+    /// The job queue: `database` (a table beside the videos) or `sqs`.
+    #[arg(long, env = "ANB_QUEUE", value_enum, default_value_t = QueueKind::Database)]
+    pub queue: QueueKind,
+
+    /// The SQS queue's URL, with `ANB_QUEUE=sqs` (`anb-worker provision`
+    /// prints it).
+    #[arg(long, env = "ANB_SQS_QUEUE_URL")]
+    pub sqs_queue_url: Option<String>,
+
+    /// Whether this process relays jobs from the database outbox to SQS
+    /// (with `ANB_QUEUE=sqs`; at least one process must).
+    #[arg(long, env = "ANB_OUTBOX_RELAY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub outbox_relay: bool,
+}
+
+/// Where stored files live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StorageKind {
+    Local,
+    S3,
+}
+
+/// Which queue hands jobs to workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueKind {
+    Database,
+    Sqs,
+}
+
+impl CommonConfig {
+    /// The database URL to use.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.expose().to_owned(),
+            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("anb.db").display()),
+        }
+    }
+
+    /// Whether the database is a server that several processes share (so
+    /// that, say, every web server must sign tokens with the same key).
+    pub fn shared_database(&self) -> bool {
+        !self.database_url().starts_with("sqlite:")
+    }
+
+    /// The S3 bucket, when one is named.
+    pub fn bucket(&self) -> Option<&str> {
+        self.s3_bucket.as_deref().filter(|b| !b.is_empty())
+    }
+
+    /// Where stored objects live in single-node mode.
+    pub fn files_dir(&self) -> PathBuf {
+        self.data_dir.join("files")
+    }
+
+    /// Where uploads are received before they are accepted.
+    pub fn upload_dir(&self) -> PathBuf {
+        self.data_dir.join("tmp")
+    }
+
+    /// Where workers keep scratch files.
+    pub fn work_dir(&self) -> PathBuf {
+        self.data_dir.join("work")
+    }
+
+    /// Lifetime of signed links.
+    pub fn url_ttl(&self) -> Duration {
+        Duration::from_secs(self.url_ttl)
+    }
+
+    /// The signing key: `ANB_JWT_SECRET`, else the key file in the data
+    /// directory, created with a random key the first time.
+    ///
+    /// # Errors
+    /// When the key file cannot be read or written.
+    pub fn signing_key(&self) -> Result<Vec<u8>, KeyError> {
+        if let Some(secret) = &self.jwt_secret {
+            return Ok(secret.expose().as_bytes().to_vec());
+        }
+        load_or_create_key(&self.data_dir.join("jwt.key"))
+    }
+}
+
+/// Why the signing key could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{0} holds a key shorter than 32 characters")]
+    TooShort(PathBuf),
+    #[error("cannot {action} {path}: {source}")]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> KeyError {
+    let path = path.to_owned();
+    move |source| KeyError::Io { action, path, source }
+}
+
+fn load_or_create_key(path: &Path) -> Result<Vec<u8>, KeyError> {
+    match std::fs::read_to_string(path) {
+        Ok(key) if key.trim().len() >= 32 => return Ok(key.trim().as_bytes().to_vec()),
+        Ok(_) => return Err(KeyError::TooShort(path.to_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("read", path)(e)),
+    }
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let key = hex::encode(bytes);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io("create", parent))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(mut file) => {
+            std::io::Write::write_all(&mut file, key.as_bytes()).map_err(io("write", path))?;
+            Ok(key.into_bytes())
+        }
+        // Another process created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create_key(path),
+        Err(e) => Err(io("create", path)(e)),
+    }
+}
+
+/// Settings of `anb-web` only.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebConfig {
+    /// Address and port to listen on (port 0 picks a free one).
+    #[arg(long, env = "ANB_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Base URL clients reach this server at, for absolute links
+    /// (default: `http://` and the bound address).
+    #[arg(long, env = "ANB_PUBLIC_BASE_URL", value_parser = parse_base_url)]
+    pub public_base_url: Option<String>,
+
+    /// Embedded workers processing videos in this process (0: none, for
+    /// deployments with separate `anb-worker` hosts).
+    #[arg(long, env = "ANB_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=64))]
+    pub workers: u32,
+
+    /// Seconds an upload may go without receiving a byte before it is
+    /// answered 408 and dropped.
+    #[arg(long, env = "ANB_UPLOAD_IDLE_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub upload_idle_timeout: u64,
+
+    /// Failed log-ins per account (four times as many per client address)
+    /// before log-ins are refused with 429 for the lockout period.
+    #[arg(long, env = "ANB_LOGIN_MAX_FAILURES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub login_max_failures: u32,
+
+    /// Seconds the failures are counted over, and a lock lasts.
+    #[arg(long, env = "ANB_LOGIN_LOCKOUT", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub login_lockout: u64,
+
+    /// Whether a load balancer stands in front: the client's address is then
+    /// the last one in `X-Forwarded-For` (which the balancer appends),
+    /// rather than the connection's.
+    #[arg(long, env = "ANB_BEHIND_PROXY", default_value_t = false, action = clap::ArgAction::Set)]
+    pub behind_proxy: bool,
+}
+
+fn parse_base_url(s: &str) -> Result<String, String> {
+    let rest = s.strip_prefix("http://").or_else(|| s.strip_prefix("https://")).ok_or("must start with http:// or https://")?;
+    if rest.trim_end_matches('/').is_empty() || rest.contains(char::is_whitespace) {
+        return Err("must name a host".into());
+    }
+    Ok(s.trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_secrets_are_refused_and_secrets_never_print() {
+        assert!("short".parse::<Secret>().is_err());
+        let secret: Secret = "x".repeat(32).parse().unwrap();
+        assert_eq!(format!("{secret:?}"), "<redacted>");
+    }
+
+    #[test]
+    fn base_urls_must_be_http() {
+        assert_eq!(parse_base_url("https://anb.example.com/").unwrap(), "https://anb.example.com");
+        assert!(parse_base_url("ftp://x").is_err());
+        assert!(parse_base_url("http://").is_err());
+    }
+
+    #[test]
+    fn a_generated_key_is_kept_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k/jwt.key");
+        let first = load_or_create_key(&path).unwrap();
+        assert_eq!(first.len(), 64);
+        assert_eq!(load_or_create_key(&path).unwrap(), first);
+    }
+}

@@ -1,0 +1,272 @@
+//! `anb-wiring`: the one typed configuration of both binaries ([`config`]),
+//! the wiring that builds each port's adapter from it and hands them to the
+//! use cases ([`Services`]), and the process plumbing both share
+//! ([`runtime`]). Both binaries' `main` stay a few lines.
+//!
+//! Adapters are chosen here, by configuration: SQLite or PostgreSQL
+//! (`anb-sql`), local files or S3 (`anb-files`, `anb-aws`), the database
+//! queue or SQS. The GStreamer transcoder (`anb-gstreamer`) is linked only
+//! with the `transcoder` feature, and built only when the process runs
+//! workers, so a web-only host needs no GStreamer.
+
+pub mod clock;
+pub mod config;
+pub mod runtime;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anb_application::{Accounts, Processor, ProcessorPorts, ProcessorSettings, Showcase, Shutdown, Videos};
+use anb_auth::{Argon2Hasher, JwtTokenIssuer};
+use anb_aws::{S3Storage, SqsQueue};
+use anb_domain::ports::{HealthCheck, JobQueue, ObjectStorage, Transcoder};
+use anb_domain::{BackendError, UploadRules};
+use anb_files::{LocalFileStorage, LocalScratch, UrlSigner};
+use anb_mp4::Mp4BoxProbe;
+use anb_sql::{Database, LeasedQueue, OutboxRelay};
+pub use clock::SystemClock;
+use tokio::task::JoinHandle;
+
+use crate::config::{CommonConfig, QueueKind, StorageKind};
+
+/// How often an idle outbox relay looks for new jobs.
+const RELAY_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Access tokens live one hour (docs/api.md: `expires_in: 3600`).
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// Why a process could not start. Each names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A setting, or a combination of settings, that cannot work.
+    #[error("{0}")]
+    Config(String),
+    /// A directory of the data directory could not be made.
+    #[error("cannot create {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    /// The signing key could not be read or made.
+    #[error("signing key: {0}")]
+    Key(#[from] config::KeyError),
+    /// The database could not be reached or migrated.
+    #[error("database: {0}")]
+    Database(BackendError),
+    /// The queue could not be reached.
+    #[error("queue: {0}")]
+    Queue(BackendError),
+    /// The scratch directory of the workers could not be prepared.
+    #[error("scratch directory: {0}")]
+    Scratch(BackendError),
+    /// The transcoder cannot run here (GStreamer or its elements missing).
+    #[error("transcoder: {0}")]
+    Transcoder(String),
+    /// `RUST_LOG` is not a valid filter.
+    #[error("invalid RUST_LOG {value:?}: {reason}")]
+    LogFilter { value: String, reason: String },
+}
+
+/// What this process is, for the checks and adapters that depend on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// `anb-web`: links are absolute under `base_url`; it signs tokens.
+    Web { base_url: String, workers: u32 },
+    /// `anb-worker`: processes videos only.
+    Worker { workers: u32 },
+}
+
+impl Role {
+    /// Job loops this process runs.
+    pub fn workers(&self) -> u32 {
+        match self {
+            Self::Web { workers, .. } | Self::Worker { workers } => *workers,
+        }
+    }
+}
+
+/// Checks the settings as a whole, before anything connects.
+///
+/// # Errors
+/// [`StartupError::Config`] naming the setting to fix.
+pub fn validate(config: &CommonConfig, role: &Role) -> Result<(), StartupError> {
+    if config.storage == StorageKind::S3 && config.bucket().is_none() {
+        return Err(StartupError::Config("ANB_S3_BUCKET (--s3-bucket) must name the bucket with ANB_STORAGE=s3".into()));
+    }
+    if config.queue == QueueKind::Sqs && config.sqs_queue_url.as_deref().is_none_or(str::is_empty) {
+        return Err(StartupError::Config(
+            "ANB_SQS_QUEUE_URL (--sqs-queue-url) must name the queue with ANB_QUEUE=sqs; `anb-worker provision` prints it".into(),
+        ));
+    }
+    if matches!(role, Role::Web { .. }) && config.shared_database() && config.jwt_secret.is_none() {
+        return Err(StartupError::Config(
+            "ANB_JWT_SECRET (--jwt-secret) is required with a shared database: every web server must verify the tokens the others sign"
+                .into(),
+        ));
+    }
+    if role.workers() > 0 && !cfg!(feature = "transcoder") {
+        return Err(StartupError::Config(
+            "this build has no transcoder (built without GStreamer): set ANB_WORKERS=0 and run anb-worker hosts".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The use cases, wired to their adapters, and the background work of the
+/// process (job loops, scratch sweeper, outbox relay).
+#[derive(Clone)]
+pub struct Services {
+    pub accounts: Accounts,
+    pub videos: Videos,
+    pub showcase: Showcase,
+    /// What `/api/health` asks.
+    pub health: Arc<dyn HealthCheck>,
+    /// Checks links to locally stored files (served by the web server);
+    /// `None` when files live in S3.
+    pub files: Option<Arc<LocalFileStorage>>,
+    /// The job loop; `None` when this process runs no workers.
+    processor: Option<Processor>,
+    scratch: Option<LocalScratch>,
+    relay: Option<OutboxRelay>,
+    workers: u32,
+}
+
+impl Services {
+    /// Checks the settings ([`validate`]), prepares the data directory,
+    /// connects to the database (migrating it) and builds every adapter.
+    ///
+    /// # Errors
+    /// A [`StartupError`] naming what failed.
+    pub async fn build(config: &CommonConfig, role: &Role) -> Result<Self, StartupError> {
+        validate(config, role)?;
+        for path in [config.files_dir(), config.upload_dir()] {
+            std::fs::create_dir_all(&path).map_err(|source| StartupError::DataDir { path, source })?;
+        }
+        let key = config.signing_key()?;
+        let database = Database::connect(&config.database_url(), config.database_pool).await.map_err(StartupError::Database)?;
+        let clock = Arc::new(SystemClock);
+        let (users, videos, votes) = (Arc::new(database.users()), Arc::new(database.videos()), Arc::new(database.votes()));
+        let aws =
+            if config.storage == StorageKind::S3 || config.queue == QueueKind::Sqs { Some(anb_aws::sdk_config().await) } else { None };
+        let base_url = match role {
+            Role::Web { base_url, .. } => base_url.as_str(),
+            Role::Worker { .. } => "http://localhost",
+        };
+
+        let (storage, files): (Arc<dyn ObjectStorage>, _) = match (config.bucket(), &aws) {
+            (Some(bucket), Some(aws)) if config.storage == StorageKind::S3 => (Arc::new(S3Storage::new(aws, bucket)), None),
+            _ => {
+                let files = Arc::new(LocalFileStorage::new(config.files_dir(), base_url, UrlSigner::derive(&key)));
+                (files.clone(), Some(files))
+            }
+        };
+
+        let mut settings = ProcessorSettings {
+            visibility: Duration::from_secs(config.job_visibility),
+            heartbeat: Duration::from_secs(config.job_visibility) / 4,
+            max_attempts: config.max_attempts,
+            retry_delay: Duration::from_secs(config.retry_delay),
+            ..ProcessorSettings::default()
+        };
+        let (queue, relay): (Arc<dyn JobQueue>, _) = match (&config.sqs_queue_url, &aws) {
+            (Some(url), Some(aws)) if config.queue == QueueKind::Sqs => {
+                let sqs = Arc::new(SqsQueue::new(aws, url));
+                // The last attempt must be the last receive before the
+                // redrive policy moves the job to the dead-letter queue.
+                match sqs.max_receive_count().await.map_err(StartupError::Queue)? {
+                    Some(count) => {
+                        if count != settings.max_attempts {
+                            tracing::info!(max_attempts = count, "attempts follow the queue's redrive policy");
+                        }
+                        settings.max_attempts = count;
+                    }
+                    None => tracing::warn!("the SQS queue has no redrive policy: failed jobs will not reach a dead-letter queue"),
+                }
+                let relay = config.outbox_relay.then(|| OutboxRelay::new(database.queue(), sqs.clone(), RELAY_INTERVAL));
+                // SQS may hand out a job twice: a copy waits while a live worker holds the video.
+                (Arc::new(LeasedQueue::new(sqs, database.clone())), relay)
+            }
+            _ => (Arc::new(database.queue()), None),
+        };
+
+        let workers = role.workers();
+        let (processor, scratch) = if workers > 0 {
+            let scratch = LocalScratch::new(config.work_dir(), settings.visibility);
+            // A job that was running when its process was killed left its
+            // scratch files; its delivery comes back after the visibility.
+            scratch.prepare().await.map_err(StartupError::Scratch)?;
+            let ports = ProcessorPorts {
+                videos: videos.clone(),
+                queue,
+                storage: storage.clone(),
+                transcoder: transcoder(workers)?,
+                scratch: Arc::new(scratch.clone()),
+                clock: clock.clone(),
+            };
+            (Some(Processor::new(ports, settings)), Some(scratch))
+        } else {
+            (None, None)
+        };
+
+        Ok(Self {
+            accounts: Accounts::new(users, Arc::new(Argon2Hasher), Arc::new(JwtTokenIssuer::new(&key, TOKEN_LIFETIME)), clock.clone()),
+            videos: Videos::new(videos.clone(), storage.clone(), Arc::new(Mp4BoxProbe), clock, UploadRules::default(), config.url_ttl()),
+            showcase: Showcase::new(videos, votes, storage, config.url_ttl()),
+            health: Arc::new(database),
+            files,
+            processor,
+            scratch,
+            relay,
+            workers,
+        })
+    }
+
+    /// Starts the background work until `shutdown`: the job loops, the
+    /// sweeper of stale scratch, and the outbox relay.
+    pub fn start_background(&self, shutdown: &Shutdown) -> Background {
+        let mut tasks = Vec::new();
+        if let Some(processor) = &self.processor {
+            for _ in 0..self.workers {
+                let (processor, shutdown) = (processor.clone(), shutdown.clone());
+                tasks.push(tokio::spawn(async move { processor.run(shutdown).await }));
+            }
+        }
+        if let Some(scratch) = self.scratch.clone() {
+            let shutdown = shutdown.clone();
+            tasks.push(tokio::spawn(async move { scratch.sweep_until(shutdown).await }));
+        }
+        if let Some(relay) = self.relay.clone() {
+            let shutdown = shutdown.clone();
+            tasks.push(tokio::spawn(async move { relay.run(shutdown).await }));
+        }
+        tracing::info!(workers = self.workers, relay = self.relay.is_some(), "background work started");
+        Background { tasks }
+    }
+}
+
+/// The background tasks of a process.
+#[derive(Debug)]
+pub struct Background {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Background {
+    /// Waits for every task to end (they end at shutdown).
+    pub async fn join(self) {
+        for task in self.tasks {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "a background task failed");
+            }
+        }
+    }
+}
+
+#[cfg(feature = "transcoder")]
+fn transcoder(workers: u32) -> Result<Arc<dyn Transcoder>, StartupError> {
+    use anb_gstreamer::{GstTranscoder, TranscodeSettings};
+    let settings = TranscodeSettings::for_jobs_at_once(workers, runtime::cores());
+    Ok(Arc::new(GstTranscoder::new(settings).map_err(|e| StartupError::Transcoder(e.to_string()))?))
+}
+
+#[cfg(not(feature = "transcoder"))]
+fn transcoder(_workers: u32) -> Result<Arc<dyn Transcoder>, StartupError> {
+    Err(StartupError::Transcoder("this build has no transcoder".into()))
+}

@@ -1,0 +1,77 @@
+//! Behaviour every adapter of a port must show, written once and run by each
+//! adapter's test file against its own backend.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anb_domain::ports::{JobQueue, ObjectStorage, StorageError};
+use anb_domain::{Job, ObjectKey};
+
+/// Put, get, replace, delete (twice), and a missing object, on `store`;
+/// `scratch` is a directory for the test's own files.
+pub async fn storage_round_trip(store: &dyn ObjectStorage, scratch: &Path) {
+    let key = ObjectKey::parse(&format!("uploaded/{}.mp4", uuid::Uuid::new_v4())).unwrap();
+    let source = scratch.join("source.mp4");
+    std::fs::write(&source, b"video bytes").unwrap();
+
+    store.put_file(&key, &source).await.unwrap();
+    assert_eq!(std::fs::read(&source).unwrap(), b"video bytes", "the source is left as is");
+    std::fs::remove_file(&source).unwrap();
+    let copy = scratch.join("copy.mp4");
+    store.get_to_file(&key, &copy).await.unwrap();
+    assert_eq!(std::fs::read(&copy).unwrap(), b"video bytes");
+
+    std::fs::write(&source, b"replaced").unwrap();
+    store.put_file(&key, &source).await.unwrap();
+    store.get_to_file(&key, &copy).await.unwrap();
+    assert_eq!(std::fs::read(&copy).unwrap(), b"replaced", "put replaces");
+
+    store.delete(&key).await.unwrap();
+    store.delete(&key).await.unwrap();
+    assert_eq!(store.get_to_file(&key, &copy).await, Err(StorageError::NotFound));
+    let never = ObjectKey::parse(&format!("processed/{}.mp4", uuid::Uuid::new_v4())).unwrap();
+    assert_eq!(store.get_to_file(&never, &copy).await, Err(StorageError::NotFound));
+}
+
+/// A file of `size` pseudo-random bytes stored and read back intact.
+pub async fn storage_keeps_large_files_intact(store: &dyn ObjectStorage, scratch: &Path, size: usize) {
+    let key = ObjectKey::parse(&format!("processed/{}.mp4", uuid::Uuid::new_v4())).unwrap();
+    let source = scratch.join("large.mp4");
+    let bytes: Vec<u8> = (0..size).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&source, &bytes).unwrap();
+    store.put_file(&key, &source).await.unwrap();
+    let copy = scratch.join("large-copy.mp4");
+    store.get_to_file(&key, &copy).await.unwrap();
+    assert!(std::fs::read(&copy).unwrap() == bytes, "{size} bytes come back unchanged");
+    store.delete(&key).await.unwrap();
+}
+
+/// A missing source file is a backend error, and nothing is stored.
+pub async fn storage_refuses_a_missing_source(store: &dyn ObjectStorage, scratch: &Path) {
+    let key = ObjectKey::parse(&format!("uploaded/{}.mp4", uuid::Uuid::new_v4())).unwrap();
+    assert!(matches!(store.put_file(&key, &scratch.join("nope")).await, Err(StorageError::Backend(_))));
+    assert_eq!(store.get_to_file(&key, &scratch.join("out")).await, Err(StorageError::NotFound));
+}
+
+/// Visibility, extension, release, redelivery with its count, and
+/// acknowledgement, for `job`, which the caller has just enqueued alone.
+/// Visibilities are whole seconds, which is what SQS counts in.
+pub async fn queue_delivers_at_least_once(queue: &dyn JobQueue, job: &Job) {
+    let second = Duration::from_secs(1);
+    let first = queue.receive(second).await.unwrap().expect("the job is delivered");
+    assert_eq!((&first.job, first.receive_count), (job, 1));
+    queue.extend(&first.receipt, Duration::from_secs(30)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(queue.receive(second).await.unwrap().is_none(), "an extended job stays hidden");
+
+    queue.release(&first.receipt, Duration::ZERO).await.unwrap();
+    let again = queue.receive(second).await.unwrap().expect("a released job is delivered again");
+    assert_eq!((&again.job, again.receive_count), (job, 2));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let third = queue.receive(Duration::from_secs(30)).await.unwrap().expect("a job whose visibility ran out is delivered again");
+    assert_eq!((&third.job, third.receive_count), (job, 3));
+
+    queue.ack(&third.receipt).await.unwrap();
+    queue.release(&first.receipt, Duration::ZERO).await.ok();
+    assert!(queue.receive(second).await.unwrap().is_none(), "an acknowledged job is gone");
+}
