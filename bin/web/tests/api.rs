@@ -1,0 +1,619 @@
+//! The HTTP API in process: every route's status table, driven through
+//! poem's test client against the real routes and middleware, with the
+//! application's ports mocked. No socket, no database, no GStreamer: the
+//! whole file runs in well under a second. What only a real process shows
+//! (start-up, signals, the real adapters) stays in `tests/e2e`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anb_application::{Accounts, Showcase, Videos};
+use anb_domain::ports::{
+    AccessToken, Deletion, MockHealthCheck, MockObjectStorage, MockPasswordHasher, MockUserRepository, MockVideoProbe, MockVideoRepository,
+    MockVoteRepository, ProbeError, StorageError, TokenError, TokenIssuer, UserRepositoryError, VideoRepositoryError, VoteRepositoryError,
+};
+use anb_domain::{
+    BackendError, Email, ObjectKey, PasswordHash, ProbedVideo, PublicVideo, RankingEntry, TaskId, UploadRules, User, UserId, Video,
+    VideoId, VideoStatus,
+};
+use anb_files::{LocalFileStorage, UrlSigner};
+use anb_web::throttle::LoginThrottle;
+use anb_web::upload::UploadLimits;
+use anb_web::{AppState, endpoint};
+use anb_wiring::SystemClock;
+use futures::StreamExt;
+use poem::endpoint::BoxEndpoint;
+use poem::http::StatusCode;
+use poem::test::{TestClient, TestForm, TestFormField, TestResponse};
+use serde_json::{Value, json};
+
+const PLAYER: &str = "Bearer player-token";
+const OTHER: &str = "Bearer other-token";
+
+/// Tokens name users without any cryptography: `player-token` is user 1,
+/// `other-token` user 2, anything else is refused.
+struct FakeTokens;
+
+impl TokenIssuer for FakeTokens {
+    fn issue(&self, _: UserId) -> Result<AccessToken, BackendError> {
+        Ok(AccessToken { token: "issued-token".into(), expires_in: 3600 })
+    }
+
+    fn verify(&self, token: &str) -> Result<UserId, TokenError> {
+        match token {
+            "player-token" => Ok(UserId(1)),
+            "other-token" => Ok(UserId(2)),
+            "expired-token" => Err(TokenError::Expired),
+            _ => Err(TokenError::Invalid),
+        }
+    }
+}
+
+/// The mocked ports of one test; each test sets the expectations it needs.
+#[derive(Default)]
+struct Ports {
+    users: MockUserRepository,
+    videos: MockVideoRepository,
+    votes: MockVoteRepository,
+    storage: MockObjectStorage,
+    probe: MockVideoProbe,
+    hasher: MockPasswordHasher,
+    health: MockHealthCheck,
+    /// Stored files served under `/files/` from this directory.
+    files: Option<std::path::PathBuf>,
+}
+
+/// A client of the app on `ports`. Uploads are capped at 1 MiB and stall
+/// after 300 ms, so their limits are tested in no time.
+fn client(ports: Ports) -> (TestClient<BoxEndpoint<'static>>, tempfile::TempDir) {
+    let upload_dir = tempfile::tempdir().unwrap();
+    let rules = UploadRules { max_bytes: 1 << 20, ..UploadRules::default() };
+    let storage = Arc::new(ports.storage);
+    let videos = Arc::new(ports.videos);
+    let clock = Arc::new(SystemClock);
+    let files = ports.files.map(|dir| Arc::new(LocalFileStorage::new(dir, "http://testserver", UrlSigner::derive(b"test key"))));
+    let state = AppState {
+        accounts: Accounts::new(Arc::new(ports.users), Arc::new(ports.hasher), Arc::new(FakeTokens), clock.clone()),
+        videos: Videos::new(videos.clone(), storage.clone(), Arc::new(ports.probe), clock, rules.clone(), Duration::from_secs(60)),
+        showcase: Showcase::new(videos, Arc::new(ports.votes), storage, Duration::from_secs(60)),
+        health: Arc::new(ports.health),
+        files,
+        upload: UploadLimits { dir: upload_dir.path().to_owned(), rules, idle_timeout: Duration::from_millis(300) },
+        login_throttle: Arc::new(LoginThrottle::new(2, Duration::from_secs(60))),
+        behind_proxy: false,
+        base_url: "http://testserver".into(),
+    };
+    (TestClient::new(endpoint(state)), upload_dir)
+}
+
+/// Status and JSON body (`Null` when the body is not JSON).
+async fn answer(response: TestResponse) -> (StatusCode, Value) {
+    let status = response.0.status();
+    let content_type = response.0.content_type().unwrap_or_default().to_owned();
+    let body = response.0.into_body().into_string().await.unwrap();
+    let value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    if !status.is_success() && !status.is_redirection() {
+        assert_eq!(content_type, "application/problem+json", "every error is a problem: {status} {body}");
+        assert_eq!(value["status"], status.as_u16(), "{body}");
+    }
+    (status, value)
+}
+
+fn detail(body: &Value) -> &str {
+    body["detail"].as_str().unwrap_or_default()
+}
+
+fn video(id: i64, owner: i64, status: VideoStatus) -> Video {
+    let task_id = TaskId::random();
+    Video {
+        id: VideoId(id),
+        owner: UserId(owner),
+        title: "Mi mejor tiro".into(),
+        status,
+        task_id,
+        original_key: ObjectKey::original(task_id),
+        processed_key: (status == VideoStatus::Processed).then(|| ObjectKey::processed(task_id)),
+        uploaded_at: "2026-03-01T12:00:00Z".parse().unwrap(),
+        processed_at: (status == VideoStatus::Processed).then(|| "2026-03-01T12:01:10Z".parse().unwrap()),
+        failure_reason: (status == VideoStatus::Failed).then(|| "No se pudo decodificar el video.".to_owned()),
+        votes: 3,
+    }
+}
+
+fn signed_urls(storage: &mut MockObjectStorage) {
+    storage.expect_signed_url().returning(|key, _| Ok(format!("https://files.example/{key}?sig=1")));
+}
+
+fn unavailable() -> BackendError {
+    BackendError::unavailable("connection refused by db.internal:5432")
+}
+
+// ---------------------------------------------------------------- health
+
+#[tokio::test]
+async fn health_is_200_when_the_backends_answer_and_503_when_not() {
+    let mut ports = Ports::default();
+    ports.health.expect_check().times(1).returning(|| Ok(()));
+    let (app, _dir) = client(ports);
+    let (status, body) = answer(app.get("/api/health").send().await).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
+
+    let mut ports = Ports::default();
+    ports.health.expect_check().returning(|| Err(unavailable()));
+    let (app, _dir) = client(ports);
+    let response = app.get("/api/health").send().await;
+    assert_eq!(response.0.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.0.into_body().into_json::<Value>().await.unwrap(), json!({"status": "unavailable"}));
+}
+
+// ---------------------------------------------------------------- accounts
+
+fn sign_up_body() -> Value {
+    json!({"first_name": "Ana", "last_name": "Pérez", "email": "ana@example.com", "password1": "S3cure!pass",
+           "password2": "S3cure!pass", "city": "Bogotá", "country": "Colombia"})
+}
+
+fn user(id: i64) -> User {
+    User {
+        id: UserId(id),
+        email: Email::parse("ana@example.com").unwrap(),
+        first_name: "Ana".into(),
+        last_name: "Pérez".into(),
+        password_hash: PasswordHash("$argon2id$stored".into()),
+        city: "Bogotá".into(),
+        country: "Colombia".into(),
+        created_at: chrono::Utc::now(),
+    }
+}
+
+#[tokio::test]
+async fn sign_up_answers_201_and_400_for_each_refusal() {
+    let mut ports = Ports::default();
+    let mut taken = false;
+    ports.users.expect_by_email().returning(move |_| {
+        let answer = taken.then(|| user(1));
+        taken = true;
+        Ok(answer)
+    });
+    ports.users.expect_create().times(1).returning(|_| Ok(user(1)));
+    ports.hasher.expect_hash().returning(|_| Ok(PasswordHash("$argon2id$new".into())));
+    let (app, _dir) = client(ports);
+
+    let (status, body) = answer(app.post("/api/auth/signup").body_json(&sign_up_body()).send().await).await;
+    assert_eq!((status, body), (StatusCode::CREATED, json!({"message": "Usuario creado exitosamente."})));
+    let (status, body) = answer(app.post("/api/auth/signup").body_json(&sign_up_body()).send().await).await;
+    assert_eq!((status, detail(&body)), (StatusCode::BAD_REQUEST, "El correo electrónico ya está registrado."));
+
+    let mut bad = sign_up_body();
+    bad["password2"] = json!("other-pass");
+    bad["email"] = json!("not-an-email");
+    let (status, body) = answer(app.post("/api/auth/signup").body_json(&bad).send().await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let fields: Vec<&str> = body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["email", "password2"], "{body}");
+
+    let (status, body) = answer(app.post("/api/auth/signup").body_json(&json!({"first_name": "Ana"})).send().await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a missing field: {body}");
+    let (status, _) = answer(app.post("/api/auth/signup").content_type("application/json").body("{not json").send().await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = answer(app.post("/api/auth/signup").content_type("text/plain").body("hello").send().await).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let huge = json!({"first_name": "x".repeat(70_000)});
+    let (status, _) = answer(app.post("/api/auth/signup").body_json(&huge).send().await).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn backend_failures_answer_503_or_500_without_internals() {
+    let mut ports = Ports::default();
+    ports.users.expect_by_email().times(1).returning(|_| Err(UserRepositoryError::Backend(unavailable())));
+    ports.users.expect_by_email().returning(|_| Err(UserRepositoryError::Backend(BackendError::internal("syntax error at /srv/x"))));
+    let (app, _dir) = client(ports);
+    let (status, body) = answer(app.post("/api/auth/signup").body_json(&sign_up_body()).send().await).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(!body.to_string().contains("db.internal"), "{body}");
+    let (status, body) = answer(app.post("/api/auth/signup").body_json(&sign_up_body()).send().await).await;
+    assert_eq!((status, detail(&body)), (StatusCode::INTERNAL_SERVER_ERROR, "Error interno del servidor."));
+}
+
+#[tokio::test]
+async fn log_in_answers_a_token_401_then_429_with_retry_after() {
+    let mut ports = Ports::default();
+    ports.users.expect_by_email().returning(|_| Ok(Some(user(1))));
+    ports.hasher.expect_verify().returning(|password, _| password.expose() == "S3cure!pass");
+    let (app, _dir) = client(ports);
+    let log_in = |password: &str| app.post("/api/auth/login").body_json(&json!({"email": "ana@example.com", "password": password}));
+
+    let (status, body) = answer(log_in("S3cure!pass").send().await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({"access_token": "issued-token", "token_type": "Bearer", "expires_in": 3600}));
+    for _ in 0..2 {
+        let (status, body) = answer(log_in("wrong").send().await).await;
+        assert_eq!((status, detail(&body)), (StatusCode::UNAUTHORIZED, "Correo o contraseña incorrectos."));
+    }
+    let response = log_in("S3cure!pass").send().await;
+    let retry_after: u64 = response.0.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((59..=60).contains(&retry_after), "{retry_after}");
+    assert_eq!(answer(response).await.0, StatusCode::TOO_MANY_REQUESTS, "locked even with the right password");
+    let (status, _) = answer(app.post("/api/auth/login").body_json(&json!({"email": "x"})).send().await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+// ---------------------------------------------------------------- protected routes
+
+#[tokio::test]
+async fn protected_routes_refuse_missing_malformed_expired_and_forged_tokens() {
+    let (app, _dir) = client(Ports::default());
+    let routes = [
+        (poem::http::Method::GET, "/api/videos"),
+        (poem::http::Method::GET, "/api/videos/1"),
+        (poem::http::Method::DELETE, "/api/videos/1"),
+        (poem::http::Method::POST, "/api/videos/upload"),
+        (poem::http::Method::POST, "/api/public/videos/1/vote"),
+    ];
+    for (method, path) in routes {
+        for token in [None, Some("player-token"), Some("Bearer "), Some("Bearer forged"), Some("Bearer expired-token")] {
+            let mut request = app.request(method.clone(), path);
+            if let Some(token) = token {
+                request = request.header("authorization", token);
+            }
+            let (status, _) = answer(request.send().await).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} with {token:?}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------- uploads
+
+fn upload_form(title: Option<&str>, file: Option<&[u8]>) -> TestForm {
+    let mut form = TestForm::new();
+    if let Some(title) = title {
+        form = form.field(TestFormField::text(title).name("title"));
+    }
+    if let Some(bytes) = file {
+        form = form.field(TestFormField::bytes(bytes.to_vec()).name("video_file").filename("clip.mp4").content_type("video/mp4"));
+    }
+    form
+}
+
+fn probed(seconds: u64, width: u32, height: u32) -> ProbedVideo {
+    ProbedVideo { duration: Duration::from_secs(seconds), width, height, codec: "avc1".into(), frame_rate: Some(30.0) }
+}
+
+fn left_in(dir: &tempfile::TempDir) -> usize {
+    std::fs::read_dir(dir.path()).unwrap().count()
+}
+
+#[tokio::test]
+async fn an_accepted_upload_answers_201_with_its_task_and_leaves_no_temporary_file() {
+    let mut ports = Ports::default();
+    ports.probe.expect_probe().returning(|_| Ok(probed(30, 1920, 1080)));
+    ports.storage.expect_put_file().withf(|key, _| key.as_str().starts_with("uploaded/")).times(1).returning(|_, _| Ok(()));
+    ports.videos.expect_create_with_job().times(1).returning(|new| {
+        let mut stored = video(7, new.owner.0, VideoStatus::Uploaded);
+        stored.task_id = new.task_id;
+        Ok(stored)
+    });
+    let (app, dir) = client(ports);
+    let (status, body) = answer(
+        app.post("/api/videos/upload").header("authorization", PLAYER).multipart(upload_form(Some("Tiro"), Some(b"mp4"))).send().await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["message"], "Video subido correctamente. Procesamiento en curso.");
+    assert!(body["task_id"].as_str().unwrap().parse::<uuid::Uuid>().is_ok(), "{body}");
+    assert_eq!(left_in(&dir), 0);
+}
+
+#[tokio::test]
+async fn every_refused_upload_answers_its_status_and_message_and_leaves_nothing() {
+    let mut ports = Ports::default();
+    let answers = std::sync::Mutex::new(vec![
+        Ok(probed(12, 1920, 1080)),
+        Ok(probed(30, 1280, 720)),
+        Err(ProbeError::NoVideoTrack),
+        Err(ProbeError::NotMp4("no ftyp".into())),
+    ]);
+    ports.probe.expect_probe().returning(move |_| answers.lock().unwrap().pop().unwrap());
+    let (app, dir) = client(ports);
+    let upload = |form: TestForm| app.post("/api/videos/upload").header("authorization", PLAYER).multipart(form).send();
+
+    let too_large = vec![0u8; (1 << 20) + 1];
+    /// Title, file, and the answer it gets.
+    type Case<'a> = (Option<&'a str>, Option<&'a [u8]>, StatusCode, &'a str);
+    let cases: [Case; 8] = [
+        (Some("Tiro"), Some(b"not a video"), StatusCode::BAD_REQUEST, "El archivo no es un video MP4 válido."),
+        (Some("Tiro"), Some(b"audio only"), StatusCode::BAD_REQUEST, "El archivo MP4 no contiene una pista de video."),
+        (
+            Some("Tiro"),
+            Some(b"720p"),
+            StatusCode::BAD_REQUEST,
+            "Resolución 1280x720 insuficiente: el lado menor debe tener al menos 1080 píxeles.",
+        ),
+        (Some("Tiro"), Some(b"short"), StatusCode::BAD_REQUEST, "Duración 12.0 s fuera del rango permitido (20–60 s)."),
+        (None, Some(b"x"), StatusCode::BAD_REQUEST, "El título es obligatorio."),
+        (Some("Tiro"), None, StatusCode::BAD_REQUEST, "El archivo video_file es obligatorio."),
+        (Some("   "), Some(b"x"), StatusCode::BAD_REQUEST, "El título es obligatorio."),
+        (Some("Tiro"), Some(&too_large), StatusCode::PAYLOAD_TOO_LARGE, "El archivo supera el tamaño máximo permitido (1 MB)."),
+    ];
+    for (title, file, want_status, want_detail) in cases {
+        let (status, body) = answer(upload(upload_form(title, file)).await).await;
+        assert_eq!((status, detail(&body)), (want_status, want_detail), "title {title:?}");
+        assert_eq!(left_in(&dir), 0, "nothing left after {want_detail}");
+    }
+    let (status, _) =
+        answer(app.post("/api/videos/upload").header("authorization", PLAYER).content_type("application/json").body("{}").send().await)
+            .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "not multipart");
+}
+
+#[tokio::test]
+async fn a_stalled_upload_answers_408_and_a_full_disk_507() {
+    let mut ports = Ports::default();
+    ports.probe.expect_probe().returning(|_| Ok(probed(30, 1920, 1080)));
+    ports.storage.expect_put_file().returning(|_, _| Err(StorageError::Backend(BackendError::storage_full("ENOSPC"))));
+    let (app, dir) = client(ports);
+    let (status, body) = answer(
+        app.post("/api/videos/upload").header("authorization", PLAYER).multipart(upload_form(Some("Tiro"), Some(b"mp4"))).send().await,
+    )
+    .await;
+    assert_eq!((status, detail(&body)), (StatusCode::INSUFFICIENT_STORAGE, "No hay espacio para almacenar el archivo."));
+
+    let head = "--b\r\ncontent-disposition: form-data; name=\"video_file\"; filename=\"a.mp4\"\r\n\r\nfirst bytes";
+    let stalled = futures::stream::once(async move { Ok::<_, std::io::Error>(bytes::Bytes::from(head)) }).chain(futures::stream::pending());
+    let response = app
+        .post("/api/videos/upload")
+        .header("authorization", PLAYER)
+        .content_type("multipart/form-data; boundary=b")
+        .body(poem::Body::from_bytes_stream(stalled))
+        .send()
+        .await;
+    let (status, body) = answer(response).await;
+    assert_eq!((status, detail(&body)), (StatusCode::REQUEST_TIMEOUT, "El cliente dejó de enviar datos."));
+    assert_eq!(left_in(&dir), 0);
+}
+
+// ---------------------------------------------------------------- own videos
+
+#[tokio::test]
+async fn the_own_list_shows_links_only_for_processed_videos() {
+    let mut ports = Ports::default();
+    ports.videos.expect_list_by_owner().returning(|owner| {
+        assert_eq!(owner, UserId(1));
+        Ok(vec![video(2, 1, VideoStatus::Processed), video(1, 1, VideoStatus::Uploaded)])
+    });
+    signed_urls(&mut ports.storage);
+    let (app, _dir) = client(ports);
+    let (status, body) = answer(app.get("/api/videos").header("authorization", PLAYER).send().await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body[0]["status"], "processed");
+    assert_eq!(body[0]["processed_at"], "2026-03-01T12:01:10Z");
+    assert!(body[0]["processed_url"].as_str().unwrap().starts_with("https://files.example/processed/"));
+    assert_eq!((&body[1]["processed_url"], &body[1]["processed_at"]), (&Value::Null, &Value::Null));
+    assert_eq!(body[1]["uploaded_at"], "2026-03-01T12:00:00Z");
+}
+
+#[tokio::test]
+async fn the_detail_answers_200_403_404_and_names_a_bad_id() {
+    let mut ports = Ports::default();
+    ports.videos.expect_by_id().returning(|id| {
+        Ok(match id.0 {
+            1 => Some(video(1, 1, VideoStatus::Failed)),
+            2 => Some(video(2, 2, VideoStatus::Processed)),
+            _ => None,
+        })
+    });
+    signed_urls(&mut ports.storage);
+    let (app, _dir) = client(ports);
+    let get = |path: &str| app.get(path).header("authorization", PLAYER).send();
+
+    let (status, body) = answer(get("/api/videos/1").await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((body["video_id"].as_i64(), body["status"].as_str(), body["votes"].as_i64()), (Some(1), Some("failed"), Some(3)));
+    assert_eq!(body["failure_reason"], "No se pudo decodificar el video.");
+    assert!(body["original_url"].as_str().unwrap().contains("uploaded/"));
+    let (status, body) = answer(get("/api/videos/2").await).await;
+    assert_eq!((status, detail(&body)), (StatusCode::FORBIDDEN, "El video pertenece a otro usuario."));
+    let (status, body) = answer(get("/api/videos/3").await).await;
+    assert_eq!((status, detail(&body)), (StatusCode::NOT_FOUND, "El video no existe."));
+    let (status, body) = answer(get("/api/videos/abc").await).await;
+    assert_eq!((status, detail(&body)), (StatusCode::BAD_REQUEST, "El parámetro video_id de la ruta no es válido."));
+}
+
+#[tokio::test]
+async fn delete_answers_200_400_403_and_404() {
+    let mut ports = Ports::default();
+    ports.videos.expect_by_id().returning(|id| {
+        Ok(match id.0 {
+            1 => Some(video(1, 1, VideoStatus::Uploaded)),
+            2 => Some(video(2, 1, VideoStatus::Processed)),
+            3 => Some(video(3, 2, VideoStatus::Uploaded)),
+            _ => None,
+        })
+    });
+    ports.videos.expect_delete_unless_public().times(1).returning(|id| Ok(Deletion::Deleted(video(id.0, 1, VideoStatus::Uploaded))));
+    ports.storage.expect_delete().times(1).returning(|_| Ok(()));
+    let (app, _dir) = client(ports);
+    let delete = |path: &str| app.delete(path).header("authorization", PLAYER).send();
+
+    let (status, body) = answer(delete("/api/videos/1").await).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"message": "El video ha sido eliminado exitosamente.", "video_id": 1})));
+    let (status, body) = answer(delete("/api/videos/2").await).await;
+    assert_eq!((status, detail(&body)), (StatusCode::BAD_REQUEST, "El video ya es público y no puede eliminarse."));
+    let (status, _) = answer(delete("/api/videos/3").await).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = answer(delete("/api/videos/4").await).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+// ---------------------------------------------------------------- public
+
+#[tokio::test]
+async fn the_public_list_pages_and_filters_and_refuses_bad_parameters() {
+    let mut ports = Ports::default();
+    ports.videos.expect_list_public().returning(|city, page| {
+        assert_eq!((city.key(), page.limit, page.offset), (Some("bogotá"), 5, 10));
+        let key = ObjectKey::processed(TaskId::random());
+        Ok(vec![PublicVideo {
+            id: VideoId(9),
+            title: "<b>Tiro</b>".into(),
+            username: "Ana Pérez".into(),
+            city: "Bogotá".into(),
+            processed_key: key,
+            votes: 4,
+        }])
+    });
+    signed_urls(&mut ports.storage);
+    let (app, _dir) = client(ports);
+    let (status, body) = answer(app.get("/api/public/videos?city=BOGOT%C3%81&limit=5&offset=10").send().await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (body[0]["video_id"].as_i64(), body[0]["title"].as_str(), body[0]["votes"].as_i64()),
+        (Some(9), Some("<b>Tiro</b>"), Some(4))
+    );
+    assert_eq!((body[0]["username"].as_str(), body[0]["city"].as_str()), (Some("Ana Pérez"), Some("Bogotá")));
+    for query in ["limit=0", "limit=101", "limit=abc", "offset=-1"] {
+        let (status, _) = answer(app.get(format!("/api/public/videos?{query}")).send().await).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+    }
+}
+
+#[tokio::test]
+async fn a_vote_answers_200_then_400_and_404_for_a_video_that_is_not_public() {
+    let mut ports = Ports::default();
+    let mut cast = 0;
+    ports.votes.expect_cast().returning(move |voter, video| {
+        assert_eq!(voter, UserId(2));
+        cast += 1;
+        match (video.0, cast) {
+            (1, 1) => Ok(()),
+            (1, _) => Err(VoteRepositoryError::DuplicateVote),
+            _ => Err(VoteRepositoryError::VideoNotPublic),
+        }
+    });
+    let (app, _dir) = client(ports);
+    let vote = |id: i64| app.post(format!("/api/public/videos/{id}/vote")).header("authorization", OTHER).send();
+    let (status, body) = answer(vote(1).await).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"message": "Voto registrado exitosamente."})));
+    let (status, body) = answer(vote(1).await).await;
+    assert_eq!((status, detail(&body)), (StatusCode::BAD_REQUEST, "Ya has votado por este video."));
+    let (status, body) = answer(vote(2).await).await;
+    assert_eq!((status, detail(&body)), (StatusCode::NOT_FOUND, "El video no existe o no es público."));
+    let (status, body) = answer(app.post("/api/public/videos/x/vote").header("authorization", OTHER).send().await).await;
+    assert_eq!((status, detail(&body)), (StatusCode::BAD_REQUEST, "El parámetro video_id de la ruta no es válido."));
+}
+
+#[tokio::test]
+async fn rankings_answer_positions_and_refuse_bad_parameters() {
+    let mut ports = Ports::default();
+    ports.votes.expect_rankings().returning(|city, page| {
+        assert_eq!((city.key(), page.limit, page.offset), (None, 10, 0));
+        Ok(vec![RankingEntry { position: 1, username: "Ana Pérez".into(), city: "Bogotá".into(), votes: 1530 }])
+    });
+    let (app, _dir) = client(ports);
+    let (status, body) = answer(app.get("/api/public/rankings").send().await).await;
+    assert_eq!((status, body), (StatusCode::OK, json!([{"position": 1, "username": "Ana Pérez", "city": "Bogotá", "votes": 1530}])));
+    for query in ["limit=0", "limit=101", "offset=x"] {
+        let (status, _) = answer(app.get(format!("/api/public/rankings?{query}")).send().await).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+    }
+}
+
+#[tokio::test]
+async fn a_failing_ranking_backend_answers_503() {
+    let mut ports = Ports::default();
+    ports.votes.expect_rankings().returning(|_, _| Err(VoteRepositoryError::Backend(unavailable())));
+    ports.videos.expect_list_public().returning(|_, _| Err(VideoRepositoryError::Backend(unavailable())));
+    let (app, _dir) = client(ports);
+    assert_eq!(answer(app.get("/api/public/rankings").send().await).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer(app.get("/api/public/videos").send().await).await.0, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+// ---------------------------------------------------------------- files
+
+#[tokio::test]
+async fn stored_files_are_served_only_behind_a_valid_signature_with_ranges() {
+    let files = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(files.path().join("processed")).unwrap();
+    std::fs::write(files.path().join("processed/a.mp4"), b"0123456789").unwrap();
+    let signer = UrlSigner::derive(b"test key");
+    let key = ObjectKey::parse("processed/a.mp4").unwrap();
+    let expires = chrono::Utc::now().timestamp() + 60;
+    let link = format!("/files/processed/a.mp4?{}", signer.sign(&key, expires));
+    let (app, _dir) = client(Ports { files: Some(files.path().to_owned()), ..Ports::default() });
+
+    let response = app.get(&link).send().await;
+    assert_eq!(response.0.status(), StatusCode::OK);
+    assert_eq!(response.0.into_body().into_string().await.unwrap(), "0123456789");
+    let response = app.get(&link).header("range", "bytes=2-5").send().await;
+    assert_eq!(response.0.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(response.0.headers()["content-range"], "bytes 2-5/10");
+    assert_eq!(response.0.into_body().into_string().await.unwrap(), "2345");
+    let tampered = link.replace("expires=", "expires=1");
+    for bad in [tampered.as_str(), "/files/processed/a.mp4", "/files/processed/a.mp4?expires=1&signature=00"] {
+        let (status, body) = answer(app.get(bad).send().await).await;
+        assert_eq!((status, detail(&body)), (StatusCode::FORBIDDEN, "El enlace no es válido o ha expirado."), "{bad}");
+    }
+    let gone = format!("/files/processed/b.mp4?{}", signer.sign(&ObjectKey::parse("processed/b.mp4").unwrap(), expires));
+    assert_eq!(answer(app.get(&gone).send().await).await.0, StatusCode::NOT_FOUND);
+
+    let (app, _dir) = client(Ports::default());
+    assert_eq!(answer(app.get(&link).send().await).await.0, StatusCode::NOT_FOUND, "with S3 storage nothing is served here");
+}
+
+// ---------------------------------------------------------------- the rest
+
+#[tokio::test]
+async fn unknown_routes_wrong_methods_and_request_ids_answer_as_documented() {
+    let (app, _dir) = client(Ports::default());
+    let (status, body) = answer(app.get("/api/nothing").send().await).await;
+    assert_eq!((status, detail(&body)), (StatusCode::NOT_FOUND, "Recurso no encontrado."));
+    for (method, path, allow) in [
+        (poem::http::Method::PUT, "/api/videos/1", "GET, DELETE"),
+        (poem::http::Method::GET, "/api/videos/upload", "POST"),
+        (poem::http::Method::DELETE, "/api/public/rankings", "GET"),
+        (poem::http::Method::POST, "/api/health", "GET"),
+    ] {
+        let response = app.request(method.clone(), path).send().await;
+        assert_eq!(response.0.headers().get("allow").map(|v| v.to_str().unwrap().to_owned()).as_deref(), Some(allow), "{method} {path}");
+        assert_eq!(answer(response).await.0, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+    }
+    let response = app.get("/api/nothing").header("x-request-id", "abc-123").send().await;
+    assert_eq!(response.0.headers()["x-request-id"], "abc-123");
+    let response = app.get("/api/nothing").send().await;
+    assert!(response.0.headers()["x-request-id"].to_str().unwrap().parse::<uuid::Uuid>().is_ok());
+}
+
+#[tokio::test]
+async fn a_panic_in_a_handler_answers_a_500_problem() {
+    let mut ports = Ports::default();
+    ports.health.expect_check().returning(|| panic!("a bug"));
+    let (app, _dir) = client(ports);
+    let (status, body) = answer(app.get("/api/health").send().await).await;
+    assert_eq!((status, detail(&body)), (StatusCode::INTERNAL_SERVER_ERROR, "Error interno del servidor."));
+}
+
+#[tokio::test]
+async fn the_document_lists_every_route_and_swagger_ui_is_served() {
+    let (app, _dir) = client(Ports::default());
+    let (status, spec) = answer(app.get("/api/openapi.json").send().await).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut paths: Vec<&str> = spec["paths"].as_object().unwrap().keys().map(String::as_str).collect();
+    paths.sort_unstable();
+    assert_eq!(
+        paths,
+        [
+            "/auth/login",
+            "/auth/signup",
+            "/health",
+            "/public/rankings",
+            "/public/videos",
+            "/public/videos/{video_id}/vote",
+            "/videos",
+            "/videos/upload",
+            "/videos/{video_id}"
+        ]
+    );
+    let docs = app.get("/docs/").send().await;
+    assert_eq!(docs.0.status(), StatusCode::OK);
+}
