@@ -69,10 +69,15 @@ $(TEST_VENV)/.installed-$(MOTO_VERSION)-$(SCHEMATHESIS_VERSION):
 	$(TEST_VENV)/bin/pip install -q --disable-pip-version-check "moto[server]==$(MOTO_VERSION)" "schemathesis==$(SCHEMATHESIS_VERSION)"
 	touch $@
 
-## test: formatting, lints, then every test (unit, contract, end-to-end)
+## test: formatting, lints, the layering and unused dependencies, then every test
+## (unit, in-process API, contract, end-to-end)
+CARGO_MACHETE_VERSION := 0.9.2
 test: deps test-deps test-tools
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	CARGO=$(CARGO) scripts/check-layers.sh
+	@command -v cargo-machete >/dev/null || $(CARGO) install cargo-machete --locked --version $(CARGO_MACHETE_VERSION)
+	$(CARGO) machete
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
 
