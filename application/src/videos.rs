@@ -211,22 +211,7 @@ pub(crate) mod tests {
 
     use super::*;
 
-    pub(crate) fn video(id: i64, owner: i64, status: VideoStatus) -> Video {
-        let task_id = TaskId::random();
-        Video {
-            id: VideoId(id),
-            owner: UserId(owner),
-            title: "Mi mejor tiro".into(),
-            status,
-            task_id,
-            original_key: ObjectKey::original(task_id),
-            processed_key: (status == VideoStatus::Processed).then(|| ObjectKey::processed(task_id)),
-            uploaded_at: Utc::now(),
-            processed_at: None,
-            failure_reason: None,
-            votes: 0,
-        }
-    }
+    pub(crate) use anb_domain::fixtures::video;
 
     fn good_probe() -> MockVideoProbe {
         let mut probe = MockVideoProbe::new();

@@ -7,6 +7,8 @@
 //! port gets a mockall `Mock*` type for unit tests.
 
 pub mod error;
+#[cfg(feature = "mocks")]
+pub mod fixtures;
 pub mod ports;
 pub mod upload;
 pub mod user;

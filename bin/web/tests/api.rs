@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anb_application::{Accounts, Showcase, Videos};
+use anb_domain::fixtures::video;
 use anb_domain::ports::{
     AccessToken, Deletion, MockHealthCheck, MockObjectStorage, MockPasswordHasher, MockUserRepository, MockVideoProbe, MockVideoRepository,
     MockVoteRepository, ProbeError, StorageError, TokenError, TokenIssuer, UserRepositoryError, VideoRepositoryError, VoteRepositoryError,
@@ -101,23 +102,6 @@ async fn answer(response: TestResponse) -> (StatusCode, Value) {
 
 fn detail(body: &Value) -> &str {
     body["detail"].as_str().unwrap_or_default()
-}
-
-fn video(id: i64, owner: i64, status: VideoStatus) -> Video {
-    let task_id = TaskId::random();
-    Video {
-        id: VideoId(id),
-        owner: UserId(owner),
-        title: "Mi mejor tiro".into(),
-        status,
-        task_id,
-        original_key: ObjectKey::original(task_id),
-        processed_key: (status == VideoStatus::Processed).then(|| ObjectKey::processed(task_id)),
-        uploaded_at: "2026-03-01T12:00:00Z".parse().unwrap(),
-        processed_at: (status == VideoStatus::Processed).then(|| "2026-03-01T12:01:10Z".parse().unwrap()),
-        failure_reason: (status == VideoStatus::Failed).then(|| "No se pudo decodificar el video.".to_owned()),
-        votes: 3,
-    }
 }
 
 fn signed_urls(storage: &mut MockObjectStorage) {
@@ -398,7 +382,7 @@ async fn the_detail_answers_200_403_404_and_names_a_bad_id() {
     let mut ports = Ports::default();
     ports.videos.expect_by_id().returning(|id| {
         Ok(match id.0 {
-            1 => Some(video(1, 1, VideoStatus::Failed)),
+            1 => Some(Video { votes: 3, ..video(1, 1, VideoStatus::Failed) }),
             2 => Some(video(2, 2, VideoStatus::Processed)),
             _ => None,
         })
