@@ -102,6 +102,9 @@ impl Videos {
         let facts = self.probe.probe(file).await.map_err(|e| match e {
             ProbeError::NotMp4(_) => UploadError::Rejected(UploadRejection::NotMp4),
             ProbeError::NoVideoTrack => UploadError::Rejected(UploadRejection::NoVideoTrack),
+            ProbeError::SizeMismatch { declared_width, declared_height, coded_width, coded_height } => {
+                UploadError::Rejected(UploadRejection::SizeMismatch { declared_width, declared_height, coded_width, coded_height })
+            }
             ProbeError::Backend(e) => UploadError::Backend(e),
         })?;
         self.rules.check(&facts)?;

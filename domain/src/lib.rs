@@ -15,7 +15,7 @@ pub mod user;
 pub mod video;
 
 pub use error::{BackendError, BackendErrorKind};
-pub use upload::{ProbedVideo, UploadRejection, UploadRules};
+pub use upload::{ACCEPTED_CODECS, ProbedVideo, UploadRejection, UploadRules};
 pub use user::{Email, NewUser, Password, PasswordHash, User, UserId};
 pub use video::{
     CityFilter, Delivery, Job, NewVideo, ObjectKey, Page, PublicVideo, RankingEntry, Receipt, TaskId, Title, Video, VideoId, VideoStatus,

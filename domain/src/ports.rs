@@ -300,12 +300,16 @@ pub trait Transcoder: Send + Sync + 'static {
 /// Errors of [`VideoProbe`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProbeError {
-    /// Not an MP4 (ISO base media) file, or too damaged to read.
+    /// Not an MP4 or QuickTime (ISO base media) file, or too damaged to read.
     #[error("not an MP4 file: {0}")]
     NotMp4(String),
     /// An MP4 without a video track.
     #[error("no video track")]
     NoVideoTrack,
+    /// The container declares one frame size and the coded stream (its
+    /// parameter sets) another: the metadata cannot be trusted.
+    #[error("the container says {declared_width}x{declared_height} but the stream is {coded_width}x{coded_height}")]
+    SizeMismatch { declared_width: u32, declared_height: u32, coded_width: u32, coded_height: u32 },
     #[error(transparent)]
     Backend(#[from] BackendError),
 }
@@ -316,9 +320,14 @@ pub enum ProbeError {
 pub trait VideoProbe: Send + Sync + 'static {
     /// Probes the file.
     ///
+    /// The facts come from the file's own bytes: the size from the coded
+    /// stream's parameter sets where the codec has them (H.264, HEVC), the
+    /// duration from the samples' timing.
+    ///
     /// # Errors
-    /// [`ProbeError::NotMp4`], [`ProbeError::NoVideoTrack`], or a backend
-    /// error when the file cannot be read.
+    /// [`ProbeError::NotMp4`], [`ProbeError::NoVideoTrack`],
+    /// [`ProbeError::SizeMismatch`], or a backend error when the file cannot
+    /// be read.
     async fn probe(&self, path: &Path) -> Result<ProbedVideo, ProbeError>;
 }
 

@@ -12,7 +12,7 @@ pub struct ProbedVideo {
     pub width: u32,
     /// Coded frame height in pixels.
     pub height: u32,
-    /// Sample entry of the video track (`avc1`, `hvc1`, ...).
+    /// Sample entry type of the video track (`avc1`, `hvc1`, ...): the codec.
     pub codec: String,
     /// Average frames per second, when the file says.
     pub frame_rate: Option<f64>,
@@ -23,16 +23,46 @@ pub struct ProbedVideo {
 /// they are.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum UploadRejection {
-    #[error("El archivo no es un video MP4 válido.")]
+    #[error("El archivo no es un video MP4 o MOV válido.")]
     NotMp4,
-    #[error("El archivo MP4 no contiene una pista de video.")]
+    #[error("El archivo no contiene una pista de video.")]
     NoVideoTrack,
+    #[error("El video usa el códec {}; solo se aceptan {}.", codec_name(codec), ACCEPTED_CODECS_TEXT)]
+    Codec { codec: String },
+    #[error(
+        "El archivo declara {declared_width}x{declared_height} pero el video codificado es {coded_width}x{coded_height}: \
+         el archivo no es válido."
+    )]
+    SizeMismatch { declared_width: u32, declared_height: u32, coded_width: u32, coded_height: u32 },
     #[error("El archivo supera el tamaño máximo permitido ({} MB).", number(*max_bytes as f64 / 1_048_576.0))]
     TooLarge { max_bytes: u64 },
     #[error("Duración {} s fuera del rango permitido ({}–{} s).", seconds_text(*actual, *min, *max), number(min.as_secs_f64()), number(max.as_secs_f64()))]
     Duration { actual: Duration, min: Duration, max: Duration },
     #[error("Resolución {width}x{height} insuficiente: el lado menor debe tener al menos {min_short_side} píxeles.")]
     Resolution { width: u32, height: u32, min_short_side: u32 },
+}
+
+/// Sample entry types of the accepted codecs: H.264 (`avc1`, `avc3`) and
+/// HEVC (`hvc1`, `hev1`).
+pub const ACCEPTED_CODECS: [&str; 4] = ["avc1", "avc3", "hvc1", "hev1"];
+const ACCEPTED_CODECS_TEXT: &str = "H.264 y HEVC";
+
+/// The name people know a codec by, from its sample entry type.
+fn codec_name(entry: &str) -> String {
+    let name = match entry {
+        "avc1" | "avc3" => "H.264",
+        "hvc1" | "hev1" => "HEVC",
+        "mp4v" => "MPEG-4 Parte 2",
+        "av01" => "AV1",
+        "vp08" => "VP8",
+        "vp09" => "VP9",
+        "s263" | "h263" => "H.263",
+        "jpeg" | "mjpa" | "mjpb" => "Motion JPEG",
+        "apch" | "apcn" | "apcs" | "apco" | "ap4h" | "ap4x" => "Apple ProRes",
+        "dvh1" | "dvhe" => "Dolby Vision",
+        _ => return format!("«{entry}»"),
+    };
+    format!("{name} («{entry}»)")
 }
 
 /// A limit as people write it: `100`, or `2.5` when it has a fraction.
@@ -82,11 +112,15 @@ impl UploadRules {
         UploadRejection::TooLarge { max_bytes: self.max_bytes }
     }
 
-    /// Checks the probed facts: duration first, then resolution.
+    /// Checks the probed facts: codec first, then duration, then resolution.
     ///
     /// # Errors
-    /// [`UploadRejection::Duration`] or [`UploadRejection::Resolution`].
+    /// [`UploadRejection::Codec`], [`UploadRejection::Duration`] or
+    /// [`UploadRejection::Resolution`].
     pub fn check(&self, video: &ProbedVideo) -> Result<(), UploadRejection> {
+        if !ACCEPTED_CODECS.contains(&video.codec.as_str()) {
+            return Err(UploadRejection::Codec { codec: video.codec.clone() });
+        }
         if video.duration < self.min_duration || video.duration > self.max_duration {
             return Err(UploadRejection::Duration { actual: video.duration, min: self.min_duration, max: self.max_duration });
         }
@@ -144,6 +178,18 @@ mod tests {
         );
         assert!(rules.check(&probed(5.0, 640, 360)).unwrap_err().to_string().ends_with("al menos 720 píxeles."));
         assert_eq!(UploadRules::default().too_large().to_string(), "El archivo supera el tamaño máximo permitido (100 MB).");
+    }
+
+    #[test]
+    fn only_h264_and_hevc_are_accepted_and_others_are_named() {
+        let rules = UploadRules::default();
+        for codec in ACCEPTED_CODECS {
+            assert_eq!(rules.check(&ProbedVideo { codec: codec.into(), ..probed(30.0, 1920, 1080) }), Ok(()));
+        }
+        let vp9 = rules.check(&ProbedVideo { codec: "vp09".into(), ..probed(30.0, 1920, 1080) }).unwrap_err();
+        assert_eq!(vp9.to_string(), "El video usa el códec VP9 («vp09»); solo se aceptan H.264 y HEVC.");
+        let odd = rules.check(&ProbedVideo { codec: "xyz1".into(), ..probed(30.0, 1920, 1080) }).unwrap_err();
+        assert_eq!(odd.to_string(), "El video usa el códec «xyz1»; solo se aceptan H.264 y HEVC.");
     }
 
     #[test]

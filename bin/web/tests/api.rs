@@ -306,8 +306,8 @@ async fn every_refused_upload_answers_its_status_and_message_and_leaves_nothing(
     /// Title, file, and the answer it gets.
     type Case<'a> = (Option<&'a str>, Option<&'a [u8]>, StatusCode, &'a str);
     let cases: [Case; 8] = [
-        (Some("Tiro"), Some(b"not a video"), StatusCode::BAD_REQUEST, "El archivo no es un video MP4 válido."),
-        (Some("Tiro"), Some(b"audio only"), StatusCode::BAD_REQUEST, "El archivo MP4 no contiene una pista de video."),
+        (Some("Tiro"), Some(b"not a video"), StatusCode::BAD_REQUEST, "El archivo no es un video MP4 o MOV válido."),
+        (Some("Tiro"), Some(b"audio only"), StatusCode::BAD_REQUEST, "El archivo no contiene una pista de video."),
         (
             Some("Tiro"),
             Some(b"720p"),
