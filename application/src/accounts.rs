@@ -45,6 +45,16 @@ pub enum LogInError {
     Backend(#[from] BackendError),
 }
 
+/// Why a request could not be authenticated.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No token, or one that is malformed, forged, expired or names no account.
+    #[error("No autenticado: falta el token o no es válido.")]
+    Unauthenticated,
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
 /// A valid argon2id hash of a random password, verified against when the
 /// e-mail is unknown so that both failures take the same time.
 const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$m6IoG2lQd7eS1TwiUe3aI+oeBCSxJk/0HKEaeDnwtuE";
@@ -133,12 +143,19 @@ impl Accounts {
         Ok(self.tokens.issue(user.id)?)
     }
 
-    /// The user a bearer token names.
+    /// The user a bearer token names, if the token is valid and the account
+    /// still exists (a token outlives a database reset, or comes from another
+    /// environment signing with the same key).
     ///
     /// # Errors
-    /// [`TokenError`] for a malformed, forged or expired token.
-    pub fn authenticate(&self, token: &str) -> Result<UserId, TokenError> {
-        self.tokens.verify(token)
+    /// [`AuthError::Unauthenticated`] for a malformed, forged or expired
+    /// token, or one naming no account.
+    pub async fn authenticate(&self, token: &str) -> Result<UserId, AuthError> {
+        let id = self.tokens.verify(token).map_err(|_: TokenError| AuthError::Unauthenticated)?;
+        match self.users.by_id(id).await.map_err(user_backend)? {
+            Some(_) => Ok(id),
+            None => Err(AuthError::Unauthenticated),
+        }
     }
 }
 
@@ -291,5 +308,27 @@ mod tests {
         hasher.expect_verify().withf(|_, h| h.0 == DECOY_HASH).times(1).returning(|_, _| false);
         let err = accounts(users, hasher, MockTokenIssuer::new()).log_in("who@example.com", "whatever1").await.unwrap_err();
         assert!(matches!(err, LogInError::InvalidCredentials));
+    }
+
+    #[tokio::test]
+    async fn a_valid_token_of_an_account_that_no_longer_exists_does_not_authenticate() {
+        let mut tokens = MockTokenIssuer::new();
+        tokens.expect_verify().returning(|t| if t == "forged" { Err(TokenError::Invalid) } else { Ok(UserId(t.parse().unwrap())) });
+        let mut users = MockUserRepository::new();
+        users.expect_by_id().returning(|id| Ok((id == UserId(7)).then(stored_user)));
+        let accounts = accounts(users, MockPasswordHasher::new(), tokens);
+        assert_eq!(accounts.authenticate("7").await.unwrap(), UserId(7));
+        assert!(matches!(accounts.authenticate("8").await, Err(AuthError::Unauthenticated)), "the account is gone");
+        assert!(matches!(accounts.authenticate("forged").await, Err(AuthError::Unauthenticated)));
+    }
+
+    #[tokio::test]
+    async fn authentication_reports_a_failing_database_as_such() {
+        let mut tokens = MockTokenIssuer::new();
+        tokens.expect_verify().returning(|_| Ok(UserId(7)));
+        let mut users = MockUserRepository::new();
+        users.expect_by_id().returning(|_| Err(UserRepositoryError::Backend(BackendError::unavailable("down"))));
+        let result = accounts(users, MockPasswordHasher::new(), tokens).authenticate("7").await;
+        assert!(matches!(result, Err(AuthError::Backend(e)) if e.kind == anb_domain::BackendErrorKind::Unavailable));
     }
 }

@@ -10,7 +10,7 @@ pub mod public;
 pub mod videos;
 pub mod worker;
 
-pub use accounts::{Accounts, LogInError, SignUp, SignUpError};
+pub use accounts::{Accounts, AuthError, LogInError, SignUp, SignUpError};
 pub use public::{PublicQueryError, Showcase, VoteError};
 pub use videos::{DeleteError, UploadError, VideoAccessError, VideoDetail, VideoSummary, Videos};
 pub use worker::{Processor, ProcessorPorts, ProcessorSettings, Shutdown, WorkerError};

@@ -30,22 +30,29 @@ async fn every_protected_route_refuses_bad_and_borrowed_tokens_and_nothing_chang
 
     let expired = token_for(1, SECRET, 0);
     let other_key = token_for(1, "another-secret-that-is-long-enough-too", 3600);
+    // Well signed, for an account that does not exist (a database reset with
+    // the same key, or another environment sharing it).
+    let orphaned = token_for(999, SECRET, 3600);
     tokio::time::sleep(Duration::from_millis(1100)).await; // `expired` is now past its expiry
     let video = format!("/api/videos/{id}");
     let vote = format!("/api/public/videos/{id}/vote");
     let routes =
         [(Method::GET, "/api/videos"), (Method::GET, video.as_str()), (Method::DELETE, video.as_str()), (Method::POST, vote.as_str())];
     for (method, path) in &routes {
-        for (name, token) in
-            [("none", None), ("malformed", Some("a.b.c")), ("expired", Some(expired.as_str())), ("other key", Some(other_key.as_str()))]
-        {
+        for (name, token) in [
+            ("none", None),
+            ("malformed", Some("a.b.c")),
+            ("expired", Some(expired.as_str())),
+            ("other key", Some(other_key.as_str())),
+            ("orphaned", Some(orphaned.as_str())),
+        ] {
             let (status, body) = app.call(method.clone(), path, token).await;
             assert_eq!((status, body["status"].as_u64()), (401, Some(401)), "{method} {path} with a {name} token: {body}");
         }
     }
     // A small body: the server refuses before reading, and a large one would
     // meet a closed connection rather than the answer.
-    for token in [None, Some(expired.as_str()), Some(other_key.as_str())] {
+    for token in [None, Some(expired.as_str()), Some(other_key.as_str()), Some(orphaned.as_str())] {
         let (status, _) = app.upload_as(token, Some("x"), Some(&clips.path("not-video.mp4"))).await;
         assert_eq!(status, 401, "upload with {token:?}");
     }

@@ -37,8 +37,9 @@ enum Tag {
 #[oai(ty = "bearer", bearer_format = "JWT", checker = "check_token")]
 pub struct BearerAuth(UserId);
 
-async fn check_token(request: &Request, bearer: Bearer) -> Option<UserId> {
-    request.data::<Accounts>()?.authenticate(&bearer.token).ok()
+async fn check_token(request: &Request, bearer: Bearer) -> poem::Result<UserId> {
+    let accounts = request.data::<Accounts>().ok_or_else(|| poem::Error::from_status(poem::http::StatusCode::INTERNAL_SERVER_ERROR))?;
+    accounts.authenticate(&bearer.token).await.map_err(|e| ApiError::from(e).into_poem_error())
 }
 
 /// Formats a time as RFC 3339 UTC with whole seconds (`2026-03-01T12:00:00Z`).

@@ -4,7 +4,9 @@
 //! handlers end in `?`. Internals never reach a body: server faults are
 //! logged with the request id and answered with a generic detail.
 
-use anb_application::{DeleteError, FieldError, LogInError, PublicQueryError, SignUpError, UploadError, VideoAccessError, VoteError};
+use anb_application::{
+    AuthError, DeleteError, FieldError, LogInError, PublicQueryError, SignUpError, UploadError, VideoAccessError, VoteError,
+};
 use anb_domain::{BackendError, BackendErrorKind, UploadRejection};
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
@@ -148,6 +150,11 @@ impl ApiError {
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, detail)
     }
+
+    /// This answer as an error that ends request parsing early.
+    pub fn into_poem_error(self) -> poem::Error {
+        poem::Error::from_response(self.into_response())
+    }
 }
 
 impl From<Problem> for ApiError {
@@ -170,6 +177,15 @@ impl From<Problem> for ApiError {
 impl From<BackendError> for ApiError {
     fn from(error: BackendError) -> Self {
         Self::from(Problem::from(error))
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Unauthenticated => Self::new(StatusCode::UNAUTHORIZED, error.to_string()),
+            AuthError::Backend(e) => e.into(),
+        }
     }
 }
 

@@ -32,7 +32,8 @@ const PLAYER: &str = "Bearer player-token";
 const OTHER: &str = "Bearer other-token";
 
 /// Tokens name users without any cryptography: `player-token` is user 1,
-/// `other-token` user 2, anything else is refused.
+/// `other-token` user 2, `ghost-token` user 99 (who has no account), anything
+/// else is refused.
 struct FakeTokens;
 
 impl TokenIssuer for FakeTokens {
@@ -44,6 +45,7 @@ impl TokenIssuer for FakeTokens {
         match token {
             "player-token" => Ok(UserId(1)),
             "other-token" => Ok(UserId(2)),
+            "ghost-token" => Ok(UserId(99)),
             "expired-token" => Err(TokenError::Expired),
             _ => Err(TokenError::Invalid),
         }
@@ -51,6 +53,7 @@ impl TokenIssuer for FakeTokens {
 }
 
 /// The mocked ports of one test; each test sets the expectations it needs.
+/// Users 1 and 2 exist.
 #[derive(Default)]
 struct Ports {
     users: MockUserRepository,
@@ -62,6 +65,14 @@ struct Ports {
     health: MockHealthCheck,
     /// Stored files served under `/files/` from this directory.
     files: Option<std::path::PathBuf>,
+}
+
+impl Ports {
+    fn new() -> Self {
+        let mut ports = Self::default();
+        ports.users.expect_by_id().returning(|id| Ok([1, 2].contains(&id.0).then(|| user(id.0))));
+        ports
+    }
 }
 
 /// A client of the app on `ports`. Uploads are capped at 1 MiB and stall
@@ -116,13 +127,13 @@ fn unavailable() -> BackendError {
 
 #[tokio::test]
 async fn health_is_200_when_the_backends_answer_and_503_when_not() {
-    let mut ports = Ports::default();
+    let mut ports = Ports::new();
     ports.health.expect_check().times(1).returning(|| Ok(()));
     let (app, _dir) = client(ports);
     let (status, body) = answer(app.get("/api/health").send().await).await;
     assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
 
-    let mut ports = Ports::default();
+    let mut ports = Ports::new();
     ports.health.expect_check().returning(|| Err(unavailable()));
     let (app, _dir) = client(ports);
     let response = app.get("/api/health").send().await;
@@ -152,7 +163,7 @@ fn user(id: i64) -> User {
 
 #[tokio::test]
 async fn sign_up_answers_201_and_400_for_each_refusal() {
-    let mut ports = Ports::default();
+    let mut ports = Ports::new();
     let mut taken = false;
     ports.users.expect_by_email().returning(move |_| {
         let answer = taken.then(|| user(1));
@@ -189,7 +200,7 @@ async fn sign_up_answers_201_and_400_for_each_refusal() {
 
 #[tokio::test]
 async fn backend_failures_answer_503_or_500_without_internals() {
-    let mut ports = Ports::default();
+    let mut ports = Ports::new();
     ports.users.expect_by_email().times(1).returning(|_| Err(UserRepositoryError::Backend(unavailable())));
     ports.users.expect_by_email().returning(|_| Err(UserRepositoryError::Backend(BackendError::internal("syntax error at /srv/x"))));
     let (app, _dir) = client(ports);
@@ -202,7 +213,7 @@ async fn backend_failures_answer_503_or_500_without_internals() {
 
 #[tokio::test]
 async fn log_in_answers_a_token_401_then_429_with_retry_after() {
-    let mut ports = Ports::default();
+    let mut ports = Ports::new();
     ports.users.expect_by_email().returning(|_| Ok(Some(user(1))));
     ports.hasher.expect_verify().returning(|password, _| password.expose() == "S3cure!pass");
     let (app, _dir) = client(ports);
@@ -226,8 +237,8 @@ async fn log_in_answers_a_token_401_then_429_with_retry_after() {
 // ---------------------------------------------------------------- protected routes
 
 #[tokio::test]
-async fn protected_routes_refuse_missing_malformed_expired_and_forged_tokens() {
-    let (app, _dir) = client(Ports::default());
+async fn protected_routes_refuse_missing_malformed_expired_forged_and_orphaned_tokens() {
+    let (app, _dir) = client(Ports::new());
     let routes = [
         (poem::http::Method::GET, "/api/videos"),
         (poem::http::Method::GET, "/api/videos/1"),
@@ -236,7 +247,9 @@ async fn protected_routes_refuse_missing_malformed_expired_and_forged_tokens() {
         (poem::http::Method::POST, "/api/public/videos/1/vote"),
     ];
     for (method, path) in routes {
-        for token in [None, Some("player-token"), Some("Bearer "), Some("Bearer forged"), Some("Bearer expired-token")] {
+        let tokens =
+            [None, Some("player-token"), Some("Bearer "), Some("Bearer forged"), Some("Bearer expired-token"), Some("Bearer ghost-token")];
+        for token in tokens {
             let mut request = app.request(method.clone(), path);
             if let Some(token) = token {
                 request = request.header("authorization", token);
@@ -270,7 +283,7 @@ fn left_in(dir: &tempfile::TempDir) -> usize {
 
 #[tokio::test]
 async fn an_accepted_upload_answers_201_with_its_task_and_leaves_no_temporary_file() {
-    let mut ports = Ports::default();
+    let mut ports = Ports::new();
     ports.probe.expect_probe().returning(|_| Ok(probed(30, 1920, 1080)));
     ports.storage.expect_put_file().withf(|key, _| key.as_str().starts_with("uploaded/")).times(1).returning(|_, _| Ok(()));
     ports.videos.expect_create_with_job().times(1).returning(|new| {
@@ -291,7 +304,7 @@ async fn an_accepted_upload_answers_201_with_its_task_and_leaves_no_temporary_fi
 
 #[tokio::test]
 async fn every_refused_upload_answers_its_status_and_message_and_leaves_nothing() {
-    let mut ports = Ports::default();
+    let mut ports = Ports::new();
     let answers = std::sync::Mutex::new(vec![
         Ok(probed(12, 1920, 1080)),
         Ok(probed(30, 1280, 720)),
@@ -333,7 +346,7 @@ async fn every_refused_upload_answers_its_status_and_message_and_leaves_nothing(
 
 #[tokio::test]
 async fn a_stalled_upload_answers_408_and_a_full_disk_507() {
-    let mut ports = Ports::default();
+    let mut ports = Ports::new();
     ports.probe.expect_probe().returning(|_| Ok(probed(30, 1920, 1080)));
     ports.storage.expect_put_file().returning(|_, _| Err(StorageError::Backend(BackendError::storage_full("ENOSPC"))));
     let (app, dir) = client(ports);
@@ -361,7 +374,7 @@ async fn a_stalled_upload_answers_408_and_a_full_disk_507() {
 
 #[tokio::test]
 async fn the_own_list_shows_links_only_for_processed_videos() {
-    let mut ports = Ports::default();
+    let mut ports = Ports::new();
     ports.videos.expect_list_by_owner().returning(|owner| {
         assert_eq!(owner, UserId(1));
         Ok(vec![video(2, 1, VideoStatus::Processed), video(1, 1, VideoStatus::Uploaded)])
@@ -379,7 +392,7 @@ async fn the_own_list_shows_links_only_for_processed_videos() {
 
 #[tokio::test]
 async fn the_detail_answers_200_403_404_and_names_a_bad_id() {
-    let mut ports = Ports::default();
+    let mut ports = Ports::new();
     ports.videos.expect_by_id().returning(|id| {
         Ok(match id.0 {
             1 => Some(Video { votes: 3, ..video(1, 1, VideoStatus::Failed) }),
@@ -406,7 +419,7 @@ async fn the_detail_answers_200_403_404_and_names_a_bad_id() {
 
 #[tokio::test]
 async fn delete_answers_200_400_403_and_404() {
-    let mut ports = Ports::default();
+    let mut ports = Ports::new();
     ports.videos.expect_by_id().returning(|id| {
         Ok(match id.0 {
             1 => Some(video(1, 1, VideoStatus::Uploaded)),
@@ -434,7 +447,7 @@ async fn delete_answers_200_400_403_and_404() {
 
 #[tokio::test]
 async fn the_public_list_pages_and_filters_and_refuses_bad_parameters() {
-    let mut ports = Ports::default();
+    let mut ports = Ports::new();
     ports.videos.expect_list_public().returning(|city, page| {
         assert_eq!((city.key(), page.limit, page.offset), (Some("bogotá"), 5, 10));
         let key = ObjectKey::processed(TaskId::random());
@@ -464,7 +477,7 @@ async fn the_public_list_pages_and_filters_and_refuses_bad_parameters() {
 
 #[tokio::test]
 async fn a_vote_answers_200_then_400_and_404_for_a_video_that_is_not_public() {
-    let mut ports = Ports::default();
+    let mut ports = Ports::new();
     let mut cast = 0;
     ports.votes.expect_cast().returning(move |voter, video| {
         assert_eq!(voter, UserId(2));
@@ -489,7 +502,7 @@ async fn a_vote_answers_200_then_400_and_404_for_a_video_that_is_not_public() {
 
 #[tokio::test]
 async fn rankings_answer_positions_and_refuse_bad_parameters() {
-    let mut ports = Ports::default();
+    let mut ports = Ports::new();
     ports.votes.expect_rankings().returning(|city, page| {
         assert_eq!((city.key(), page.limit, page.offset), (None, 10, 0));
         Ok(vec![RankingEntry { position: 1, username: "Ana Pérez".into(), city: "Bogotá".into(), votes: 1530 }])
@@ -505,7 +518,7 @@ async fn rankings_answer_positions_and_refuse_bad_parameters() {
 
 #[tokio::test]
 async fn a_failing_ranking_backend_answers_503() {
-    let mut ports = Ports::default();
+    let mut ports = Ports::new();
     ports.votes.expect_rankings().returning(|_, _| Err(VoteRepositoryError::Backend(unavailable())));
     ports.videos.expect_list_public().returning(|_, _| Err(VideoRepositoryError::Backend(unavailable())));
     let (app, _dir) = client(ports);
@@ -524,7 +537,7 @@ async fn stored_files_are_served_only_behind_a_valid_signature_with_ranges() {
     let key = ObjectKey::parse("processed/a.mp4").unwrap();
     let expires = chrono::Utc::now().timestamp() + 60;
     let link = format!("/files/processed/a.mp4?{}", signer.sign(&key, expires));
-    let (app, _dir) = client(Ports { files: Some(files.path().to_owned()), ..Ports::default() });
+    let (app, _dir) = client(Ports { files: Some(files.path().to_owned()), ..Ports::new() });
 
     let response = app.get(&link).send().await;
     assert_eq!(response.0.status(), StatusCode::OK);
@@ -541,7 +554,7 @@ async fn stored_files_are_served_only_behind_a_valid_signature_with_ranges() {
     let gone = format!("/files/processed/b.mp4?{}", signer.sign(&ObjectKey::parse("processed/b.mp4").unwrap(), expires));
     assert_eq!(answer(app.get(&gone).send().await).await.0, StatusCode::NOT_FOUND);
 
-    let (app, _dir) = client(Ports::default());
+    let (app, _dir) = client(Ports::new());
     assert_eq!(answer(app.get(&link).send().await).await.0, StatusCode::NOT_FOUND, "with S3 storage nothing is served here");
 }
 
@@ -549,7 +562,7 @@ async fn stored_files_are_served_only_behind_a_valid_signature_with_ranges() {
 
 #[tokio::test]
 async fn unknown_routes_wrong_methods_and_request_ids_answer_as_documented() {
-    let (app, _dir) = client(Ports::default());
+    let (app, _dir) = client(Ports::new());
     let (status, body) = answer(app.get("/api/nothing").send().await).await;
     assert_eq!((status, detail(&body)), (StatusCode::NOT_FOUND, "Recurso no encontrado."));
     for (method, path, allow) in [
@@ -570,7 +583,7 @@ async fn unknown_routes_wrong_methods_and_request_ids_answer_as_documented() {
 
 #[tokio::test]
 async fn a_panic_in_a_handler_answers_a_500_problem() {
-    let mut ports = Ports::default();
+    let mut ports = Ports::new();
     ports.health.expect_check().returning(|| panic!("a bug"));
     let (app, _dir) = client(ports);
     let (status, body) = answer(app.get("/api/health").send().await).await;
@@ -579,7 +592,7 @@ async fn a_panic_in_a_handler_answers_a_500_problem() {
 
 #[tokio::test]
 async fn the_document_lists_every_route_and_swagger_ui_is_served() {
-    let (app, _dir) = client(Ports::default());
+    let (app, _dir) = client(Ports::new());
     let (status, spec) = answer(app.get("/api/openapi.json").send().await).await;
     assert_eq!(status, StatusCode::OK);
     let mut paths: Vec<&str> = spec["paths"].as_object().unwrap().keys().map(String::as_str).collect();
