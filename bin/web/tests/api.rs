@@ -546,8 +546,41 @@ async fn stored_files_are_served_only_behind_a_valid_signature_with_ranges() {
     assert_eq!(response.0.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(response.0.headers()["content-range"], "bytes 2-5/10");
     assert_eq!(response.0.into_body().into_string().await.unwrap(), "2345");
+    for (range, status, content_range, body) in [
+        ("bytes=2-100", StatusCode::PARTIAL_CONTENT, Some("bytes 2-9/10"), "23456789"),
+        ("bytes=0-18446744073709551615", StatusCode::PARTIAL_CONTENT, Some("bytes 0-9/10"), "0123456789"),
+        ("bytes=-3", StatusCode::PARTIAL_CONTENT, Some("bytes 7-9/10"), "789"),
+        ("bytes=5-2", StatusCode::OK, None, "0123456789"),
+        ("bytes=1-2,4-5", StatusCode::OK, None, "0123456789"),
+    ] {
+        let response = app.get(&link).header("range", range).send().await;
+        assert_eq!(response.0.status(), status, "{range}");
+        assert_eq!(response.0.headers().get("content-range").map(|v| v.to_str().unwrap()), content_range, "{range}");
+        assert_eq!(response.0.into_body().into_string().await.unwrap(), body, "{range}");
+    }
+    for range in ["bytes=10-", "bytes=10-12", "bytes=-0"] {
+        let response = app.get(&link).header("range", range).send().await;
+        assert_eq!(response.0.headers()["content-range"], "bytes */10", "{range}");
+        assert_eq!(answer(response).await.0, StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+    }
+    let etag = app.get(&link).send().await.0.headers()["etag"].to_str().unwrap().to_owned();
+    let stale = app.get(&link).header("range", "bytes=0-1").header("if-range", "\"old\"").send().await;
+    assert_eq!(stale.0.status(), StatusCode::OK, "a range of another version is ignored");
+    let fresh = app.get(&link).header("range", "bytes=0-1").header("if-range", etag.as_str()).send().await;
+    assert_eq!(fresh.0.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(app.get(&link).header("if-none-match", etag.as_str()).send().await.0.status(), StatusCode::NOT_MODIFIED);
+    let head = app.head(&link).send().await;
+    assert_eq!((head.0.status(), head.0.headers()["content-length"].to_str().unwrap()), (StatusCode::OK, "10"));
+
     let tampered = link.replace("expires=", "expires=1");
-    for bad in [tampered.as_str(), "/files/processed/a.mp4", "/files/processed/a.mp4?expires=1&signature=00"] {
+    let signature = link.split("signature=").nth(1).unwrap();
+    let malformed = [
+        format!("/files/processed/a.mp4?expires=soon&signature={signature}"),
+        format!("/files/processed/a.mp4?expires=99999999999999999999999&signature={signature}"),
+        format!("/files/processed/a.mp4?expires=&signature={signature}"),
+    ];
+    let bad_links = [tampered.as_str(), "/files/processed/a.mp4", "/files/processed/a.mp4?expires=1&signature=00"];
+    for bad in bad_links.into_iter().chain(malformed.iter().map(String::as_str)) {
         let (status, body) = answer(app.get(bad).send().await).await;
         assert_eq!((status, detail(&body)), (StatusCode::FORBIDDEN, "El enlace no es válido o ha expirado."), "{bad}");
     }
