@@ -79,7 +79,8 @@ pub struct LocalFileStorage {
 }
 
 impl LocalFileStorage {
-    /// Storage under `root`, with links under `base_url` (`http://host:port`).
+    /// Storage under `root`, with links under `base_url` (`https://host`), or
+    /// relative links (`/files/...`) when it is empty.
     pub fn new(root: PathBuf, base_url: &str, signer: UrlSigner) -> Self {
         Self { root, base_url: base_url.trim_end_matches('/').to_owned(), signer }
     }

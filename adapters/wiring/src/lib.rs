@@ -68,8 +68,10 @@ pub enum StartupError {
 /// What this process is, for the checks and adapters that depend on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
-    /// `anb-web`: links are absolute under `base_url`; it signs tokens.
-    Web { base_url: String, workers: u32 },
+    /// `anb-web`: it signs tokens; links to local files are absolute under
+    /// `public_base_url` when set, else relative (`/files/...`, made
+    /// absolute per request by the web layer).
+    Web { public_base_url: Option<String>, workers: u32 },
     /// `anb-worker`: processes videos only.
     Worker { workers: u32 },
 }
@@ -147,8 +149,8 @@ impl Services {
         let aws =
             if config.storage == StorageKind::S3 || config.queue == QueueKind::Sqs { Some(anb_aws::sdk_config().await) } else { None };
         let base_url = match role {
-            Role::Web { base_url, .. } => base_url.as_str(),
-            Role::Worker { .. } => "http://localhost",
+            Role::Web { public_base_url: Some(url), .. } => url.as_str(),
+            Role::Web { public_base_url: None, .. } | Role::Worker { .. } => "",
         };
 
         let (storage, files): (Arc<dyn ObjectStorage>, _) = match (config.bucket(), &aws) {

@@ -212,7 +212,7 @@ fn message(text: &str) -> Json<MessageBody> {
     Json(MessageBody { message: text.to_owned() })
 }
 
-fn video_item(summary: VideoSummary) -> VideoItem {
+fn video_item(summary: VideoSummary, links: &Links) -> VideoItem {
     let VideoSummary { video, processed_url } = summary;
     VideoItem {
         video_id: video.id.0,
@@ -220,7 +220,35 @@ fn video_item(summary: VideoSummary) -> VideoItem {
         status: video.status.as_str().to_owned(),
         uploaded_at: rfc3339(video.uploaded_at),
         processed_at: video.processed_at.map(rfc3339).into(),
-        processed_url: processed_url.into(),
+        processed_url: processed_url.map(|url| links.absolute(url)).into(),
+    }
+}
+
+/// Makes the links handed to a client absolute. Links to S3, and to local
+/// files under `ANB_PUBLIC_BASE_URL`, already are; local links without it
+/// are relative (`/files/...`) and take the host this request came to, so
+/// they work from whatever name the server is reached by.
+struct Links {
+    base: Option<String>,
+}
+
+impl Links {
+    fn of(request: &Request, behind_proxy: bool) -> Self {
+        let header =
+            |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(|v| v.split(',').next_back().unwrap_or(v).trim());
+        let forwarded = |name| if behind_proxy { header(name) } else { None };
+        let host = forwarded("x-forwarded-host").or_else(|| header("host"));
+        let scheme = forwarded("x-forwarded-proto").filter(|p| matches!(*p, "http" | "https")).unwrap_or("http");
+        // A host name, an IPv4 or a bracketed IPv6 address, and a port.
+        let valid = |h: &&str| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+        Self { base: host.filter(valid).map(|host| format!("{scheme}://{host}")) }
+    }
+
+    fn absolute(&self, url: String) -> String {
+        match &self.base {
+            Some(base) if url.starts_with('/') => format!("{base}{url}"),
+            _ => url,
+        }
     }
 }
 
@@ -314,15 +342,17 @@ impl Api {
 
     /// The signed-in player's videos, newest first.
     #[oai(path = "/videos", method = "get", tag = "Tag::Videos")]
-    async fn list_own(&self, auth: BearerAuth) -> Answer<ListResponse> {
+    async fn list_own(&self, request: &Request, auth: BearerAuth) -> Answer<ListResponse> {
         let videos = self.videos.list_own(auth.0).await?;
-        Ok(ListResponse::Ok(Json(videos.into_iter().map(video_item).collect())))
+        let links = Links::of(request, self.behind_proxy);
+        Ok(ListResponse::Ok(Json(videos.into_iter().map(|v| video_item(v, &links)).collect())))
     }
 
     /// One of the signed-in player's videos.
     #[oai(path = "/videos/:video_id", method = "get", tag = "Tag::Videos")]
-    async fn detail(&self, auth: BearerAuth, video_id: Path<i64>) -> Answer<DetailResponse> {
+    async fn detail(&self, request: &Request, auth: BearerAuth, video_id: Path<i64>) -> Answer<DetailResponse> {
         let detail = self.videos.detail(auth.0, VideoId(video_id.0)).await?;
+        let links = Links::of(request, self.behind_proxy);
         let video = detail.video;
         Ok(DetailResponse::Ok(Json(VideoDetailBody {
             video_id: video.id.0,
@@ -331,8 +361,8 @@ impl Api {
             status: video.status.as_str().to_owned(),
             uploaded_at: rfc3339(video.uploaded_at),
             processed_at: video.processed_at.map(rfc3339).into(),
-            original_url: detail.original_url,
-            processed_url: detail.processed_url.into(),
+            original_url: links.absolute(detail.original_url),
+            processed_url: detail.processed_url.map(|url| links.absolute(url)).into(),
             votes: video.votes,
         })))
     }
@@ -348,11 +378,13 @@ impl Api {
     #[oai(path = "/public/videos", method = "get", tag = "Tag::Public")]
     async fn public_videos(
         &self,
+        request: &Request,
         city: Query<Option<String>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<i64>>,
         #[oai(validator(minimum(value = "0")))] offset: Query<Option<i64>>,
     ) -> Answer<PublicListResponse> {
         let videos = self.showcase.list_videos(city.0.as_deref(), limit.0, offset.0).await?;
+        let links = Links::of(request, self.behind_proxy);
         Ok(PublicListResponse::Ok(Json(
             videos
                 .into_iter()
@@ -361,7 +393,7 @@ impl Api {
                     title: v.video.title,
                     username: v.video.username,
                     city: v.video.city,
-                    processed_url: v.processed_url,
+                    processed_url: links.absolute(v.processed_url),
                     votes: v.video.votes,
                 })
                 .collect(),
@@ -393,6 +425,21 @@ impl Api {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_links_take_the_host_of_the_request() {
+        let direct = Request::builder().header("host", "anb.local:8080").header("x-forwarded-host", "evil.example").finish();
+        assert_eq!(Links::of(&direct, false).absolute("/files/a".into()), "http://anb.local:8080/files/a");
+        assert_eq!(Links::of(&direct, false).absolute("https://s3/x".into()), "https://s3/x", "absolute links stay");
+        let proxied = Request::builder()
+            .header("host", "10.0.0.5:8080")
+            .header("x-forwarded-host", "anb.example.com")
+            .header("x-forwarded-proto", "https")
+            .finish();
+        assert_eq!(Links::of(&proxied, true).absolute("/files/a".into()), "https://anb.example.com/files/a");
+        let odd = Request::builder().header("host", "a b\"c").finish();
+        assert_eq!(Links::of(&odd, false).absolute("/files/a".into()), "/files/a", "an odd host leaves the link relative");
+    }
 
     #[test]
     fn behind_a_proxy_the_client_is_the_last_forwarded_address() {

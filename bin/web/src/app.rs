@@ -56,9 +56,10 @@ pub struct AppState {
     pub login_throttle: Arc<LoginThrottle>,
     /// Take the client's address from `X-Forwarded-For` (behind a balancer).
     pub behind_proxy: bool,
-    /// Where clients reach this server (`http://host:port`), for the
-    /// OpenAPI document's server URL.
-    pub base_url: String,
+    /// Where clients reach this server (`https://host`), when configured:
+    /// the OpenAPI document's server URL and the links' base. Without it the
+    /// document names `/api` and links follow each request's host.
+    pub public_base_url: Option<String>,
 }
 
 /// A bound, not yet running, web application.
@@ -76,8 +77,8 @@ impl Application {
     /// # Errors
     /// A [`WebStartupError`] naming what could not be set up.
     pub async fn build(common: CommonConfig, web: WebConfig) -> Result<Self, WebStartupError> {
-        let role = |base_url: String| Role::Web { base_url, workers: web.workers };
-        anb_wiring::validate(&common, &role(String::new()))?;
+        let role = Role::Web { public_base_url: web.public_base_url.clone(), workers: web.workers };
+        anb_wiring::validate(&common, &role)?;
         let listen = |source| WebStartupError::Listen { addr: web.http_addr, source };
         let acceptor = TcpListener::bind(web.http_addr).into_acceptor().await.map_err(listen)?;
         let addr = acceptor
@@ -85,12 +86,8 @@ impl Application {
             .first()
             .and_then(|a| a.as_socket_addr().copied())
             .ok_or_else(|| listen(std::io::Error::other("the listener has no socket address")))?;
-        let base_url = web.public_base_url.clone().unwrap_or_else(|| {
-            let host = if addr.ip().is_unspecified() { SocketAddr::new([127, 0, 0, 1].into(), addr.port()) } else { addr };
-            format!("http://{host}")
-        });
         clean_upload_dir(&common);
-        let services = Services::build(&common, &role(base_url.clone())).await?;
+        let services = Services::build(&common, &role).await?;
         let state = AppState {
             accounts: services.accounts.clone(),
             videos: services.videos.clone(),
@@ -104,7 +101,7 @@ impl Application {
             },
             login_throttle: Arc::new(LoginThrottle::new(web.login_max_failures, Duration::from_secs(web.login_lockout))),
             behind_proxy: web.behind_proxy,
-            base_url,
+            public_base_url: web.public_base_url,
         };
         Ok(Self { acceptor: acceptor.boxed(), addr, app: endpoint(state), services })
     }
@@ -202,7 +199,7 @@ pub fn endpoint(state: AppState) -> BoxEndpoint<'static> {
     };
     let api_service = OpenApiService::new(api, "ANB Rising Stars Showcase", env!("CARGO_PKG_VERSION"))
         .description("Players upload skill videos; the public votes; the ranking picks the showcase.")
-        .server(format!("{}/api", state.base_url));
+        .server(format!("{}/api", state.public_base_url.as_deref().unwrap_or_default()));
     let mut table = RouteTable::from_openapi(&api_service.spec(), "/api").expect("the API's own OpenAPI document");
     table.add("/api/openapi.json", &["GET"]);
     table.add("/files/*", &["GET", "HEAD"]);
@@ -231,6 +228,10 @@ pub fn endpoint(state: AppState) -> BoxEndpoint<'static> {
         route = route.data(files.clone()).boxed();
     }
     route
+        .before(|mut request: Request| async move {
+            normalise_path(&mut request);
+            Ok(request)
+        })
         .around(move |endpoint, request: Request| {
             let table = table.clone();
             async move {
@@ -251,6 +252,26 @@ pub fn endpoint(state: AppState) -> BoxEndpoint<'static> {
         .with(CatchPanic::new().with_handler(|_| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "Error interno del servidor.")))
         .with(RequestId)
         .boxed()
+}
+
+/// Paths as clients written for other servers send them: `/api/videos/` is
+/// `/api/videos` (every API route, both forms), and `/health`, where some
+/// load balancers look, is `/api/health`.
+fn normalise_path(request: &mut Request) {
+    let path = request.uri().path();
+    let normal = match path {
+        "/health" | "/health/" => "/api/health",
+        p if p.starts_with("/api/") && p.len() > "/api/".len() && p.ends_with('/') => p.trim_end_matches('/'),
+        _ => return,
+    };
+    let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+    if let Ok(path_and_query) = format!("{normal}{query}").parse::<poem::http::uri::PathAndQuery>() {
+        let mut parts = request.uri().clone().into_parts();
+        parts.path_and_query = Some(path_and_query);
+        if let Ok(uri) = poem::http::Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+        }
+    }
 }
 
 /// Gives every request an id (the client's `x-request-id`, else a new one),

@@ -83,7 +83,7 @@ fn client(ports: Ports) -> (TestClient<BoxEndpoint<'static>>, tempfile::TempDir)
     let storage = Arc::new(ports.storage);
     let videos = Arc::new(ports.videos);
     let clock = Arc::new(SystemClock);
-    let files = ports.files.map(|dir| Arc::new(LocalFileStorage::new(dir, "http://testserver", UrlSigner::derive(b"test key"))));
+    let files = ports.files.map(|dir| Arc::new(LocalFileStorage::new(dir, "", UrlSigner::derive(b"test key"))));
     let state = AppState {
         accounts: Accounts::new(Arc::new(ports.users), Arc::new(ports.hasher), Arc::new(FakeTokens), clock.clone()),
         videos: Videos::new(videos.clone(), storage.clone(), Arc::new(ports.probe), clock, rules.clone(), Duration::from_secs(60)),
@@ -93,7 +93,7 @@ fn client(ports: Ports) -> (TestClient<BoxEndpoint<'static>>, tempfile::TempDir)
         upload: UploadLimits { dir: upload_dir.path().to_owned(), rules, idle_timeout: Duration::from_millis(300) },
         login_throttle: Arc::new(LoginThrottle::new(2, Duration::from_secs(60))),
         behind_proxy: false,
-        base_url: "http://testserver".into(),
+        public_base_url: None,
     };
     (TestClient::new(endpoint(state)), upload_dir)
 }
@@ -612,6 +612,40 @@ async fn unknown_routes_wrong_methods_and_request_ids_answer_as_documented() {
     assert_eq!(response.0.headers()["x-request-id"], "abc-123");
     let response = app.get("/api/nothing").send().await;
     assert!(response.0.headers()["x-request-id"].to_str().unwrap().parse::<uuid::Uuid>().is_ok());
+}
+
+#[tokio::test]
+async fn trailing_slashes_and_the_bare_health_path_are_served_like_the_documented_routes() {
+    let mut ports = Ports::new();
+    ports.health.expect_check().times(2).returning(|| Ok(()));
+    ports.votes.expect_rankings().times(2).returning(|_, page| {
+        assert_eq!(page.limit, 5, "the query survives");
+        Ok(vec![])
+    });
+    ports.videos.expect_list_by_owner().times(1).returning(|_| Ok(vec![]));
+    let (app, _dir) = client(ports);
+    assert_eq!(answer(app.get("/health").send().await).await, (StatusCode::OK, json!({"status": "ok"})));
+    assert_eq!(answer(app.get("/api/health/").send().await).await, (StatusCode::OK, json!({"status": "ok"})));
+    assert_eq!(answer(app.get("/api/public/rankings/?limit=5").send().await).await, (StatusCode::OK, json!([])));
+    assert_eq!(answer(app.get("/api/public/rankings?limit=5").send().await).await, (StatusCode::OK, json!([])));
+    assert_eq!(answer(app.get("/api/videos/").header("authorization", PLAYER).send().await).await, (StatusCode::OK, json!([])));
+}
+
+#[tokio::test]
+async fn links_to_local_files_take_the_host_the_client_used() {
+    let mut ports = Ports::new();
+    ports.videos.expect_list_by_owner().returning(|_| Ok(vec![video(2, 1, VideoStatus::Processed)]));
+    ports.storage.expect_signed_url().returning(|key, _| Ok(format!("/files/{key}?expires=1&signature=ab")));
+    let (app, _dir) = client(ports);
+    let (_, body) = answer(app.get("/api/videos").header("authorization", PLAYER).header("host", "anb.lan:9000").send().await).await;
+    assert!(body[0]["processed_url"].as_str().unwrap().starts_with("http://anb.lan:9000/files/processed/"), "{body}");
+}
+
+#[tokio::test]
+async fn the_document_names_a_relative_server_so_swagger_ui_works_from_any_host() {
+    let (app, _dir) = client(Ports::new());
+    let (_, spec) = answer(app.get("/api/openapi.json").send().await).await;
+    assert_eq!(spec["servers"], json!([{"url": "/api"}]));
 }
 
 #[tokio::test]
