@@ -179,6 +179,16 @@ fn output_rate(source_fps: Option<f64>, max_fps: i32) -> gst::Fraction {
     gst::Fraction::new((fps.round() as i32).max(1), 1)
 }
 
+/// Frames of the intro and of the outro card at `rate`. Together they last
+/// twice `card` to within half a frame (exactly at whole frame rates): when
+/// one card cannot be a whole number of frames (2.5 s at 5 fps is 12.5),
+/// the intro takes the extra frame and the outro does without, so a 5 fps
+/// output is 13 + 12 frames, 5.0 s, not 2 × 13 frames, 5.2 s.
+fn card_frames(card: Duration, rate: gst::Fraction) -> (u64, u64) {
+    let both = frames_in(card * 2, rate);
+    (both.div_ceil(2), both / 2)
+}
+
 fn frames_in(duration: Duration, rate: gst::Fraction) -> u64 {
     (duration.as_secs_f64() * f64::from(rate.numer()) / f64::from(rate.denom())).round() as u64
 }
@@ -322,12 +332,12 @@ fn build(settings: &TranscodeSettings, input: &Path, output: &Path, rate: gst::F
     let concat = make("concat")?;
     pipeline.add(&concat).map_err(failed)?;
 
-    let card_frames = frames_in(settings.card, rate);
-    add_card(&pipeline, &concat, &caps, card_frames, "ANB\nRising Stars Showcase")?;
+    let (intro_frames, outro_frames) = card_frames(settings.card, rate);
+    add_card(&pipeline, &concat, &caps, intro_frames, "ANB\nRising Stars Showcase")?;
     let content = add_content(&pipeline, input, settings, &caps)?;
     let content_pad = concat.request_pad_simple("sink_%u").ok_or_else(|| failed("concat gave no pad"))?;
     content.static_pad("src").ok_or_else(|| failed("watermark has no src pad"))?.link(&content_pad).map_err(failed)?;
-    add_card(&pipeline, &concat, &caps, card_frames, "ANB Rising Stars Showcase\n¡Gracias por ver!")?;
+    add_card(&pipeline, &concat, &caps, outro_frames, "ANB Rising Stars Showcase\n¡Gracias por ver!")?;
 
     let continuous = gst::ElementFactory::make("identity").property("single-segment", true).build().map_err(failed)?;
     let queue = make("queue")?;
@@ -380,7 +390,8 @@ fn run(settings: &TranscodeSettings, input: &Path, output: &Path, cancelled: &At
     let _ = std::fs::remove_file(output.with_extension("moov.tmp"));
     result?;
     let content = facts.duration.min(settings.max_content).as_secs_f64();
-    let cards = 2.0 * frames_in(settings.card, rate) as f64 * f64::from(rate.denom()) / f64::from(rate.numer());
+    let (intro, outro) = card_frames(settings.card, rate);
+    let cards = (intro + outro) as f64 * f64::from(rate.denom()) / f64::from(rate.numer());
     Ok(TranscodeReport { duration: Duration::from_secs_f64(content + cards) })
 }
 
@@ -475,8 +486,13 @@ mod tests {
     }
 
     #[test]
-    fn cards_last_two_and_a_half_seconds() {
-        assert_eq!(frames_in(Duration::from_millis(2500), gst::Fraction::new(30, 1)), 75);
-        assert_eq!(frames_in(Duration::from_millis(2500), gst::Fraction::new(25, 1)), 63);
+    fn the_cards_last_five_seconds_together_at_any_frame_rate() {
+        let card = Duration::from_millis(2500);
+        assert_eq!(card_frames(card, gst::Fraction::new(30, 1)), (75, 75));
+        assert_eq!(card_frames(card, gst::Fraction::new(25, 1)), (63, 62), "5.0 s together, not 2 × 2.52 s");
+        assert_eq!(card_frames(card, gst::Fraction::new(5, 1)), (13, 12));
+        assert_eq!(card_frames(card, gst::Fraction::new(1, 1)), (3, 2));
+        // 29.97 fps: 149.85 frames round to 150, 5.005 s.
+        assert_eq!(card_frames(card, gst::Fraction::new(30000, 1001)), (75, 75));
     }
 }
