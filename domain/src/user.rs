@@ -14,8 +14,11 @@ impl fmt::Display for UserId {
     }
 }
 
-/// A syntactically valid e-mail address, normalised to lower case so that
-/// two spellings of one address compare equal.
+/// A syntactically valid e-mail address, normalised so that two spellings
+/// of one address compare equal: Unicode compatibility form (NFKC: full-width
+/// letters become ASCII, composed and decomposed accents one form), then
+/// lower case. Invisible characters (zero-width spaces and joiners, bidi
+/// marks, soft hyphens) make an address invalid rather than a different one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Email(String);
 
@@ -28,14 +31,19 @@ impl Email {
     /// Longest address accepted (RFC 5321 path limit).
     pub const MAX_LEN: usize = 254;
 
-    /// Checks the shape `local@domain.tld` and lower-cases it.
+    /// Checks the shape `local@domain.tld` and normalises it.
     ///
     /// # Errors
-    /// [`InvalidEmail`] for an empty or over-long value, whitespace or control
-    /// characters, no `@`, more than one `@`, an empty local part, or a domain
-    /// without a dot or with empty labels.
+    /// [`InvalidEmail`] for an empty or over-long value, whitespace, control
+    /// or invisible characters, no `@`, more than one `@`, an empty local
+    /// part, or a domain without a dot or with empty labels.
     pub fn parse(raw: &str) -> Result<Self, InvalidEmail> {
-        let value = raw.trim();
+        use unicode_normalization::UnicodeNormalization;
+        if raw.chars().any(is_invisible) {
+            return Err(InvalidEmail);
+        }
+        let normal: String = raw.trim().nfkc().collect();
+        let value = normal.as_str();
         if value.is_empty() || value.len() > Self::MAX_LEN || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(InvalidEmail);
         }
@@ -61,6 +69,15 @@ impl fmt::Display for Email {
     }
 }
 
+/// Characters that show nothing (format characters and fillers): two
+/// addresses that differ only by them would look the same to people.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}' | '\u{180B}'..='\u{180F}'
+        | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}'
+        | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
 /// A plain-text password on its way to the hasher. Its `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Password(String);
@@ -74,6 +91,9 @@ pub enum WeakPassword {
     /// More than [`Password::MAX_BYTES`] bytes (hashing cost guard).
     #[error("La contraseña no puede superar 1024 bytes.")]
     TooLong,
+    /// Nothing but spaces (or other blank characters).
+    #[error("La contraseña no puede estar formada solo por espacios.")]
+    Blank,
 }
 
 impl Password {
@@ -92,6 +112,9 @@ impl Password {
         }
         if raw.chars().count() < Self::MIN_CHARS {
             return Err(WeakPassword::TooShort);
+        }
+        if raw.chars().all(|c| c.is_whitespace() || is_invisible(c)) {
+            return Err(WeakPassword::Blank);
         }
         Ok(Self(raw.to_owned()))
     }
@@ -180,6 +203,30 @@ mod tests {
         for bad in ["", "ana", "ana@", "@x.com", "ana@x", "a b@x.com", "a@@x.com", "a@x..com", "a@.com"] {
             assert_eq!(Email::parse(bad), Err(InvalidEmail), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn spellings_of_one_address_are_one_address() {
+        let plain = Email::parse("ana@example.com").unwrap();
+        // Full-width letters, and é composed (NFC) or as e + combining accent (NFD).
+        assert_eq!(Email::parse("ＡＮＡ@ｅｘａｍｐｌｅ.ｃｏｍ").unwrap(), plain);
+        assert_eq!(Email::parse("jos\u{e9}@example.com").unwrap(), Email::parse("jose\u{301}@example.com").unwrap());
+        for invisible in [
+            "ana\u{200B}@example.com",
+            "a\u{200D}na@example.com",
+            "\u{FEFF}ana@example.com",
+            "ana@exam\u{AD}ple.com",
+            "ana\u{202E}@example.com",
+        ] {
+            assert_eq!(Email::parse(invisible), Err(InvalidEmail), "{invisible:?} accepted");
+        }
+    }
+
+    #[test]
+    fn a_password_of_only_spaces_is_refused() {
+        assert_eq!(Password::new("        "), Err(WeakPassword::Blank));
+        assert_eq!(Password::new("\u{3000}\u{3000}\u{3000}\u{3000}\u{3000}\u{3000}\u{3000}\u{3000}"), Err(WeakPassword::Blank));
+        assert!(Password::new(" pass word ").is_ok(), "spaces inside a password are fine");
     }
 
     #[test]
