@@ -1,12 +1,15 @@
 //! Sign-up, log-in and token checks.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use anb_domain::ports::{AccessToken, Clock, PasswordHasher, TokenError, TokenIssuer, UserRepository, UserRepositoryError};
+use anb_domain::ports::{AccessToken, Clock, LoginAttempts, PasswordHasher, TokenError, TokenIssuer, UserRepository, UserRepositoryError};
 use anb_domain::user::{Email, NewUser, Password};
 use anb_domain::{BackendError, PasswordHash, UserId};
 
 use crate::FieldError;
+use crate::login::{Keys, LoginLimits};
 
 /// Most characters in a name, city or country.
 pub const MAX_TEXT_CHARS: usize = 100;
@@ -41,6 +44,10 @@ pub enum LogInError {
     /// Unknown e-mail or wrong password; deliberately the same answer.
     #[error("Correo o contraseña incorrectos.")]
     InvalidCredentials,
+    /// Too many failures for this account or from this address (see
+    /// [`crate::login`]); log-ins wait `retry_after`.
+    #[error("Demasiados intentos fallidos. Inténtalo de nuevo más tarde.")]
+    Locked { retry_after: Duration },
     #[error(transparent)]
     Backend(#[from] BackendError),
 }
@@ -66,17 +73,25 @@ pub struct Accounts {
     hasher: Arc<dyn PasswordHasher>,
     tokens: Arc<dyn TokenIssuer>,
     clock: Arc<dyn Clock>,
+    attempts: Arc<dyn LoginAttempts>,
+    limits: LoginLimits,
+}
+
+/// The ports [`Accounts`] works through.
+#[derive(Clone)]
+pub struct AccountsPorts {
+    pub users: Arc<dyn UserRepository>,
+    pub hasher: Arc<dyn PasswordHasher>,
+    pub tokens: Arc<dyn TokenIssuer>,
+    pub clock: Arc<dyn Clock>,
+    pub attempts: Arc<dyn LoginAttempts>,
 }
 
 impl Accounts {
-    /// Wires the use cases to their ports.
-    pub fn new(
-        users: Arc<dyn UserRepository>,
-        hasher: Arc<dyn PasswordHasher>,
-        tokens: Arc<dyn TokenIssuer>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self { users, hasher, tokens, clock }
+    /// Wires the use cases to their ports, with these log-in limits.
+    pub fn new(ports: AccountsPorts, limits: LoginLimits) -> Self {
+        let AccountsPorts { users, hasher, tokens, clock, attempts } = ports;
+        Self { users, hasher, tokens, clock, attempts, limits }
     }
 
     /// Registers a player.
@@ -122,25 +137,50 @@ impl Accounts {
         }
     }
 
-    /// Checks credentials and issues an access token.
+    /// Checks credentials and issues an access token, within the limits on
+    /// failed log-ins (per account and client address, per address, per
+    /// account: see [`crate::login`]).
     ///
     /// # Errors
+    /// [`LogInError::Locked`] while a limit holds (checked before the
+    /// password, which is not even looked at);
     /// [`LogInError::InvalidCredentials`] for an unknown e-mail or a wrong
     /// password, after the same hashing work in both cases.
-    pub async fn log_in(&self, email: &str, password: &str) -> Result<AccessToken, LogInError> {
+    pub async fn log_in(&self, typed_email: &str, password: &str, client: Option<IpAddr>) -> Result<AccessToken, LogInError> {
+        let email = Email::parse(typed_email);
+        // Not an address: counted under what was typed (bounded).
+        let account = email
+            .as_ref()
+            .map_or_else(|_| typed_email.trim().to_lowercase().chars().take(Email::MAX_LEN).collect(), |e| e.as_str().to_owned());
+        let keys = Keys::new(&account, client);
+        let counts = self.attempts.failures(&keys.all()).await?;
+        if let Some(retry_after) = keys.locked_for(&counts, self.limits, self.clock.now()) {
+            return Err(LogInError::Locked { retry_after });
+        }
+        match self.check_credentials(email.ok(), password).await? {
+            Some(user) => {
+                self.attempts.clear(&keys.owned()).await?;
+                Ok(self.tokens.issue(user)?)
+            }
+            None => {
+                self.attempts.record_failure(&keys.all(), self.limits.lockout, self.clock.now()).await?;
+                Err(LogInError::InvalidCredentials)
+            }
+        }
+    }
+
+    /// The account these credentials open, if any.
+    async fn check_credentials(&self, email: Option<Email>, password: &str) -> Result<Option<UserId>, BackendError> {
         let password = Password::candidate(password);
-        let user = match Email::parse(email) {
-            Ok(email) => self.users.by_email(&email).await.map_err(user_backend)?,
-            Err(_) => None,
+        let user = match email {
+            Some(email) => self.users.by_email(&email).await.map_err(user_backend)?,
+            None => None,
         };
         let Some(user) = user else {
             self.hasher.verify(&password, &PasswordHash(DECOY_HASH.to_owned())).await;
-            return Err(LogInError::InvalidCredentials);
+            return Ok(None);
         };
-        if !self.hasher.verify(&password, &user.password_hash).await {
-            return Err(LogInError::InvalidCredentials);
-        }
-        Ok(self.tokens.issue(user.id)?)
+        Ok(self.hasher.verify(&password, &user.password_hash).await.then_some(user.id))
     }
 
     /// The user a bearer token names, if the token is valid and the account
@@ -181,6 +221,7 @@ fn user_backend(error: UserRepositoryError) -> BackendError {
 #[cfg(test)]
 mod tests {
     use anb_domain::User;
+    use anb_domain::fixtures::MemoryLoginAttempts;
     use anb_domain::ports::{MockClock, MockPasswordHasher, MockTokenIssuer, MockUserRepository};
     use chrono::Utc;
 
@@ -218,7 +259,59 @@ mod tests {
     }
 
     fn accounts(users: MockUserRepository, hasher: MockPasswordHasher, tokens: MockTokenIssuer) -> Accounts {
-        Accounts::new(Arc::new(users), Arc::new(hasher), Arc::new(tokens), Arc::new(clock()))
+        accounts_with(users, hasher, tokens, Arc::new(MemoryLoginAttempts::default()))
+    }
+
+    fn accounts_with(
+        users: MockUserRepository,
+        hasher: MockPasswordHasher,
+        tokens: MockTokenIssuer,
+        attempts: Arc<dyn LoginAttempts>,
+    ) -> Accounts {
+        let ports = AccountsPorts {
+            users: Arc::new(users),
+            hasher: Arc::new(hasher),
+            tokens: Arc::new(tokens),
+            clock: Arc::new(clock()),
+            attempts,
+        };
+        Accounts::new(ports, LoginLimits { max_failures: 3, lockout: Duration::from_secs(60) })
+    }
+
+    #[tokio::test]
+    async fn failures_lock_the_account_from_that_address_only_and_success_clears_them() {
+        let mut users = MockUserRepository::new();
+        users.expect_by_email().returning(|_| Ok(Some(stored_user())));
+        let mut hasher = MockPasswordHasher::new();
+        hasher.expect_verify().returning(|p, _| p.expose() == "S3cure!pass");
+        let mut tokens = MockTokenIssuer::new();
+        tokens.expect_issue().returning(|_| Ok(AccessToken { token: "jwt".into(), expires_in: 3600 }));
+        let attempts = Arc::new(MemoryLoginAttempts::default());
+        let accounts = accounts_with(users, hasher, tokens, attempts.clone());
+        let (attacker, owner) = (Some("203.0.113.9".parse().unwrap()), Some("198.51.100.4".parse().unwrap()));
+
+        for _ in 0..3 {
+            assert!(matches!(accounts.log_in("ana@example.com", "guess", attacker).await, Err(LogInError::InvalidCredentials)));
+        }
+        let locked = accounts.log_in("ANA@example.com", "S3cure!pass", attacker).await;
+        assert!(matches!(locked, Err(LogInError::Locked { retry_after }) if retry_after > Duration::from_secs(58)), "{locked:?}");
+        assert!(accounts.log_in("ana@example.com", "S3cure!pass", owner).await.is_ok(), "the owner's address is not locked");
+        assert!(attempts.keys().iter().all(|k| !k.contains("ana@example.com") || k.contains("203.0.113.9")), "{:?}", attempts.keys());
+    }
+
+    #[tokio::test]
+    async fn guesses_from_many_addresses_lock_the_account_at_ten_times_the_limit() {
+        let mut users = MockUserRepository::new();
+        users.expect_by_email().returning(|_| Ok(Some(stored_user())));
+        let mut hasher = MockPasswordHasher::new();
+        hasher.expect_verify().returning(|_, _| false);
+        let accounts = accounts_with(users, hasher, MockTokenIssuer::new(), Arc::new(MemoryLoginAttempts::default()));
+        for n in 0..30 {
+            let from = Some(format!("10.0.{}.{}", n / 2, n % 2).parse().unwrap());
+            assert!(matches!(accounts.log_in("ana@example.com", "guess", from).await, Err(LogInError::InvalidCredentials)), "attempt {n}");
+        }
+        let another = Some("10.9.9.9".parse().unwrap());
+        assert!(matches!(accounts.log_in("ana@example.com", "guess", another).await, Err(LogInError::Locked { .. })));
     }
 
     #[tokio::test]
@@ -286,7 +379,7 @@ mod tests {
         hasher.expect_verify().withf(|p, h| p.expose() == "S3cure!pass" && h.0 == "$argon2id$real").returning(|_, _| true);
         let mut tokens = MockTokenIssuer::new();
         tokens.expect_issue().withf(|id| *id == UserId(7)).returning(|_| Ok(AccessToken { token: "jwt".into(), expires_in: 3600 }));
-        let token = accounts(users, hasher, tokens).log_in("ANA@example.com", "S3cure!pass").await.unwrap();
+        let token = accounts(users, hasher, tokens).log_in("ANA@example.com", "S3cure!pass", None).await.unwrap();
         assert_eq!(token.token, "jwt");
     }
 
@@ -296,7 +389,7 @@ mod tests {
         users.expect_by_email().returning(|_| Ok(Some(stored_user())));
         let mut hasher = MockPasswordHasher::new();
         hasher.expect_verify().returning(|_, _| false);
-        let err = accounts(users, hasher, MockTokenIssuer::new()).log_in("ana@example.com", "wrong").await.unwrap_err();
+        let err = accounts(users, hasher, MockTokenIssuer::new()).log_in("ana@example.com", "wrong", None).await.unwrap_err();
         assert!(matches!(err, LogInError::InvalidCredentials));
     }
 
@@ -306,7 +399,7 @@ mod tests {
         users.expect_by_email().returning(|_| Ok(None));
         let mut hasher = MockPasswordHasher::new();
         hasher.expect_verify().withf(|_, h| h.0 == DECOY_HASH).times(1).returning(|_, _| false);
-        let err = accounts(users, hasher, MockTokenIssuer::new()).log_in("who@example.com", "whatever1").await.unwrap_err();
+        let err = accounts(users, hasher, MockTokenIssuer::new()).log_in("who@example.com", "whatever1", None).await.unwrap_err();
         assert!(matches!(err, LogInError::InvalidCredentials));
     }
 

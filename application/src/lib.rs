@@ -6,11 +6,13 @@
 //! files or S3, the database queue or SQS.
 
 pub mod accounts;
+pub mod login;
 pub mod public;
 pub mod videos;
 pub mod worker;
 
-pub use accounts::{Accounts, AuthError, LogInError, SignUp, SignUpError};
+pub use accounts::{Accounts, AccountsPorts, AuthError, LogInError, SignUp, SignUpError};
+pub use login::LoginLimits;
 pub use public::{PublicQueryError, Showcase, VoteError};
 pub use videos::{DeleteError, UploadError, VideoAccessError, VideoDetail, VideoSummary, Videos};
 pub use worker::{Processor, ProcessorPorts, ProcessorSettings, Shutdown, WorkerError};

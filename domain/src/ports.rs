@@ -430,3 +430,37 @@ pub trait HealthCheck: Send + Sync + 'static {
     /// [`BackendError`] naming what does not answer.
     async fn check(&self) -> Result<(), BackendError>;
 }
+
+/// How many log-ins failed under one key within its window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureCount {
+    pub key: String,
+    pub failures: u32,
+    /// When the window of this count started (its first failure).
+    pub since: Timestamp,
+}
+
+/// Failed log-ins, counted where every web server sees them, so that the
+/// limits hold behind a load balancer whatever server a guess reaches.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait LoginAttempts: Send + Sync + 'static {
+    /// The counts of these keys (keys without failures are left out).
+    ///
+    /// # Errors
+    /// Only [`BackendError`].
+    async fn failures(&self, keys: &[String]) -> Result<Vec<FailureCount>, BackendError>;
+
+    /// Counts one failure at `now` under each key. A count whose window
+    /// (`window` from its first failure) has ended starts again at one.
+    ///
+    /// # Errors
+    /// Only [`BackendError`].
+    async fn record_failure(&self, keys: &[String], window: Duration, now: Timestamp) -> Result<(), BackendError>;
+
+    /// Forgets the failures of these keys (after a successful log-in).
+    ///
+    /// # Errors
+    /// Only [`BackendError`].
+    async fn clear(&self, keys: &[String]) -> Result<(), BackendError>;
+}

@@ -13,6 +13,8 @@ use anb_aws::SqsQueue;
 use anb_e2e::{Clips, TestApp, Worker, binary, video_ids_logged};
 use anb_testkit::{Moto, Postgres};
 
+mod login_limits;
+
 /// Settings every process of the cluster shares.
 struct Cluster {
     env: Vec<(String, String)>,

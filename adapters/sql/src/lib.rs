@@ -7,12 +7,14 @@
 //! | [`users`] | [`SeaOrmUserRepository`] |
 //! | [`videos`] | [`SeaOrmVideoRepository`] (status moves, public listing) |
 //! | [`votes`] | [`SeaOrmVoteRepository`] (votes, rankings) |
+//! | [`login`] | [`SeaOrmLoginAttempts`], failed log-ins seen by every web server |
 //! | [`queue`] | [`SeaOrmJobQueue`], the job queue in the `jobs` table |
 //! | [`lease`] | [`LeasedQueue`]: one live delivery per video over an at-least-once queue |
 //! | [`relay`] | [`OutboxRelay`], from the `jobs` table to an external queue |
 
 mod entities;
 pub mod lease;
+pub mod login;
 mod migration;
 pub mod queue;
 pub mod relay;
@@ -28,6 +30,7 @@ use sea_orm_migration::MigratorTrait;
 
 pub use entities::{job, user, video, vote};
 pub use lease::LeasedQueue;
+pub use login::SeaOrmLoginAttempts;
 pub use migration::Migrator;
 pub use queue::SeaOrmJobQueue;
 pub use relay::OutboxRelay;
@@ -105,6 +108,11 @@ impl Database {
     /// The vote repository on this database.
     pub fn votes(&self) -> SeaOrmVoteRepository {
         SeaOrmVoteRepository { db: self.clone() }
+    }
+
+    /// Failed log-ins counted in this database.
+    pub fn login_attempts(&self) -> SeaOrmLoginAttempts {
+        SeaOrmLoginAttempts { db: self.clone() }
     }
 
     /// The job queue kept in this database.

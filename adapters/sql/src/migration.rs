@@ -10,7 +10,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(Initial), Box::new(PublicOrderIndex), Box::new(RankingTotals), Box::new(JobLeasesTable)]
+        vec![Box::new(Initial), Box::new(PublicOrderIndex), Box::new(RankingTotals), Box::new(JobLeasesTable), Box::new(LoginFailuresTable)]
     }
 }
 
@@ -328,5 +328,44 @@ impl MigrationTrait for JobLeasesTable {
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         m.drop_table(Table::drop().table(JobLeases::Table).to_owned()).await
+    }
+}
+
+#[derive(DeriveIden)]
+enum LoginFailures {
+    Table,
+    CounterKey,
+    Failures,
+    SinceMs,
+}
+
+/// Failed log-ins per key (account and address, address, account), counted
+/// in the database so that every web server sees them (see `anb_application::login`).
+struct LoginFailuresTable;
+
+impl MigrationName for LoginFailuresTable {
+    fn name(&self) -> &str {
+        "m20261126_000005_login_failures"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for LoginFailuresTable {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(LoginFailures::Table)
+                .col(ColumnDef::new(LoginFailures::CounterKey).text().not_null().primary_key())
+                .col(ColumnDef::new(LoginFailures::Failures).integer().not_null())
+                .col(ColumnDef::new(LoginFailures::SinceMs).big_integer().not_null())
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(Index::create().name("login_failures_since").table(LoginFailures::Table).col(LoginFailures::SinceMs).to_owned())
+            .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_table(Table::drop().table(LoginFailures::Table).to_owned()).await
     }
 }

@@ -229,8 +229,9 @@ pub struct WebConfig {
     #[arg(long, env = "ANB_UPLOAD_IDLE_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub upload_idle_timeout: u64,
 
-    /// Failed log-ins per account (four times as many per client address)
-    /// before log-ins are refused with 429 for the lockout period.
+    /// Failed log-ins of one account from one client address (four times as
+    /// many per address, ten times per account from all addresses) before
+    /// log-ins are refused with 429 for the lockout period.
     #[arg(long, env = "ANB_LOGIN_MAX_FAILURES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub login_max_failures: u32,
 

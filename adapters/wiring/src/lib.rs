@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anb_application::{Accounts, Processor, ProcessorPorts, ProcessorSettings, Showcase, Shutdown, Videos};
+use anb_application::{Accounts, AccountsPorts, LoginLimits, Processor, ProcessorPorts, ProcessorSettings, Showcase, Shutdown, Videos};
 use anb_auth::{Argon2Hasher, JwtTokenIssuer};
 use anb_aws::{S3Storage, SqsQueue};
 use anb_domain::ports::{HealthCheck, JobQueue, ObjectStorage, Transcoder};
@@ -68,10 +68,10 @@ pub enum StartupError {
 /// What this process is, for the checks and adapters that depend on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
-    /// `anb-web`: it signs tokens; links to local files are absolute under
-    /// `public_base_url` when set, else relative (`/files/...`, made
-    /// absolute per request by the web layer).
-    Web { public_base_url: Option<String>, workers: u32 },
+    /// `anb-web`: it signs tokens and limits failed log-ins; links to local
+    /// files are absolute under `public_base_url` when set, else relative
+    /// (`/files/...`, made absolute per request by the web layer).
+    Web { public_base_url: Option<String>, workers: u32, login: LoginLimits },
     /// `anb-worker`: processes videos only.
     Worker { workers: u32 },
 }
@@ -152,6 +152,10 @@ impl Services {
             Role::Web { public_base_url: Some(url), .. } => url.as_str(),
             Role::Web { public_base_url: None, .. } | Role::Worker { .. } => "",
         };
+        let login = match role {
+            Role::Web { login, .. } => *login,
+            Role::Worker { .. } => LoginLimits::default(),
+        };
 
         let (storage, files): (Arc<dyn ObjectStorage>, _) = match (config.bucket(), &aws) {
             (Some(bucket), Some(aws)) if config.storage == StorageKind::S3 => (Arc::new(S3Storage::new(aws, bucket)), None),
@@ -209,7 +213,16 @@ impl Services {
         };
 
         Ok(Self {
-            accounts: Accounts::new(users, Arc::new(Argon2Hasher), Arc::new(JwtTokenIssuer::new(&key, TOKEN_LIFETIME)), clock.clone()),
+            accounts: Accounts::new(
+                AccountsPorts {
+                    users,
+                    hasher: Arc::new(Argon2Hasher),
+                    tokens: Arc::new(JwtTokenIssuer::new(&key, TOKEN_LIFETIME)),
+                    clock: clock.clone(),
+                    attempts: Arc::new(database.login_attempts()),
+                },
+                login,
+            ),
             videos: Videos::new(videos.clone(), storage.clone(), Arc::new(Mp4BoxProbe), clock, UploadRules::default(), config.url_ttl()),
             showcase: Showcase::new(videos, votes, storage, config.url_ttl()),
             health: Arc::new(database),

@@ -3,7 +3,7 @@
 //! (whose `From` impls in `problem.rs` are the status table).
 
 use anb_application::videos::VideoSummary;
-use anb_application::{Accounts, LogInError, Showcase, SignUp, Videos};
+use anb_application::{Accounts, Showcase, SignUp, Videos};
 use anb_domain::ports::HealthCheck;
 use anb_domain::{Timestamp, UserId, Video, VideoId};
 use poem::Request;
@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use crate::nullable::Nullable;
 use crate::problem::ApiError;
-use crate::throttle::LoginThrottle;
 use crate::upload::UploadForm;
 
 #[derive(Tags)]
@@ -262,7 +261,6 @@ pub struct Api {
     pub accounts: Accounts,
     pub videos: Videos,
     pub showcase: Showcase,
-    pub login_throttle: Arc<LoginThrottle>,
     /// Take the client's address from `X-Forwarded-For` (behind a balancer).
     pub behind_proxy: bool,
 }
@@ -317,13 +315,7 @@ impl Api {
     #[oai(path = "/auth/login", method = "post", tag = "Tag::Auth")]
     async fn log_in(&self, request: &Request, body: Json<LogInRequest>) -> Answer<LogInResponse> {
         let client = client_address(request, self.behind_proxy);
-        self.login_throttle.check(&body.email, client).map_err(ApiError::too_many_requests)?;
-        let token = self.accounts.log_in(&body.email, &body.password).await.inspect_err(|e| {
-            if matches!(e, LogInError::InvalidCredentials) {
-                self.login_throttle.failed(&body.email, client);
-            }
-        })?;
-        self.login_throttle.succeeded(&body.email);
+        let token = self.accounts.log_in(&body.email, &body.password, client).await?;
         Ok(LogInResponse::Ok(Json(TokenBody { access_token: token.token, token_type: "Bearer".into(), expires_in: token.expires_in })))
     }
 

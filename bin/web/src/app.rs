@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anb_application::worker::shutdown_on;
-use anb_application::{Accounts, Showcase, Videos};
+use anb_application::{Accounts, LoginLimits, Showcase, Videos};
 use anb_domain::ports::HealthCheck;
 use anb_files::LocalFileStorage;
 use anb_wiring::config::{CommonConfig, WebConfig};
@@ -26,7 +26,6 @@ use crate::api::Api;
 use crate::files::serve_file;
 use crate::problem::{Problem, problem_for};
 use crate::routes::RouteTable;
-use crate::throttle::LoginThrottle;
 use crate::upload::UploadLimits;
 
 /// Largest JSON body accepted outside uploads.
@@ -53,7 +52,6 @@ pub struct AppState {
     /// Stored files served under `/files/` (single-node mode); `None` with S3.
     pub files: Option<Arc<LocalFileStorage>>,
     pub upload: UploadLimits,
-    pub login_throttle: Arc<LoginThrottle>,
     /// Take the client's address from `X-Forwarded-For` (behind a balancer).
     pub behind_proxy: bool,
     /// Where clients reach this server (`https://host`), when configured:
@@ -77,7 +75,8 @@ impl Application {
     /// # Errors
     /// A [`WebStartupError`] naming what could not be set up.
     pub async fn build(common: CommonConfig, web: WebConfig) -> Result<Self, WebStartupError> {
-        let role = Role::Web { public_base_url: web.public_base_url.clone(), workers: web.workers };
+        let login = LoginLimits { max_failures: web.login_max_failures, lockout: Duration::from_secs(web.login_lockout) };
+        let role = Role::Web { public_base_url: web.public_base_url.clone(), workers: web.workers, login };
         anb_wiring::validate(&common, &role)?;
         let listen = |source| WebStartupError::Listen { addr: web.http_addr, source };
         let acceptor = TcpListener::bind(web.http_addr).into_acceptor().await.map_err(listen)?;
@@ -99,7 +98,6 @@ impl Application {
                 rules: services.videos.rules().clone(),
                 idle_timeout: Duration::from_secs(web.upload_idle_timeout),
             },
-            login_throttle: Arc::new(LoginThrottle::new(web.login_max_failures, Duration::from_secs(web.login_lockout))),
             behind_proxy: web.behind_proxy,
             public_base_url: web.public_base_url,
         };
@@ -194,7 +192,6 @@ pub fn endpoint(state: AppState) -> BoxEndpoint<'static> {
         videos: state.videos.clone(),
         showcase: state.showcase.clone(),
         health: state.health.clone(),
-        login_throttle: state.login_throttle.clone(),
         behind_proxy: state.behind_proxy,
     };
     let api_service = OpenApiService::new(api, "ANB Rising Stars Showcase", env!("CARGO_PKG_VERSION"))

@@ -9,7 +9,6 @@ pub mod files;
 pub mod nullable;
 pub mod problem;
 pub mod routes;
-pub mod throttle;
 pub mod upload;
 
 pub use app::{AppState, Application, endpoint};

@@ -203,6 +203,7 @@ impl From<LogInError> for ApiError {
     fn from(error: LogInError) -> Self {
         match error {
             LogInError::InvalidCredentials => Self::new(StatusCode::UNAUTHORIZED, error.to_string()),
+            LogInError::Locked { retry_after } => Self::too_many_requests(retry_after),
             LogInError::Backend(e) => e.into(),
         }
     }

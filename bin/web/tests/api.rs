@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anb_application::{Accounts, Showcase, Videos};
-use anb_domain::fixtures::video;
+use anb_application::{Accounts, AccountsPorts, LoginLimits, Showcase, Videos};
+use anb_domain::fixtures::{MemoryLoginAttempts, video};
 use anb_domain::ports::{
     AccessToken, Deletion, MockHealthCheck, MockObjectStorage, MockPasswordHasher, MockUserRepository, MockVideoProbe, MockVideoRepository,
     MockVoteRepository, ProbeError, StorageError, TokenError, TokenIssuer, UserRepositoryError, VideoRepositoryError, VoteRepositoryError,
@@ -18,7 +18,6 @@ use anb_domain::{
     VideoId, VideoStatus,
 };
 use anb_files::{LocalFileStorage, UrlSigner};
-use anb_web::throttle::LoginThrottle;
 use anb_web::upload::UploadLimits;
 use anb_web::{AppState, endpoint};
 use anb_wiring::SystemClock;
@@ -85,14 +84,23 @@ fn client(ports: Ports) -> (TestClient<BoxEndpoint<'static>>, tempfile::TempDir)
     let clock = Arc::new(SystemClock);
     let files = ports.files.map(|dir| Arc::new(LocalFileStorage::new(dir, "", UrlSigner::derive(b"test key"))));
     let state = AppState {
-        accounts: Accounts::new(Arc::new(ports.users), Arc::new(ports.hasher), Arc::new(FakeTokens), clock.clone()),
+        accounts: Accounts::new(
+            AccountsPorts {
+                users: Arc::new(ports.users),
+                hasher: Arc::new(ports.hasher),
+                tokens: Arc::new(FakeTokens),
+                clock: clock.clone(),
+                attempts: Arc::new(MemoryLoginAttempts::default()),
+            },
+            LoginLimits { max_failures: 2, lockout: Duration::from_secs(60) },
+        ),
         videos: Videos::new(videos.clone(), storage.clone(), Arc::new(ports.probe), clock, rules.clone(), Duration::from_secs(60)),
         showcase: Showcase::new(videos, Arc::new(ports.votes), storage, Duration::from_secs(60)),
         health: Arc::new(ports.health),
         files,
         upload: UploadLimits { dir: upload_dir.path().to_owned(), rules, idle_timeout: Duration::from_millis(300) },
-        login_throttle: Arc::new(LoginThrottle::new(2, Duration::from_secs(60))),
-        behind_proxy: false,
+        // The client's address comes from X-Forwarded-For, which tests set.
+        behind_proxy: true,
         public_base_url: None,
     };
     (TestClient::new(endpoint(state)), upload_dir)
@@ -217,7 +225,10 @@ async fn log_in_answers_a_token_401_then_429_with_retry_after() {
     ports.users.expect_by_email().returning(|_| Ok(Some(user(1))));
     ports.hasher.expect_verify().returning(|password, _| password.expose() == "S3cure!pass");
     let (app, _dir) = client(ports);
-    let log_in = |password: &str| app.post("/api/auth/login").body_json(&json!({"email": "ana@example.com", "password": password}));
+    let log_in = |password: &str| {
+        let body = json!({"email": "ana@example.com", "password": password});
+        app.post("/api/auth/login").header("x-forwarded-for", "203.0.113.9").body_json(&body)
+    };
 
     let (status, body) = answer(log_in("S3cure!pass").send().await).await;
     assert_eq!(status, StatusCode::OK);
@@ -230,6 +241,9 @@ async fn log_in_answers_a_token_401_then_429_with_retry_after() {
     let retry_after: u64 = response.0.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((59..=60).contains(&retry_after), "{retry_after}");
     assert_eq!(answer(response).await.0, StatusCode::TOO_MANY_REQUESTS, "locked even with the right password");
+    let elsewhere = json!({"email": "ana@example.com", "password": "S3cure!pass"});
+    let response = app.post("/api/auth/login").header("x-forwarded-for", "198.51.100.4").body_json(&elsewhere).send().await;
+    assert_eq!(answer(response).await.0, StatusCode::OK, "the owner, from another address, is not locked out");
     let (status, _) = answer(app.post("/api/auth/login").body_json(&json!({"email": "x"})).send().await).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }

@@ -1,0 +1,77 @@
+//! [`SeaOrmLoginAttempts`]: failed log-ins per key in the `login_failures`
+//! table, so that the limits hold across every web server of a deployment.
+
+use std::time::Duration;
+
+use anb_domain::ports::{FailureCount, LoginAttempts};
+use anb_domain::{BackendError, Timestamp};
+use async_trait::async_trait;
+use sea_orm::{ConnectionTrait, FromQueryResult, Value};
+
+use crate::{Database, db_error, millis};
+
+/// Failed log-ins in the database.
+#[derive(Clone, Debug)]
+pub struct SeaOrmLoginAttempts {
+    pub(crate) db: Database,
+}
+
+#[derive(Debug, FromQueryResult)]
+struct Row {
+    counter_key: String,
+    failures: i32,
+    since_ms: i64,
+}
+
+/// `$1, $2, ...` for `n` values starting at `first`.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+#[async_trait]
+impl LoginAttempts for SeaOrmLoginAttempts {
+    async fn failures(&self, keys: &[String]) -> Result<Vec<FailureCount>, BackendError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql =
+            format!("SELECT counter_key, failures, since_ms FROM login_failures WHERE counter_key IN ({})", placeholders(1, keys.len()));
+        let values = keys.iter().map(|k| Value::from(k.as_str())).collect();
+        let rows = Row::find_by_statement(self.db.statement(&sql, values)).all(self.db.connection()).await.map_err(|e| db_error(&e))?;
+        rows.into_iter()
+            .map(|r| {
+                let since =
+                    chrono::DateTime::from_timestamp_millis(r.since_ms).ok_or_else(|| BackendError::internal("invalid since_ms"))?;
+                Ok(FailureCount { key: r.counter_key, failures: u32::try_from(r.failures).unwrap_or(0), since })
+            })
+            .collect()
+    }
+
+    async fn record_failure(&self, keys: &[String], window: Duration, now: Timestamp) -> Result<(), BackendError> {
+        let now_ms = millis(now);
+        let expired = now_ms.saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
+        // One statement a key: a count whose window ended starts again.
+        let upsert = "INSERT INTO login_failures (counter_key, failures, since_ms) VALUES ($1, 1, $2) \
+                      ON CONFLICT (counter_key) DO UPDATE SET \
+                        failures = CASE WHEN login_failures.since_ms <= $3 THEN 1 ELSE login_failures.failures + 1 END, \
+                        since_ms = CASE WHEN login_failures.since_ms <= $4 THEN $5 ELSE login_failures.since_ms END";
+        for key in keys {
+            let values = vec![key.as_str().into(), now_ms.into(), expired.into(), expired.into(), now_ms.into()];
+            self.db.connection().execute(self.db.statement(upsert, values)).await.map_err(|e| db_error(&e))?;
+        }
+        // Counts whose window ended are of no use any more.
+        let sweep = self.db.statement("DELETE FROM login_failures WHERE since_ms <= $1", vec![expired.into()]);
+        self.db.connection().execute(sweep).await.map_err(|e| db_error(&e))?;
+        Ok(())
+    }
+
+    async fn clear(&self, keys: &[String]) -> Result<(), BackendError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let sql = format!("DELETE FROM login_failures WHERE counter_key IN ({})", placeholders(1, keys.len()));
+        let values = keys.iter().map(|k| Value::from(k.as_str())).collect();
+        self.db.connection().execute(self.db.statement(&sql, values)).await.map_err(|e| db_error(&e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,129 @@
+//! The limits on failed log-ins, kept through the [`LoginAttempts`] port so
+//! that every web server sees the same counts.
+//!
+//! Failures are counted under three keys, each over the lockout window:
+//! - the account *and* the client address: [`LoginLimits::max_failures`]
+//!   (5 by default). Guessing one account from one address stops there, and
+//!   someone else's failures from another address never lock the owner out;
+//! - the client address, across accounts: four times as many (many people
+//!   can share one address; this stops spraying many accounts);
+//! - the account, from every address: ten times as many, the last line
+//!   against guessing spread over many addresses.
+//!
+//! Past a limit, log-ins under that key answer "too many attempts" with the
+//! time until the window ends, even with the right password (else guessing
+//! would go on until it hit). A successful log-in clears the account's
+//! counts. An owner locked out by a distributed attack waits out the window
+//! (docs/api.md says so).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anb_domain::Timestamp;
+use anb_domain::ports::FailureCount;
+
+/// How many failures lock, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginLimits {
+    /// Failures of one account from one address within the window.
+    pub max_failures: u32,
+    /// The window failures are counted over, and the longest a lock lasts.
+    pub lockout: Duration,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        Self { max_failures: 5, lockout: Duration::from_secs(300) }
+    }
+}
+
+/// A client address may fail this many times the per-pair limit.
+const ADDRESS_FACTOR: u32 = 4;
+/// An account may fail this many times the per-pair limit from all addresses.
+const ACCOUNT_FACTOR: u32 = 10;
+
+/// The keys one log-in attempt counts under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Keys {
+    pub pair: Option<String>,
+    pub address: Option<String>,
+    pub account: String,
+}
+
+impl Keys {
+    /// `account` is the normalised e-mail (or the text as typed when it is
+    /// not an address); `address` the client's, when known.
+    pub fn new(account: &str, address: Option<IpAddr>) -> Self {
+        Self {
+            pair: address.map(|a| format!("pair:{a}|{account}")),
+            address: address.map(|a| format!("address:{a}")),
+            account: format!("account:{account}"),
+        }
+    }
+
+    pub fn all(&self) -> Vec<String> {
+        self.pair.iter().chain(&self.address).chain(std::iter::once(&self.account)).cloned().collect()
+    }
+
+    /// What a successful log-in clears: the account's own counts.
+    pub fn owned(&self) -> Vec<String> {
+        self.pair.iter().chain(std::iter::once(&self.account)).cloned().collect()
+    }
+
+    fn limit(&self, key: &str, limits: LoginLimits) -> u32 {
+        let factor = if Some(key) == self.pair.as_deref() {
+            1
+        } else if Some(key) == self.address.as_deref() {
+            ADDRESS_FACTOR
+        } else {
+            ACCOUNT_FACTOR
+        };
+        limits.max_failures.saturating_mul(factor)
+    }
+
+    /// How long log-ins under these keys stay locked, if they are.
+    pub fn locked_for(&self, counts: &[FailureCount], limits: LoginLimits, now: Timestamp) -> Option<Duration> {
+        counts
+            .iter()
+            .filter(|count| count.failures >= self.limit(&count.key, limits))
+            .filter_map(|count| {
+                let ends = count.since + chrono::Duration::from_std(limits.lockout).ok()?;
+                (ends > now).then(|| (ends - now).to_std().ok()).flatten()
+            })
+            .max()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(key: &str, failures: u32, seconds_ago: i64, now: Timestamp) -> FailureCount {
+        FailureCount { key: key.into(), failures, since: now - chrono::Duration::seconds(seconds_ago) }
+    }
+
+    #[test]
+    fn each_key_locks_at_its_own_limit_until_its_window_ends() {
+        let now = chrono::Utc::now();
+        let limits = LoginLimits { max_failures: 5, lockout: Duration::from_secs(300) };
+        let keys = Keys::new("ana@example.com", Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(keys.all(), ["pair:10.0.0.1|ana@example.com", "address:10.0.0.1", "account:ana@example.com"]);
+        let locked = |counts: &[FailureCount]| keys.locked_for(counts, limits, now);
+
+        assert_eq!(locked(&[count(&keys.all()[0], 4, 10, now)]), None);
+        let wait = locked(&[count(&keys.all()[0], 5, 10, now)]).unwrap();
+        assert!((289..=290).contains(&wait.as_secs()), "{wait:?}");
+        assert_eq!(locked(&[count(&keys.all()[0], 9, 300, now)]), None, "the window has ended");
+        assert_eq!(locked(&[count(&keys.all()[1], 19, 10, now)]), None);
+        assert!(locked(&[count(&keys.all()[1], 20, 10, now)]).is_some(), "an address: four times the limit");
+        assert_eq!(locked(&[count(&keys.all()[2], 49, 10, now)]), None);
+        assert!(locked(&[count(&keys.all()[2], 50, 10, now)]).is_some(), "an account from everywhere: ten times");
+    }
+
+    #[test]
+    fn without_a_known_address_only_the_account_counts() {
+        let keys = Keys::new("ana@example.com", None);
+        assert_eq!(keys.all(), ["account:ana@example.com"]);
+        assert_eq!(keys.owned(), ["account:ana@example.com"]);
+    }
+}
