@@ -8,12 +8,14 @@
 pub mod accounts;
 pub mod login;
 pub mod public;
+pub mod sweeper;
 pub mod videos;
 pub mod worker;
 
 pub use accounts::{Accounts, AccountsPorts, AuthError, LogInError, SignUp, SignUpError};
 pub use login::LoginLimits;
 pub use public::{PublicQueryError, Showcase, VoteError};
+pub use sweeper::DeadLetterSweeper;
 pub use videos::{DeleteError, UploadError, VideoAccessError, VideoDetail, VideoSummary, Videos};
 pub use worker::{Processor, ProcessorPorts, ProcessorSettings, Shutdown, WorkerError};
 

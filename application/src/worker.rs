@@ -49,8 +49,8 @@ pub struct ProcessorSettings {
 impl Default for ProcessorSettings {
     fn default() -> Self {
         Self {
-            visibility: Duration::from_secs(120),
-            heartbeat: Duration::from_secs(30),
+            visibility: Duration::from_secs(20),
+            heartbeat: Duration::from_secs(5),
             max_attempts: 3,
             retry_delay: Duration::from_secs(5),
             idle_wait: Duration::from_millis(500),
@@ -65,6 +65,9 @@ enum Outcome {
     Done,
     /// Nothing to do (video gone or already final); the job is finished.
     Skipped(&'static str),
+    /// Delivered more times than there are attempts: every earlier attempt
+    /// was cut short (its worker killed). Not tried again.
+    Exhausted,
     /// This attempt failed; the user-facing reason.
     Failed(String),
     /// The job's visibility ran out and another worker may hold it.
@@ -159,6 +162,9 @@ impl Processor {
         if matches!(video.status, VideoStatus::Processed | VideoStatus::Failed) {
             return Ok(Outcome::Skipped("video already final"));
         }
+        if delivery.receive_count > self.settings.max_attempts {
+            return Ok(Outcome::Exhausted);
+        }
         match self.videos.mark_processing(id).await {
             Ok(()) => {}
             Err(VideoRepositoryError::NotFound) => return Ok(Outcome::Skipped("video deleted")),
@@ -227,6 +233,11 @@ impl Processor {
             Ok(Outcome::Interrupted) => {
                 tracing::info!("shutting down; job given back to the queue");
                 self.give_back(id, receipt, "Interrumpido por un reinicio del servicio.", Duration::ZERO).await
+            }
+            Ok(Outcome::Exhausted) => {
+                tracing::error!(attempts = delivery.receive_count - 1, "every attempt was cut short; video failed, job dead-lettered");
+                tolerate_gone(self.videos.mark_failed(id, crate::sweeper::ATTEMPTS_EXHAUSTED).await)?;
+                tolerate_expired(self.queue.dead_letter(receipt, crate::sweeper::ATTEMPTS_EXHAUSTED).await)
             }
             Ok(Outcome::Failed(reason)) if delivery.receive_count >= self.settings.max_attempts => {
                 tracing::error!(%reason, "job failed for the last time; dead-lettered");
@@ -504,6 +515,18 @@ mod tests {
         m.deliver(VideoStatus::Uploaded, 3);
         failing_transcode(&mut m);
         m.videos.expect_mark_failed().withf(|_, reason| reason.contains("broken stream")).times(1).returning(|_, _| Ok(()));
+        m.queue.expect_dead_letter().times(1).returning(|_, _| Ok(()));
+        assert!(m.processor(&scratch_root()).process_next_job(never()).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_job_delivered_past_its_attempts_is_failed_without_processing() {
+        // Three workers were killed on it (a video that crashes the process):
+        // the fourth delivery must not start a fourth crash.
+        let mut m = Mocks::new();
+        m.deliver(VideoStatus::Processing, 4);
+        m.videos.expect_mark_processing().never();
+        m.videos.expect_mark_failed().withf(|_, reason| reason.contains("Se agotaron")).times(1).returning(|_, _| Ok(()));
         m.queue.expect_dead_letter().times(1).returning(|_, _| Ok(()));
         assert!(m.processor(&scratch_root()).process_next_job(never()).await.unwrap());
     }

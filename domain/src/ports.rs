@@ -124,10 +124,12 @@ pub trait VideoRepository: Send + Sync + 'static {
     /// As [`VideoRepository::mark_processed`].
     async fn mark_waiting(&self, id: VideoId, reason: &str) -> Result<(), VideoRepositoryError>;
 
-    /// Moves the video from `processing` to `failed` with the reason.
+    /// Moves the video from `processing` (or `uploaded`, when its job was
+    /// dead-lettered while it waited) to `failed` with the reason.
     ///
     /// # Errors
-    /// As [`VideoRepository::mark_processed`].
+    /// - [`VideoRepositoryError::NotFound`] when it was deleted meanwhile.
+    /// - [`VideoRepositoryError::InvalidTransition`] when already final.
     async fn mark_failed(&self, id: VideoId, reason: &str) -> Result<(), VideoRepositoryError>;
 
     /// Deletes the video, its votes and its pending job, unless it is public;
@@ -265,6 +267,20 @@ pub trait JobQueue: Send + Sync + 'static {
     /// # Errors
     /// - [`QueueError::ReceiptExpired`] when the job is no longer ours.
     async fn dead_letter(&self, receipt: &Receipt, reason: &str) -> Result<(), QueueError>;
+}
+
+/// Where the jobs that will never succeed end up (an SQS dead-letter queue,
+/// say), read by the sweeper that marks their videos `failed`. Jobs stay
+/// there, for inspection and re-drive.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait DeadLetterQueue: Send + Sync + 'static {
+    /// The next dead job not looked at within the last `hide_for`, or
+    /// `None` when there is none. It stays in the dead-letter queue.
+    ///
+    /// # Errors
+    /// Only [`QueueError::Backend`].
+    async fn next_dead_letter(&self, hide_for: Duration) -> Result<Option<Job>, QueueError>;
 }
 
 /// Errors of [`Transcoder`].

@@ -38,9 +38,11 @@ impl fmt::Display for TaskId {
 ///
 /// ```text
 /// uploaded -> processing -> processed
-///                 |  ^  \-> failed
-///                 v  |
-///               uploaded  (a failed attempt that will be retried)
+///    |            |  ^  \-> failed
+///    |            v  |
+///    |          uploaded  (a failed attempt that will be retried)
+///    \-> failed  (its job was dead-lettered while it waited: every attempt
+///                was cut short, its workers killed)
 /// ```
 /// `processing -> processing` is allowed too: a job redelivered after its
 /// worker died takes the video over.
@@ -73,7 +75,7 @@ impl VideoStatus {
     /// Whether a video may move from `self` to `next`.
     pub fn can_become(self, next: Self) -> bool {
         use VideoStatus::*;
-        matches!((self, next), (Uploaded, Processing) | (Processing, Processing | Processed | Failed | Uploaded))
+        matches!((self, next), (Uploaded, Processing | Failed) | (Processing, Processing | Processed | Failed | Uploaded))
     }
 
     /// Processed videos are public: listed, votable, and no longer deletable.
@@ -315,7 +317,14 @@ mod tests {
             .collect();
         assert_eq!(
             allowed,
-            vec![(Uploaded, Processing), (Processing, Uploaded), (Processing, Processing), (Processing, Processed), (Processing, Failed)]
+            vec![
+                (Uploaded, Processing),
+                (Uploaded, Failed),
+                (Processing, Uploaded),
+                (Processing, Processing),
+                (Processing, Processed),
+                (Processing, Failed)
+            ]
         );
     }
 

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use anb_domain::ports::{JobQueue, QueueError};
+use anb_domain::ports::{DeadLetterQueue, JobQueue, QueueError};
 use anb_domain::{BackendError, Delivery, Job, Receipt, TaskId, VideoId};
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
@@ -123,10 +123,7 @@ impl SqsQueue {
     /// # Errors
     /// When SQS cannot be reached or the policy is unreadable.
     pub async fn max_receive_count(&self) -> Result<Option<u32>, BackendError> {
-        let policy = self.attribute(QueueAttributeName::RedrivePolicy).await?;
-        let Some(policy) = policy else { return Ok(None) };
-        let policy: serde_json::Value =
-            serde_json::from_str(&policy).map_err(|e| BackendError::internal(format!("unreadable redrive policy: {e}")))?;
+        let Some(policy) = self.redrive_policy().await? else { return Ok(None) };
         // SQS gives the count as a number, some emulators as a string.
         let count = match &policy["maxReceiveCount"] {
             serde_json::Value::Number(n) => n.as_u64(),
@@ -134,6 +131,33 @@ impl SqsQueue {
             _ => None,
         };
         count.and_then(|c| u32::try_from(c).ok()).map(Some).ok_or_else(|| BackendError::internal("redrive policy without maxReceiveCount"))
+    }
+
+    /// The dead-letter queue of this queue's redrive policy, if it has one,
+    /// for the sweeper of dead jobs (as a [`DeadLetterQueue`]).
+    ///
+    /// # Errors
+    /// When SQS cannot be reached or names a queue it does not have.
+    pub async fn dead_letter_queue(&self) -> Result<Option<SqsQueue>, BackendError> {
+        let Some(policy) = self.redrive_policy().await? else { return Ok(None) };
+        let arn =
+            policy["deadLetterTargetArn"].as_str().ok_or_else(|| BackendError::internal("redrive policy without deadLetterTargetArn"))?;
+        let name = arn.rsplit(':').next().unwrap_or(arn);
+        let url = self
+            .client
+            .get_queue_url()
+            .queue_name(name)
+            .send()
+            .await
+            .map_err(|e| sdk_error("finding the dead-letter queue", &e))?
+            .queue_url
+            .ok_or_else(|| BackendError::internal("SQS returned no dead-letter queue URL"))?;
+        Ok(Some(Self { client: self.client.clone(), url, wait: Duration::ZERO }))
+    }
+
+    async fn redrive_policy(&self) -> Result<Option<serde_json::Value>, BackendError> {
+        let Some(policy) = self.attribute(QueueAttributeName::RedrivePolicy).await? else { return Ok(None) };
+        serde_json::from_str(&policy).map(Some).map_err(|e| BackendError::internal(format!("unreadable redrive policy: {e}")))
     }
 
     /// Messages waiting plus those in flight (SQS's approximate counts).
@@ -264,6 +288,34 @@ impl JobQueue for SqsQueue {
     async fn dead_letter(&self, receipt: &Receipt, reason: &str) -> Result<(), QueueError> {
         tracing::warn!(reason, "job handed to the redrive policy for the dead-letter queue");
         self.set_visibility(receipt, Duration::ZERO).await
+    }
+}
+
+/// A dead-letter queue read by the sweeper: each message looked at is hidden
+/// for a while (it stays in the queue, for inspection and re-drive with
+/// SQS's own tools).
+#[async_trait]
+impl DeadLetterQueue for SqsQueue {
+    async fn next_dead_letter(&self, hide_for: Duration) -> Result<Option<Job>, QueueError> {
+        // Messages that are not jobs are hidden and passed over.
+        for _ in 0..10 {
+            let output = self
+                .client
+                .receive_message()
+                .queue_url(&self.url)
+                .max_number_of_messages(1)
+                .wait_time_seconds(0)
+                .visibility_timeout(seconds(hide_for))
+                .send()
+                .await
+                .map_err(|e| sdk_error("reading the dead-letter queue", &e))?;
+            let Some(message) = output.messages.and_then(|m| m.into_iter().next()) else { return Ok(None) };
+            match serde_json::from_str::<Message>(message.body.as_deref().unwrap_or_default()) {
+                Ok(m) => return Ok(Some(Job { task_id: TaskId(m.task_id), video_id: VideoId(m.video_id) })),
+                Err(_) => tracing::warn!(message_id = message.message_id.as_deref().unwrap_or(""), "a dead letter that is not a job"),
+            }
+        }
+        Ok(None)
     }
 }
 

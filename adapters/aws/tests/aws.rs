@@ -11,7 +11,7 @@ use std::time::Duration;
 use anb_aws::ProvisionedQueues;
 use anb_aws::{S3Storage, SqsQueue};
 use anb_domain::ports::{JobQueue, ObjectStorage, UserRepository, VideoRepository};
-use anb_domain::{Email, Job, NewUser, NewVideo, ObjectKey, PasswordHash, TaskId, Title, VideoId};
+use anb_domain::{Email, Job, NewUser, NewVideo, ObjectKey, PasswordHash, TaskId, Title, VideoId, VideoStatus};
 use anb_sql::{Database, LeasedQueue, OutboxRelay};
 use anb_testkit::Moto;
 
@@ -102,6 +102,44 @@ async fn sqs_reads_the_redrive_policy_and_dead_letters_after_the_last_receive() 
     assert_eq!(moved.job, job);
 }
 
+/// The sweeper's clock is only for its loop; a sweep needs none.
+struct NoClock;
+
+#[async_trait::async_trait]
+impl anb_domain::ports::Clock for NoClock {
+    fn now(&self) -> anb_domain::Timestamp {
+        chrono::Utc::now()
+    }
+
+    async fn sleep(&self, _: Duration) {}
+}
+
+#[tokio::test]
+async fn a_job_whose_every_attempt_was_cut_short_is_swept_from_the_dead_letter_queue_and_its_video_fails() {
+    let (db, _pg) = database().await;
+    let owner = db.users().create(user("swept@example.com")).await.unwrap().id;
+    let (queue, _) = queue(1).await;
+    let job = upload(&db, owner, 0).await;
+    db.videos().mark_processing(job.video_id).await.unwrap();
+    queue.send(&job).await.unwrap();
+    // Its only worker dies with it: never acknowledged, never extended.
+    assert!(queue.receive(Duration::from_secs(1)).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(queue.receive(Duration::from_secs(30)).await.unwrap().is_none(), "the redrive policy moved it");
+    assert_eq!(db.videos().by_id(job.video_id).await.unwrap().unwrap().status, VideoStatus::Processing, "stuck so far");
+
+    let dead = queue.dead_letter_queue().await.unwrap().expect("the queue has a dead-letter queue");
+    let dead_depth = dead.clone();
+    let sweeper =
+        anb_application::DeadLetterSweeper::new(Arc::new(dead), Arc::new(db.videos()), Arc::new(NoClock), Duration::from_secs(60));
+    assert_eq!(sweeper.sweep().await.unwrap(), 1);
+    let video = db.videos().by_id(job.video_id).await.unwrap().unwrap();
+    assert_eq!(video.status, VideoStatus::Failed);
+    assert_eq!(video.failure_reason.as_deref(), Some(anb_application::sweeper::ATTEMPTS_EXHAUSTED));
+    assert_eq!(sweeper.sweep().await.unwrap(), 0, "a job looked at is not looked at again at once");
+    assert_eq!(dead_depth.depth().await.unwrap(), 1, "the job stays in the dead-letter queue, for inspection and re-drive");
+}
+
 #[tokio::test]
 async fn sqs_skips_messages_that_are_not_jobs() {
     let (queue, _) = queue(1).await;
@@ -116,6 +154,18 @@ async fn sqs_skips_messages_that_are_not_jobs() {
 async fn database() -> (Database, anb_testkit::TestDatabase) {
     let pg = anb_testkit::Postgres::shared().fresh_database().await;
     (Database::connect(&pg.url, 10).await.unwrap(), pg)
+}
+
+fn user(email: &str) -> NewUser {
+    NewUser {
+        first_name: "R".into(),
+        last_name: "Relay".into(),
+        email: Email::parse(email).unwrap(),
+        password_hash: PasswordHash("$argon2id$x".into()),
+        city: "Cali".into(),
+        country: "Colombia".into(),
+        created_at: chrono::Utc::now(),
+    }
 }
 
 async fn upload(db: &Database, owner: anb_domain::UserId, i: usize) -> Job {
@@ -138,20 +188,7 @@ async fn upload(db: &Database, owner: anb_domain::UserId, i: usize) -> Job {
 async fn the_relay_publishes_each_committed_job_once_even_with_several_relays() {
     let (db, _pg) = database().await;
     let (queue, _) = queue(3).await;
-    let owner = db
-        .users()
-        .create(NewUser {
-            first_name: "R".into(),
-            last_name: "Relay".into(),
-            email: Email::parse("relay@example.com").unwrap(),
-            password_hash: PasswordHash("$argon2id$x".into()),
-            city: "Cali".into(),
-            country: "Colombia".into(),
-            created_at: chrono::Utc::now(),
-        })
-        .await
-        .unwrap()
-        .id;
+    let owner = db.users().create(user("relay@example.com")).await.unwrap().id;
     let mut jobs = HashSet::new();
     for i in 0..30 {
         jobs.insert(upload(&db, owner, i).await.task_id);

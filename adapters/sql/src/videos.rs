@@ -183,7 +183,8 @@ impl VideoRepository for SeaOrmVideoRepository {
 
     async fn mark_failed(&self, id: VideoId, reason: &str) -> Result<(), VideoRepositoryError> {
         let extra = vec![(video::Column::FailureReason, Expr::value(reason))];
-        self.transition(self.db.connection(), id, &[VideoStatus::Processing], VideoStatus::Failed, extra).await
+        let from = [VideoStatus::Processing, VideoStatus::Uploaded];
+        self.transition(self.db.connection(), id, &from, VideoStatus::Failed, extra).await
     }
 
     async fn delete_unless_public(&self, id: VideoId) -> Result<Deletion, VideoRepositoryError> {

@@ -141,7 +141,17 @@ async fn status_moves_follow_the_rules() {
         assert_eq!((done.status, done.processed_key, done.failure_reason), (VideoStatus::Processed, Some(key), None));
         assert!(done.processed_at.is_some());
         assert!(matches!(videos.mark_processing(v.id).await, Err(VideoRepositoryError::InvalidTransition { .. })));
+        assert!(matches!(videos.mark_failed(v.id, "late").await, Err(VideoRepositoryError::InvalidTransition { .. })), "final stays final");
         assert_eq!(videos.mark_failed(VideoId(9999), "x").await, Err(VideoRepositoryError::NotFound));
+
+        // A waiting video whose job was dead-lettered fails with its reason.
+        let waiting = videos.create_with_job(new_video(owner, "w")).await.unwrap();
+        videos.mark_failed(waiting.id, "Se agotaron los intentos de procesamiento.").await.unwrap();
+        let failed = videos.by_id(waiting.id).await.unwrap().unwrap();
+        assert_eq!(
+            (failed.status, failed.failure_reason.as_deref()),
+            (VideoStatus::Failed, Some("Se agotaron los intentos de procesamiento."))
+        );
     }
 }
 

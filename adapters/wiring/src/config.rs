@@ -59,9 +59,10 @@ pub struct CommonConfig {
     #[arg(long, env = "ANB_URL_TTL", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub url_ttl: u64,
 
-    /// Seconds a worker keeps a job hidden from other workers; extended while
-    /// it runs.
-    #[arg(long, env = "ANB_JOB_VISIBILITY", default_value_t = 120, value_parser = clap::value_parser!(u64).range(2..=43_200))]
+    /// Seconds a worker keeps a job hidden from other workers; extended every
+    /// quarter of it while the job runs, so a killed worker's job is taken up
+    /// again by another within this time.
+    #[arg(long, env = "ANB_JOB_VISIBILITY", default_value_t = 20, value_parser = clap::value_parser!(u64).range(2..=43_200))]
     pub job_visibility: u64,
 
     /// Attempts before a failing job is dead-lettered and its video `failed`.

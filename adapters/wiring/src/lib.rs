@@ -17,7 +17,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anb_application::{Accounts, AccountsPorts, LoginLimits, Processor, ProcessorPorts, ProcessorSettings, Showcase, Shutdown, Videos};
+use anb_application::{
+    Accounts, AccountsPorts, DeadLetterSweeper, LoginLimits, Processor, ProcessorPorts, ProcessorSettings, Showcase, Shutdown, Videos,
+};
 use anb_auth::{Argon2Hasher, JwtTokenIssuer};
 use anb_aws::{S3Storage, SqsQueue};
 use anb_domain::ports::{HealthCheck, JobQueue, ObjectStorage, Transcoder};
@@ -32,6 +34,9 @@ use crate::config::{CommonConfig, QueueKind, StorageKind};
 
 /// How often an idle outbox relay looks for new jobs.
 const RELAY_INTERVAL: Duration = Duration::from_millis(200);
+/// How often workers look in the dead-letter queue for jobs no worker
+/// finished (see [`DeadLetterSweeper`]).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Access tokens live one hour (docs/api.md: `expires_in: 3600`).
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
@@ -128,6 +133,7 @@ pub struct Services {
     processor: Option<Processor>,
     scratch: Option<LocalScratch>,
     relay: Option<OutboxRelay>,
+    sweeper: Option<DeadLetterSweeper>,
     workers: u32,
 }
 
@@ -172,7 +178,8 @@ impl Services {
             retry_delay: Duration::from_secs(config.retry_delay),
             ..ProcessorSettings::default()
         };
-        let (queue, relay): (Arc<dyn JobQueue>, _) = match (&config.sqs_queue_url, &aws) {
+        let workers = role.workers();
+        let (queue, relay, sweeper): (Arc<dyn JobQueue>, _, _) = match (&config.sqs_queue_url, &aws) {
             (Some(url), Some(aws)) if config.queue == QueueKind::Sqs => {
                 let sqs = Arc::new(SqsQueue::new(aws, url));
                 // The last attempt must be the last receive before the
@@ -187,15 +194,22 @@ impl Services {
                     None => tracing::warn!("the SQS queue has no redrive policy: failed jobs will not reach a dead-letter queue"),
                 }
                 let relay = config.outbox_relay.then(|| OutboxRelay::new(database.queue(), sqs.clone(), RELAY_INTERVAL));
+                // Jobs whose every attempt was cut short reach the DLQ by the
+                // redrive policy alone; worker hosts mark their videos failed.
+                let sweeper = match (workers > 0, sqs.dead_letter_queue().await.map_err(StartupError::Queue)?) {
+                    (true, Some(dead)) => Some(DeadLetterSweeper::new(Arc::new(dead), videos.clone(), clock.clone(), SWEEP_INTERVAL)),
+                    _ => None,
+                };
                 // SQS may hand out a job twice: a copy waits while a live worker holds the video.
-                (Arc::new(LeasedQueue::new(sqs, database.clone())), relay)
+                (Arc::new(LeasedQueue::new(sqs, database.clone())), relay, sweeper)
             }
-            _ => (Arc::new(database.queue()), None),
+            _ => (Arc::new(database.queue()), None, None),
         };
 
-        let workers = role.workers();
         let (processor, scratch) = if workers > 0 {
-            let scratch = LocalScratch::new(config.work_dir(), settings.visibility);
+            // Nothing changed in a job's directory for this long: its worker
+            // is dead (a live one writes its output all the time).
+            let scratch = LocalScratch::new(config.work_dir(), settings.visibility.max(Duration::from_secs(300)));
             // A job that was running when its process was killed left its
             // scratch files; its delivery comes back after the visibility.
             scratch.prepare().await.map_err(StartupError::Scratch)?;
@@ -230,6 +244,7 @@ impl Services {
             processor,
             scratch,
             relay,
+            sweeper,
             workers,
         })
     }
@@ -252,7 +267,16 @@ impl Services {
             let shutdown = shutdown.clone();
             tasks.push(tokio::spawn(async move { relay.run(shutdown).await }));
         }
-        tracing::info!(workers = self.workers, relay = self.relay.is_some(), "background work started");
+        if let Some(sweeper) = self.sweeper.clone() {
+            let shutdown = shutdown.clone();
+            tasks.push(tokio::spawn(async move { sweeper.run(shutdown).await }));
+        }
+        tracing::info!(
+            workers = self.workers,
+            relay = self.relay.is_some(),
+            dead_letter_sweeper = self.sweeper.is_some(),
+            "background work started"
+        );
         Background { tasks }
     }
 }
