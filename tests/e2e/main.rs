@@ -5,6 +5,7 @@ mod access;
 mod crashes;
 mod disk_full;
 mod hostile;
+mod limits;
 mod schema;
 mod startup;
 

@@ -29,6 +29,8 @@ pub struct TestApp {
     /// Small file systems (tmpfs of a given size) mounted over folders of
     /// the data directory, seen by the server only.
     disks: Vec<(String, String)>,
+    /// The server's open-files limit (`ulimit -n`), when set.
+    open_files: Option<u32>,
 }
 
 impl TestApp {
@@ -47,10 +49,40 @@ impl TestApp {
         let mut env = vec![("ANB_WORKERS".to_owned(), workers.to_string()), ("ANB_RETRY_DELAY".to_owned(), "1".to_owned())];
         env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let disks = disks.iter().map(|(folder, size)| ((*folder).to_owned(), (*size).to_owned())).collect();
-        let mut app =
-            Self { base: String::new(), data: tempfile::tempdir().unwrap(), http: reqwest::Client::new(), child: None, env, disks };
+        let mut app = Self {
+            base: String::new(),
+            data: tempfile::tempdir().unwrap(),
+            http: reqwest::Client::new(),
+            child: None,
+            env,
+            disks,
+            open_files: None,
+        };
         app.start().await;
         app
+    }
+
+    /// Like [`TestApp::spawn`], with the server's open-files limit set to
+    /// `limit` (soft and hard, with util-linux's `prlimit`, which execs it).
+    pub async fn spawn_with_open_files(workers: u32, extra: &[(&str, &str)], limit: u32) -> Self {
+        let mut env = vec![("ANB_WORKERS".to_owned(), workers.to_string())];
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let mut app = Self {
+            base: String::new(),
+            data: tempfile::tempdir().unwrap(),
+            http: reqwest::Client::new(),
+            child: None,
+            env,
+            disks: Vec::new(),
+            open_files: Some(limit),
+        };
+        app.start().await;
+        app
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// The server's view of its data directory: under `/proc/<pid>/root`
@@ -64,6 +96,11 @@ impl TestApp {
 
     /// The command that starts the server, with an empty environment.
     fn command(&self) -> Command {
+        if let Some(limit) = self.open_files {
+            let mut command = Command::new("prlimit");
+            command.env_clear().arg(format!("--nofile={limit}:{limit}")).arg(binary("anb-web"));
+            return command;
+        }
         if self.disks.is_empty() {
             let mut command = Command::new(binary("anb-web"));
             command.env_clear();

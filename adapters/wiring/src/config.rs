@@ -230,6 +230,28 @@ pub struct WebConfig {
     #[arg(long, env = "ANB_UPLOAD_IDLE_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub upload_idle_timeout: u64,
 
+    /// Uploads slower than this on average (bytes per second, after their
+    /// first 10 s) are answered 408 and dropped.
+    #[arg(long, env = "ANB_UPLOAD_MIN_RATE", default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    pub upload_min_rate: u64,
+
+    /// Seconds a client has to send a request's headers; also how long an
+    /// idle keep-alive connection is kept. Behind a load balancer, set it
+    /// above the balancer's idle timeout (the ALB's is 60 s).
+    #[arg(long, env = "ANB_HEADER_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout: u64,
+
+    /// Seconds a request other than an upload may take before it is
+    /// answered 503.
+    #[arg(long, env = "ANB_REQUEST_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout: u64,
+
+    /// Most connections open at once (default: as many as the open-files
+    /// limit allows, two descriptors each, 64 kept for the rest). Past it the
+    /// connection idle the longest is closed, or a newcomer answered 503.
+    #[arg(long, env = "ANB_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: Option<u64>,
+
     /// Failed log-ins of one account from one client address (four times as
     /// many per address, ten times per account from all addresses) before
     /// log-ins are refused with 429 for the lockout period.

@@ -16,9 +16,8 @@ use anb_wiring::config::{CommonConfig, WebConfig};
 use anb_wiring::{Role, Services, StartupError};
 use poem::endpoint::BoxEndpoint;
 use poem::http::StatusCode;
-use poem::listener::{Acceptor, AcceptorExt, Listener, TcpListener};
 use poem::middleware::CatchPanic;
-use poem::{Endpoint, EndpointExt, IntoResponse, Middleware, Request, Response, Route, Server, get};
+use poem::{Endpoint, EndpointExt, IntoResponse, Middleware, Request, Response, Route, get};
 use poem_openapi::OpenApiService;
 use tokio::sync::watch;
 
@@ -26,6 +25,7 @@ use crate::api::Api;
 use crate::files::serve_file;
 use crate::problem::{Problem, problem_for};
 use crate::routes::RouteTable;
+use crate::server::{ServerSettings, connection_cap, open_files_limit};
 use crate::upload::UploadLimits;
 
 /// Largest JSON body accepted outside uploads.
@@ -52,6 +52,8 @@ pub struct AppState {
     /// Stored files served under `/files/` (single-node mode); `None` with S3.
     pub files: Option<Arc<LocalFileStorage>>,
     pub upload: UploadLimits,
+    /// Longest a request other than an upload may take (503 past it).
+    pub request_timeout: Duration,
     /// Take the client's address from `X-Forwarded-For` (behind a balancer).
     pub behind_proxy: bool,
     /// Where clients reach this server (`https://host`), when configured:
@@ -60,12 +62,17 @@ pub struct AppState {
     pub public_base_url: Option<String>,
 }
 
+/// Descriptors kept out of the connection cap: database pool, workers'
+/// files, logs and the rest.
+const RESERVED_DESCRIPTORS: usize = 64;
+
 /// A bound, not yet running, web application.
 pub struct Application {
-    acceptor: poem::listener::BoxAcceptor,
+    listener: tokio::net::TcpListener,
     addr: SocketAddr,
     app: BoxEndpoint<'static>,
     services: Services,
+    server: ServerSettings,
 }
 
 impl Application {
@@ -79,12 +86,9 @@ impl Application {
         let role = Role::Web { public_base_url: web.public_base_url.clone(), workers: web.workers, login };
         anb_wiring::validate(&common, &role)?;
         let listen = |source| WebStartupError::Listen { addr: web.http_addr, source };
-        let acceptor = TcpListener::bind(web.http_addr).into_acceptor().await.map_err(listen)?;
-        let addr = acceptor
-            .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().copied())
-            .ok_or_else(|| listen(std::io::Error::other("the listener has no socket address")))?;
+        let listener = tokio::net::TcpListener::bind(web.http_addr).await.map_err(listen)?;
+        let addr = listener.local_addr().map_err(listen)?;
+        let server = server_settings(&web, common.database_pool);
         clean_upload_dir(&common);
         let services = Services::build(&common, &role).await?;
         let state = AppState {
@@ -97,11 +101,14 @@ impl Application {
                 dir: common.upload_dir(),
                 rules: services.videos.rules().clone(),
                 idle_timeout: Duration::from_secs(web.upload_idle_timeout),
+                min_rate: web.upload_min_rate,
+                rate_grace: crate::upload::RATE_GRACE,
             },
+            request_timeout: Duration::from_secs(web.request_timeout),
             behind_proxy: web.behind_proxy,
             public_base_url: web.public_base_url,
         };
-        Ok(Self { acceptor: acceptor.boxed(), addr, app: endpoint(state), services })
+        Ok(Self { listener, addr, app: endpoint(state), services, server })
     }
 
     /// The port the server listens on.
@@ -123,18 +130,35 @@ impl Application {
             })
         };
         let background = self.services.start_background(&shutdown);
-        tracing::info!(addr = %self.addr, "serving");
+        tracing::info!(addr = %self.addr, max_connections = self.server.max_connections, "serving");
         let server_stop = async move {
             stop.await;
             tracing::info!("shutting down");
             let _ = tx.send(true);
         };
-        let result = Server::new_with_acceptor(self.acceptor).run_with_graceful_shutdown(self.app, server_stop, Some(DRAIN)).await;
+        let result = crate::server::serve(self.listener, self.app, self.server, server_stop).await;
         drop(rx);
         background.join().await;
         tracing::info!("stopped");
         result
     }
+}
+
+/// The connection limits: the configured cap, else one that keeps the
+/// process under its open-files limit.
+fn server_settings(web: &WebConfig, database_pool: u32) -> ServerSettings {
+    let reserve = RESERVED_DESCRIPTORS + database_pool as usize;
+    let fitting = open_files_limit().map(|limit| connection_cap(limit, reserve));
+    let max_connections = match (web.max_connections.and_then(|n| usize::try_from(n).ok()), fitting) {
+        (Some(asked), Some(fitting)) if asked > fitting => {
+            tracing::warn!(asked, fitting, "ANB_MAX_CONNECTIONS is above what the open-files limit allows; using the limit");
+            fitting
+        }
+        (Some(asked), _) => asked,
+        (None, Some(fitting)) => fitting,
+        (None, None) => 1024,
+    };
+    ServerSettings { header_timeout: Duration::from_secs(web.header_timeout), max_connections, drain: DRAIN }
 }
 
 /// Reads a (JSON) body of at most `max` bytes before the handler sees it:
@@ -205,17 +229,24 @@ pub fn endpoint(state: AppState) -> BoxEndpoint<'static> {
     let docs = api_service.swagger_ui();
     let upload_route = "/api/videos/upload";
     let idle = state.upload.idle_timeout;
+    let request_timeout = state.request_timeout;
     let mut route: BoxEndpoint<'static> = Route::new()
         .at("/api/openapi.json", get(spec))
         .nest("/docs", docs)
         .at("/files/*key", get(serve_file))
         .nest("/api", api_service)
         .around(move |endpoint, request: Request| async move {
-            // JSON bodies are small; the upload enforces its own limit while streaming.
+            // JSON bodies are small; the upload enforces its own limits
+            // (size, stalls, rate) while streaming.
             if request.uri().path() == upload_route {
-                endpoint.call(request).await
-            } else {
-                endpoint.call(limit_body(request, MAX_JSON_BYTES, idle).await?).await
+                return endpoint.call(request).await.map(IntoResponse::into_response);
+            }
+            let answer = async { endpoint.call(limit_body(request, MAX_JSON_BYTES, idle).await?).await.map(IntoResponse::into_response) };
+            match tokio::time::timeout(request_timeout, answer).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "La solicitud tardó demasiado. Inténtalo de nuevo.").into_error())
+                }
             }
         })
         .data(state.accounts.clone())

@@ -9,6 +9,7 @@ pub mod files;
 pub mod nullable;
 pub mod problem;
 pub mod routes;
+pub mod server;
 pub mod upload;
 
 pub use app::{AppState, Application, endpoint};

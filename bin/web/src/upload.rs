@@ -1,15 +1,27 @@
 //! The upload form (`multipart/form-data` with `video_file` and `title`),
 //! parsed as a stream: the file goes straight to a temporary file in the data
-//! directory, the size limit is enforced while reading (413 as soon as it is
-//! passed), a stalled client times out (408), and every way out of here
-//! removes the temporary file.
+//! directory, and every part of the request is bounded while it is read, so
+//! no request makes the server hold more than a few hundred kilobytes:
+//! - the whole body: the file limit plus [`FORM_OVERHEAD`] (413, from the
+//!   declared length before reading, else as soon as it is passed);
+//! - the file: the upload rules' limit (413 as soon as it is passed);
+//! - the bytes before the first part and each part's headers:
+//!   [`HEADER_BUDGET`] (400; the multipart parser would buffer them whole);
+//! - every other field: [`MAX_FIELD_BYTES`] (400 as soon as it is passed);
+//! - time: a stall longer than the idle timeout, or an average rate under
+//!   the minimum after the first seconds ([`RATE_GRACE`]), is 408.
+//!
+//! Every way out of here removes the temporary file.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use anb_domain::UploadRules;
-use anb_domain::video::InvalidTitle;
-use futures::TryStreamExt;
+use futures::Stream;
 use poem::http::StatusCode;
 use poem::{Request, RequestBody};
 use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSchema, MetaSchemaRef, Registry};
@@ -28,11 +40,24 @@ pub struct UploadLimits {
     pub rules: UploadRules,
     /// Longest wait for the next piece of the body.
     pub idle_timeout: Duration,
+    /// Slowest average rate accepted after `rate_grace`, bytes per second.
+    pub min_rate: u64,
+    /// Time an upload has before its average rate is checked
+    /// ([`RATE_GRACE`] in service).
+    pub rate_grace: Duration,
 }
 
-/// Longest accepted `title` field, in bytes (the title rule itself is 200
-/// characters; this only stops a client from streaming megabytes into it).
-const MAX_TITLE_BYTES: usize = 4096;
+/// Longest accepted field other than the file, in bytes (the title rule
+/// itself is 200 characters; this only stops a client from streaming
+/// megabytes into a field).
+pub const MAX_FIELD_BYTES: usize = 4096;
+/// Bytes a form may have beyond its file: boundaries, part headers, fields.
+pub const FORM_OVERHEAD: u64 = 1024 * 1024;
+/// Bytes the parser may read while it looks for the next part's start and
+/// headers (the preamble before the first part, each part's header block).
+pub const HEADER_BUDGET: u64 = 256 * 1024;
+/// Time an upload has before its average rate is checked, in service.
+pub const RATE_GRACE: Duration = Duration::from_secs(10);
 
 /// A file received to disk, removed when dropped.
 #[derive(Debug)]
@@ -52,30 +77,72 @@ fn problem(status: StatusCode, detail: &str) -> poem::Error {
     Problem::new(status, detail).into_error()
 }
 
-fn from_multer(error: &multer::Error) -> poem::Error {
-    tracing::debug!(%error, "malformed multipart body");
-    problem(StatusCode::BAD_REQUEST, "El cuerpo multipart/form-data no es válido.")
+fn too_large() -> poem::Error {
+    problem(StatusCode::PAYLOAD_TOO_LARGE, "El cuerpo de la solicitud supera el tamaño permitido.")
 }
 
-async fn next_chunk(field: &mut multer::Field<'_>, limits: &UploadLimits) -> poem::Result<Option<bytes::Bytes>> {
-    match tokio::time::timeout(limits.idle_timeout, field.chunk()).await {
-        Ok(Ok(chunk)) => Ok(chunk),
-        Ok(Err(e)) => Err(from_multer(&e)),
-        Err(_) => Err(problem(StatusCode::REQUEST_TIMEOUT, "El cliente dejó de enviar datos.")),
+fn stalled() -> poem::Error {
+    problem(StatusCode::REQUEST_TIMEOUT, "El cliente dejó de enviar datos.")
+}
+
+fn from_multer(error: &multer::Error) -> poem::Error {
+    match error {
+        multer::Error::StreamSizeExceeded { .. } => too_large(),
+        multer::Error::FieldSizeExceeded { field_name, .. } => {
+            let name = field_name.as_deref().unwrap_or("sin nombre");
+            problem(StatusCode::BAD_REQUEST, &format!("El campo {name} supera el tamaño permitido ({MAX_FIELD_BYTES} bytes)."))
+        }
+        multer::Error::StreamReadFailed(e) if e.is::<HeadersTooLarge>() => {
+            problem(StatusCode::BAD_REQUEST, "Las cabeceras del formulario multipart son demasiado grandes.")
+        }
+        _ => {
+            tracing::debug!(%error, "malformed multipart body");
+            problem(StatusCode::BAD_REQUEST, "El cuerpo multipart/form-data no es válido.")
+        }
     }
 }
 
-async fn receive_file(field: &mut multer::Field<'_>, limits: &UploadLimits) -> poem::Result<ReceivedFile> {
+/// The time and rate limits of one upload.
+struct Pace {
+    started: Instant,
+    idle_timeout: Duration,
+    min_rate: u64,
+    grace: Duration,
+}
+
+impl Pace {
+    /// The next piece of `field`, within the idle timeout.
+    async fn next_chunk(&self, field: &mut multer::Field<'_>) -> poem::Result<Option<bytes::Bytes>> {
+        match tokio::time::timeout(self.idle_timeout, field.chunk()).await {
+            Ok(Ok(chunk)) => Ok(chunk),
+            Ok(Err(e)) => Err(from_multer(&e)),
+            Err(_) => Err(stalled()),
+        }
+    }
+
+    /// 408 when, past the grace time, `received` bytes are under the rate.
+    fn check(&self, received: u64) -> poem::Result<()> {
+        let elapsed = self.started.elapsed();
+        if elapsed < self.grace || received as f64 / elapsed.as_secs_f64() >= self.min_rate as f64 {
+            return Ok(());
+        }
+        let (rate, min) = (received as f64 / elapsed.as_secs_f64() / 1024.0, self.min_rate as f64 / 1024.0);
+        Err(problem(StatusCode::REQUEST_TIMEOUT, &format!("El envío es demasiado lento ({rate:.1} KB/s; el mínimo es {min:.0} KB/s).")))
+    }
+}
+
+async fn receive_file(field: &mut multer::Field<'_>, limits: &UploadLimits, pace: &Pace) -> poem::Result<ReceivedFile> {
     let internal = |e: std::io::Error| Problem::from(anb_domain::BackendError::io("receiving upload", &e)).into_error();
     let temp = tempfile::Builder::new().prefix("upload-").suffix(".part").tempfile_in(&limits.dir).map_err(internal)?;
     let (file, path) = temp.into_parts();
     let mut file = tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
     let mut size: u64 = 0;
-    while let Some(chunk) = next_chunk(field, limits).await? {
+    while let Some(chunk) = pace.next_chunk(field).await? {
         size += chunk.len() as u64;
         if size > limits.rules.max_bytes {
             return Err(problem(StatusCode::PAYLOAD_TOO_LARGE, &limits.rules.too_large().to_string()));
         }
+        pace.check(size)?;
         file.write_all(&chunk).await.map_err(internal)?;
     }
     file.flush().await.map_err(internal)?;
@@ -83,13 +150,11 @@ async fn receive_file(field: &mut multer::Field<'_>, limits: &UploadLimits) -> p
     Ok(ReceivedFile { path, size })
 }
 
-async fn receive_title(field: &mut multer::Field<'_>, limits: &UploadLimits) -> poem::Result<String> {
+/// A small field, whole (the per-field limit of the parser bounds it).
+async fn receive_text(field: &mut multer::Field<'_>, pace: &Pace) -> poem::Result<String> {
     let mut bytes = Vec::new();
-    while let Some(chunk) = next_chunk(field, limits).await? {
+    while let Some(chunk) = pace.next_chunk(field).await? {
         bytes.extend_from_slice(&chunk);
-        if bytes.len() > MAX_TITLE_BYTES {
-            return Err(problem(StatusCode::BAD_REQUEST, &InvalidTitle::TooLong.to_string()));
-        }
     }
     String::from_utf8(bytes).map_err(|_| problem(StatusCode::BAD_REQUEST, "El título debe ser texto UTF-8."))
 }
@@ -101,30 +166,94 @@ impl UploadForm {
         let content_type = request.content_type().unwrap_or_default();
         let boundary = multer::parse_boundary(content_type)
             .map_err(|_| problem(StatusCode::BAD_REQUEST, "Se esperaba multipart/form-data con los campos video_file y title."))?;
-        let stream = body.take()?.into_bytes_stream().map_err(std::io::Error::other);
-        let mut multipart = multer::Multipart::new(stream, boundary);
+        let most = limits.rules.max_bytes.saturating_add(FORM_OVERHEAD);
+        let declared = request.header(poem::http::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > most) {
+            return Err(too_large());
+        }
+        let in_headers = Arc::new(AtomicBool::new(false));
+        let used = Arc::new(AtomicU64::new(0));
+        let stream =
+            HeaderBudget { inner: body.take()?.into_bytes_stream(), in_headers: in_headers.clone(), used: used.clone(), yield_next: false };
+        let constraints = multer::Constraints::new().size_limit(
+            multer::SizeLimit::new()
+                .whole_stream(most)
+                .per_field(MAX_FIELD_BYTES as u64)
+                // The file's own limit is checked while it is written, with its own message.
+                .for_field("video_file", u64::MAX),
+        );
+        let mut multipart = multer::Multipart::with_constraints(stream, boundary, constraints);
+        let pace = Pace { started: Instant::now(), idle_timeout: limits.idle_timeout, min_rate: limits.min_rate, grace: limits.rate_grace };
         let mut form = UploadForm { title: None, file: None };
         loop {
-            let field = match tokio::time::timeout(limits.idle_timeout, multipart.next_field()).await {
+            used.store(0, Ordering::Release);
+            in_headers.store(true, Ordering::Release);
+            let next = tokio::time::timeout(limits.idle_timeout, multipart.next_field()).await;
+            in_headers.store(false, Ordering::Release);
+            let mut field = match next {
                 Ok(Ok(Some(field))) => field,
                 Ok(Ok(None)) => break,
                 Ok(Err(e)) => return Err(from_multer(&e)),
-                Err(_) => return Err(problem(StatusCode::REQUEST_TIMEOUT, "El cliente dejó de enviar datos.")),
+                Err(_) => return Err(stalled()),
             };
-            let mut field = field;
             match field.name() {
                 Some("video_file") if form.file.is_some() => {
                     return Err(problem(StatusCode::BAD_REQUEST, "Envía un solo archivo en video_file."));
                 }
-                Some("video_file") => form.file = Some(receive_file(&mut field, limits).await?),
+                Some("video_file") => form.file = Some(receive_file(&mut field, limits, &pace).await?),
                 Some("title") if form.title.is_some() => {
                     return Err(problem(StatusCode::BAD_REQUEST, "Envía un solo campo title."));
                 }
-                Some("title") => form.title = Some(receive_title(&mut field, limits).await?),
-                _ => while next_chunk(&mut field, limits).await?.is_some() {},
+                Some("title") => form.title = Some(receive_text(&mut field, &pace).await?),
+                // Other fields are read (within the per-field limit) and ignored.
+                _ => while pace.next_chunk(&mut field).await?.is_some() {},
             }
         }
         Ok(form)
+    }
+}
+
+/// The error a [`HeaderBudget`] stream ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("multipart preamble or part headers over {HEADER_BUDGET} bytes")]
+struct HeadersTooLarge;
+
+/// The request body as the multipart parser reads it: one chunk at a time
+/// (the parser would otherwise pull every chunk that is ready into its
+/// buffer before looking at any, so a fast client could fill it up to the
+/// whole-body limit before a field's limit is checked), and while the
+/// parser looks for a part's start and headers (`in_headers`), at most
+/// [`HEADER_BUDGET`] bytes.
+struct HeaderBudget<S> {
+    inner: S,
+    in_headers: Arc<AtomicBool>,
+    /// Bytes taken in the current header phase.
+    used: Arc<AtomicU64>,
+    yield_next: bool,
+}
+
+impl<S: Stream<Item = Result<bytes::Bytes, std::io::Error>> + Unpin> Stream for HeaderBudget<S> {
+    type Item = Result<bytes::Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.yield_next {
+            self.yield_next = false;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        match Pin::new(&mut self.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.yield_next = true;
+                let size = chunk.len() as u64;
+                if self.in_headers.load(Ordering::Acquire) && self.used.fetch_add(size, Ordering::AcqRel) + size > HEADER_BUDGET {
+                    return Poll::Ready(Some(Err(Box::new(HeadersTooLarge))));
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 

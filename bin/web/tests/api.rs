@@ -51,6 +51,17 @@ impl TokenIssuer for FakeTokens {
     }
 }
 
+/// A health check that takes its time.
+struct SlowHealth(Duration);
+
+#[async_trait::async_trait]
+impl anb_domain::ports::HealthCheck for SlowHealth {
+    async fn check(&self) -> Result<(), BackendError> {
+        tokio::time::sleep(self.0).await;
+        Ok(())
+    }
+}
+
 /// The mocked ports of one test; each test sets the expectations it needs.
 /// Users 1 and 2 exist.
 #[derive(Default)]
@@ -62,6 +73,8 @@ struct Ports {
     probe: MockVideoProbe,
     hasher: MockPasswordHasher,
     health: MockHealthCheck,
+    /// A health check that answers after this long, instead of the mock.
+    slow_health: Option<Duration>,
     /// Stored files served under `/files/` from this directory.
     files: Option<std::path::PathBuf>,
 }
@@ -96,9 +109,19 @@ fn client(ports: Ports) -> (TestClient<BoxEndpoint<'static>>, tempfile::TempDir)
         ),
         videos: Videos::new(videos.clone(), storage.clone(), Arc::new(ports.probe), clock, rules.clone(), Duration::from_secs(60)),
         showcase: Showcase::new(videos, Arc::new(ports.votes), storage, Duration::from_secs(60)),
-        health: Arc::new(ports.health),
+        health: match ports.slow_health {
+            Some(delay) => Arc::new(SlowHealth(delay)),
+            None => Arc::new(ports.health),
+        },
         files,
-        upload: UploadLimits { dir: upload_dir.path().to_owned(), rules, idle_timeout: Duration::from_millis(300) },
+        upload: UploadLimits {
+            dir: upload_dir.path().to_owned(),
+            rules,
+            idle_timeout: Duration::from_millis(300),
+            min_rate: 64 * 1024,
+            rate_grace: Duration::from_millis(400),
+        },
+        request_timeout: Duration::from_millis(500),
         // The client's address comes from X-Forwarded-For, which tests set.
         behind_proxy: true,
         public_base_url: None,
@@ -660,6 +683,86 @@ async fn the_document_names_a_relative_server_so_swagger_ui_works_from_any_host(
     let (app, _dir) = client(Ports::new());
     let (_, spec) = answer(app.get("/api/openapi.json").send().await).await;
     assert_eq!(spec["servers"], json!([{"url": "/api"}]));
+}
+
+/// A multipart body streamed as these pieces, then ended.
+fn streamed(pieces: Vec<Vec<u8>>) -> poem::Body {
+    poem::Body::from_bytes_stream(futures::stream::iter(pieces.into_iter().map(|p| Ok::<_, std::io::Error>(bytes::Bytes::from(p)))))
+}
+
+fn file_part(data: &[u8]) -> Vec<u8> {
+    let mut part = b"--b\r\ncontent-disposition: form-data; name=\"video_file\"; filename=\"a.mp4\"\r\n\r\n".to_vec();
+    part.extend_from_slice(data);
+    part.extend_from_slice(b"\r\n--b--\r\n");
+    part
+}
+
+#[tokio::test]
+async fn every_part_of_an_upload_is_bounded_while_it_is_read() {
+    let (app, dir) = client(Ports::new());
+    let upload = |body: poem::Body| {
+        app.post("/api/videos/upload").header("authorization", PLAYER).content_type("multipart/form-data; boundary=b").body(body).send()
+    };
+    // 2 MB of junk before the first boundary: the parser would hold it all.
+    let preamble = vec![vec![b'p'; 64 * 1024]; 32].into_iter().chain([file_part(b"x")]).collect();
+    let (status, body) = answer(upload(streamed(preamble)).await).await;
+    assert_eq!((status, detail(&body)), (StatusCode::BAD_REQUEST, "Las cabeceras del formulario multipart son demasiado grandes."));
+    // A part whose headers never end.
+    let mut head = b"--b\r\ncontent-disposition: form-data; name=\"title\"\r\nx-pad: ".to_vec();
+    head.extend(vec![b'h'; 64 * 1024]);
+    let headers = std::iter::once(head).chain(vec![vec![b'h'; 64 * 1024]; 32]).collect();
+    let (status, body) = answer(upload(streamed(headers)).await).await;
+    assert_eq!((status, detail(&body)), (StatusCode::BAD_REQUEST, "Las cabeceras del formulario multipart son demasiado grandes."));
+    // An unknown field that goes on and on.
+    let mut field = b"--b\r\ncontent-disposition: form-data; name=\"notes\"\r\n\r\n".to_vec();
+    field.extend(vec![b'n'; 64 * 1024]);
+    let endless = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(field))])
+        .chain(futures::stream::repeat_with(|| Ok(bytes::Bytes::from(vec![b'n'; 64 * 1024]))));
+    let (status, body) = answer(upload(poem::Body::from_bytes_stream(endless)).await).await;
+    assert_eq!((status, detail(&body)), (StatusCode::BAD_REQUEST, "El campo notes supera el tamaño permitido (4096 bytes)."));
+    // A declared length over the limit is refused before reading.
+    let response = app
+        .post("/api/videos/upload")
+        .header("authorization", PLAYER)
+        .header("content-length", "3000000")
+        .content_type("multipart/form-data; boundary=b")
+        .body(streamed(vec![file_part(b"x")]))
+        .send()
+        .await;
+    let (status, body) = answer(response).await;
+    assert_eq!((status, detail(&body)), (StatusCode::PAYLOAD_TOO_LARGE, "El cuerpo de la solicitud supera el tamaño permitido."));
+    assert_eq!(left_in(&dir), 0);
+}
+
+#[tokio::test]
+async fn an_upload_slower_than_the_minimum_rate_answers_408() {
+    let (app, dir) = client(Ports::new());
+    let head = b"--b\r\ncontent-disposition: form-data; name=\"video_file\"; filename=\"a.mp4\"\r\n\r\n".to_vec();
+    // 1 KB every 100 ms: never idle long, but 10 KB/s against 64 KB/s.
+    let trickle = futures::stream::iter(std::iter::once(head).chain(std::iter::repeat_n(vec![b'd'; 1024], 100))).then(|piece| async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok::<_, std::io::Error>(bytes::Bytes::from(piece))
+    });
+    let response = app
+        .post("/api/videos/upload")
+        .header("authorization", PLAYER)
+        .content_type("multipart/form-data; boundary=b")
+        .body(poem::Body::from_bytes_stream(trickle))
+        .send()
+        .await;
+    let (status, body) = answer(response).await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+    assert!(detail(&body).starts_with("El envío es demasiado lento"), "{body}");
+    assert_eq!(left_in(&dir), 0);
+}
+
+#[tokio::test]
+async fn a_request_that_takes_too_long_answers_503() {
+    let (app, _dir) = client(Ports { slow_health: Some(Duration::from_secs(5)), ..Ports::new() });
+    let started = std::time::Instant::now();
+    let (status, body) = answer(app.get("/api/health").send().await).await;
+    assert_eq!((status, detail(&body)), (StatusCode::SERVICE_UNAVAILABLE, "La solicitud tardó demasiado. Inténtalo de nuevo."));
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
 }
 
 #[tokio::test]
