@@ -10,6 +10,8 @@
 //! `Read + Seek`; the `VideoProbe` adapter around it, [`Mp4BoxProbe`], comes
 //! with the `probe` feature.
 
+mod avc;
+mod bits;
 #[cfg(feature = "probe")]
 mod probe;
 #[cfg(feature = "probe")]
@@ -77,6 +79,14 @@ pub fn parse<R: Read + Seek>(mut reader: R) -> Result<ProbedVideo, ProbeError> {
     let track = video_track(&moov)?;
     if track.data_end > len {
         return Err(bad(format!("samples end at byte {} but the file has {len}", track.data_end)));
+    }
+    if let Some(coded) = track.coded.filter(|coded| *coded != track.declared) {
+        return Err(ProbeError::SizeMismatch {
+            declared_width: track.declared.0,
+            declared_height: track.declared.1,
+            coded_width: coded.0,
+            coded_height: coded.1,
+        });
     }
     Ok(track.facts)
 }
@@ -155,9 +165,14 @@ fn be_u64(b: &[u8], at: usize) -> Result<u64, ProbeError> {
 }
 
 struct Track {
+    /// The facts, with the coded size when the stream has one.
     facts: ProbedVideo,
     /// One past the last byte of sample data the index points to.
     data_end: u64,
+    /// The frame size the sample entry states.
+    declared: (u32, u32),
+    /// The (cropped) frame size the stream's parameter sets code.
+    coded: Option<(u32, u32)>,
 }
 
 fn video_track(moov: &[u8]) -> Result<Track, ProbeError> {
@@ -191,18 +206,18 @@ fn read_video_track(mdia: &[u8]) -> Result<Track, ProbeError> {
     if be_u32(stsd, 4)? == 0 {
         return Err(bad("no sample description"));
     }
-    let entry = stsd.get(8..).ok_or_else(|| bad("stsd too short"))?;
-    let fourcc = entry.get(4..8).ok_or_else(|| bad("stsd entry too short"))?;
+    let fourcc = stsd.get(12..16).ok_or_else(|| bad("stsd entry too short"))?;
     // A sample entry type is a printable four-character code; anything else
     // would reach error messages and the database as garbage (found by fuzzing).
     if !fourcc.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b' ' | b'.' | b'-' | b'_')) {
         return Err(bad("invalid sample entry type"));
     }
     let codec = String::from_utf8_lossy(fourcc).into_owned();
-    // VisualSampleEntry: 8 header, 6 reserved, 2 index, 16 pre-defined, then width, height.
-    let width = u32::from(be_u16(entry, 32)?);
-    let height = u32::from(be_u16(entry, 34)?);
-
+    let (_, entry) = *children(stsd.get(8..).ok_or_else(|| bad("stsd too short"))?)?.first().ok_or_else(|| bad("no sample description"))?;
+    // VisualSampleEntry (and QuickTime's video sample description): 6
+    // reserved, 2 index, 16 pre-defined, then width, height.
+    let declared = (u32::from(be_u16(entry, 24)?), u32::from(be_u16(entry, 26)?));
+    let coded = coded_size(&codec, entry)?;
     // The duration is what the samples add up to, not what the header says:
     // a file whose mdhd claims 60 s over 2 s of frames is a 2 s file.
     let stts = require(stbl, b"stts")?;
@@ -226,13 +241,40 @@ fn read_video_track(mdia: &[u8]) -> Result<Track, ProbeError> {
     Ok(Track {
         facts: ProbedVideo {
             duration: Duration::try_from_secs_f64(seconds).map_err(|_| bad("invalid duration"))?,
-            width,
-            height,
+            width: coded.unwrap_or(declared).0,
+            height: coded.unwrap_or(declared).1,
             codec,
             frame_rate: (seconds > 0.0 && frames > 0).then(|| frames as f64 / seconds),
         },
         data_end,
+        declared,
+        coded,
     })
+}
+
+/// Where a visual sample entry's boxes start: after its 78 bytes of fields.
+const VISUAL_ENTRY_FIELDS: usize = 78;
+
+/// Reads the coded frame size from a decoder configuration box's body.
+type SizeReader = fn(&[u8]) -> Result<(u32, u32), bits::BitsError>;
+
+/// The frame size the stream's own parameter sets code, for the codecs
+/// whose sample entry must carry them (H.264, HEVC); `None` for others.
+fn coded_size(codec: &str, entry: &[u8]) -> Result<Option<(u32, u32)>, ProbeError> {
+    let (config, name, read): (_, _, SizeReader) = match codec {
+        "avc1" | "avc3" => (b"avcC", "H.264", |avcc| avc::sps_size(avc::config_sps(avcc)?)),
+        _ => return Ok(None),
+    };
+    let boxes = entry.get(VISUAL_ENTRY_FIELDS..).ok_or_else(|| bad(format!("{codec} sample entry too short")))?;
+    // QuickTime may end a list of boxes with a 32-bit zero.
+    let boxes = match boxes {
+        [rest @ .., 0, 0, 0, 0] if children(boxes).is_err() => rest,
+        _ => boxes,
+    };
+    let config_name = String::from_utf8_lossy(config);
+    let body = child(boxes, config)?
+        .ok_or_else(|| bad(format!("the {codec} sample entry has no {config_name} box (the stream's parameter sets)")))?;
+    read(body).map(Some).map_err(|why| bad(format!("the {name} SPS in the {config_name} box does not read: {why}")))
 }
 
 /// The end of the last chunk: the largest chunk offset plus the sizes of the
@@ -272,6 +314,16 @@ mod tests {
         out
     }
 
+    /// An AVCDecoderConfigurationRecord with the SPS of a `w`x`h` stream.
+    fn avcc(w: u16, h: u16) -> Vec<u8> {
+        let sps = avc::tests::sps(&avc::tests::Sps::progressive(u32::from(w), u32::from(h)));
+        let mut out = vec![1, 100, 0, 40, 0xff, 0xe1];
+        out.extend_from_slice(&u16::try_from(sps.len()).unwrap().to_be_bytes());
+        out.extend(sps);
+        out.extend_from_slice(&[1, 0, 4, 0x68, 0xee, 0x3c, 0x80]);
+        out
+    }
+
     /// A minimal MP4 whose video track lasts `seconds` at `w`x`h`, with one
     /// chunk at `chunk_offset` of one 100-byte sample.
     fn mp4(seconds: u32, w: u16, h: u16, handler: &[u8; 4], chunk_offset: u32) -> Vec<u8> {
@@ -286,6 +338,9 @@ mod tests {
         entry.extend_from_slice(&w.to_be_bytes());
         entry.extend_from_slice(&h.to_be_bytes());
         entry.extend_from_slice(&[0; 50]);
+        if w > 0 && h > 0 {
+            entry.extend(boxed(b"avcC", &avcc(w, h)));
+        }
         let mut stsd = vec![0, 0, 0, 0, 0, 0, 0, 1];
         stsd.extend(boxed(b"avc1", &entry));
         // 25 frames a second of 40 ms (timescale 1000), one byte each.
@@ -340,6 +395,33 @@ mod tests {
         let at = bytes.windows(4).rposition(|w| w == b"avc1").unwrap();
         bytes[at..at + 4].copy_from_slice(b"\xffa\x001");
         assert!(matches!(parse(Cursor::new(bytes)), Err(ProbeError::NotMp4(why)) if why.contains("sample entry type")));
+    }
+
+    #[test]
+    fn the_frame_size_is_the_streams_and_the_entry_must_state_it() {
+        let whole = mp4(40, 640, 360, b"vide", 300);
+        let entry = whole.windows(4).rposition(|w| w == b"avc1").unwrap();
+        let claiming = |w: u16, h: u16| {
+            let mut bytes = whole.clone();
+            bytes[entry + 28..entry + 32].copy_from_slice(&[w.to_be_bytes(), h.to_be_bytes()].concat());
+            parse(Cursor::new(bytes))
+        };
+        assert_eq!((parse(Cursor::new(&whole)).unwrap().width, parse(Cursor::new(&whole)).unwrap().height), (640, 360));
+        let mismatch = |w, h| ProbeError::SizeMismatch { declared_width: w, declared_height: h, coded_width: 640, coded_height: 360 };
+        assert_eq!(claiming(1920, 1080), Err(mismatch(1920, 1080)));
+        // The uncropped size (368 rows coded) is not the picture either.
+        assert_eq!(claiming(640, 368), Err(mismatch(640, 368)));
+
+        // Other codecs keep the entry's size: the upload rules refuse them by name.
+        let mut mp4v = whole.clone();
+        mp4v[entry..entry + 4].copy_from_slice(b"mp4v");
+        let facts = parse(Cursor::new(mp4v)).unwrap();
+        assert_eq!((facts.codec.as_str(), facts.width, facts.height), ("mp4v", 640, 360));
+
+        let mut no_avcc = whole.clone();
+        let avcc = no_avcc.windows(4).position(|w| w == b"avcC").unwrap();
+        no_avcc[avcc..avcc + 4].copy_from_slice(b"free");
+        assert!(matches!(parse(Cursor::new(no_avcc)), Err(ProbeError::NotMp4(why)) if why.contains("no avcC box")));
     }
 
     #[test]
