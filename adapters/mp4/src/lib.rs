@@ -12,6 +12,7 @@
 
 mod avc;
 mod bits;
+mod hevc;
 #[cfg(feature = "probe")]
 mod probe;
 #[cfg(feature = "probe")]
@@ -263,6 +264,7 @@ type SizeReader = fn(&[u8]) -> Result<(u32, u32), bits::BitsError>;
 fn coded_size(codec: &str, entry: &[u8]) -> Result<Option<(u32, u32)>, ProbeError> {
     let (config, name, read): (_, _, SizeReader) = match codec {
         "avc1" | "avc3" => (b"avcC", "H.264", |avcc| avc::sps_size(avc::config_sps(avcc)?)),
+        "hvc1" | "hev1" => (b"hvcC", "HEVC", |hvcc| hevc::sps_size(hevc::config_sps(hvcc)?)),
         _ => return Ok(None),
     };
     let boxes = entry.get(VISUAL_ENTRY_FIELDS..).ok_or_else(|| bad(format!("{codec} sample entry too short")))?;
@@ -324,9 +326,21 @@ mod tests {
         out
     }
 
-    /// A minimal MP4 whose video track lasts `seconds` at `w`x`h`, with one
-    /// chunk at `chunk_offset` of one 100-byte sample.
+    /// An HEVCDecoderConfigurationRecord with the SPS of a `w`x`h` stream.
+    fn hvcc(w: u16, h: u16) -> Vec<u8> {
+        let sps = hevc::tests::sps(&hevc::tests::Sps::new(u64::from(w), u64::from(h)));
+        hevc::tests::hvcc(&[(32, vec![vec![0x40, 0x01, 0x0c, 0x01]]), (33, vec![sps]), (34, vec![vec![0x44, 0x01, 0xc0, 0x73]])])
+    }
+
+    /// A minimal MP4 whose H.264 video track lasts `seconds` at `w`x`h`,
+    /// with one chunk at `chunk_offset` of one 100-byte sample.
     fn mp4(seconds: u32, w: u16, h: u16, handler: &[u8; 4], chunk_offset: u32) -> Vec<u8> {
+        let config = (w > 0 && h > 0).then(|| boxed(b"avcC", &avcc(w, h)));
+        mp4_of(b"avc1", config, seconds, w, h, handler, chunk_offset)
+    }
+
+    /// [`mp4`] with a sample entry of type `fourcc` holding `config`.
+    fn mp4_of(fourcc: &[u8; 4], config: Option<Vec<u8>>, seconds: u32, w: u16, h: u16, handler: &[u8; 4], chunk_offset: u32) -> Vec<u8> {
         let mut mdhd = vec![0u8; 12];
         mdhd.extend_from_slice(&1000u32.to_be_bytes());
         mdhd.extend_from_slice(&(seconds * 1000).to_be_bytes());
@@ -338,11 +352,9 @@ mod tests {
         entry.extend_from_slice(&w.to_be_bytes());
         entry.extend_from_slice(&h.to_be_bytes());
         entry.extend_from_slice(&[0; 50]);
-        if w > 0 && h > 0 {
-            entry.extend(boxed(b"avcC", &avcc(w, h)));
-        }
+        entry.extend(config.into_iter().flatten());
         let mut stsd = vec![0, 0, 0, 0, 0, 0, 0, 1];
-        stsd.extend(boxed(b"avc1", &entry));
+        stsd.extend(boxed(fourcc, &entry));
         // 25 frames a second of 40 ms (timescale 1000), one byte each.
         let mut stts = vec![0, 0, 0, 0, 0, 0, 0, 1];
         stts.extend_from_slice(&(seconds * 25).to_be_bytes());
@@ -450,16 +462,41 @@ mod tests {
     }
 
     #[test]
+    fn an_hevc_track_reads_its_size_from_the_hvcc() {
+        let hevc = |w, h, config: Option<Vec<u8>>| parse(Cursor::new(mp4_of(b"hvc1", config, 30, w, h, b"vide", 300)));
+        let facts = hevc(1080, 1920, Some(boxed(b"hvcC", &hvcc(1080, 1920)))).unwrap();
+        assert_eq!((facts.codec.as_str(), facts.width, facts.height), ("hvc1", 1080, 1920));
+        assert_eq!(
+            hevc(1920, 1080, Some(boxed(b"hvcC", &hvcc(640, 360)))),
+            Err(ProbeError::SizeMismatch { declared_width: 1920, declared_height: 1080, coded_width: 640, coded_height: 360 })
+        );
+        assert!(matches!(hevc(1920, 1080, None), Err(ProbeError::NotMp4(why)) if why.contains("no hvcC box")));
+        // An avcC is not what an HEVC entry needs.
+        assert!(matches!(hevc(1920, 1080, Some(boxed(b"avcC", &avcc(1920, 1080)))), Err(ProbeError::NotMp4(_))));
+        let broken = boxed(b"hvcC", &hvcc(1920, 1080)[..40]);
+        assert!(matches!(hevc(1920, 1080, Some(broken)), Err(ProbeError::NotMp4(why)) if why.contains("HEVC SPS")));
+    }
+
+    #[test]
+    fn a_quicktime_entry_may_end_its_boxes_with_a_zero() {
+        let config = [boxed(b"avcC", &avcc(1920, 1080)), vec![0; 4]].concat();
+        let facts = parse(Cursor::new(mp4_of(b"avc1", Some(config), 30, 1920, 1080, b"vide", 300))).unwrap();
+        assert_eq!((facts.width, facts.height), (1920, 1080));
+    }
+
+    #[test]
     fn every_prefix_and_every_flipped_byte_passes_the_fuzz_checks() {
-        let whole = mp4(40, 1920, 1080, b"vide", 300);
-        for cut in 0..whole.len() {
-            fuzz_one(&whole[..cut]);
-        }
-        for at in 0..whole.len() {
-            for value in [0u8, 1, 0x7f, 0xff] {
-                let mut bytes = whole.clone();
-                bytes[at] = value;
-                fuzz_one(&bytes);
+        let hevc = mp4_of(b"hvc1", Some(boxed(b"hvcC", &hvcc(1920, 1080))), 40, 1920, 1080, b"vide", 300);
+        for whole in [mp4(40, 1920, 1080, b"vide", 300), hevc] {
+            for cut in 0..whole.len() {
+                fuzz_one(&whole[..cut]);
+            }
+            for at in 0..whole.len() {
+                for value in [0u8, 1, 0x7f, 0xff] {
+                    let mut bytes = whole.clone();
+                    bytes[at] = value;
+                    fuzz_one(&bytes);
+                }
             }
         }
     }

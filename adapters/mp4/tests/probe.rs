@@ -96,6 +96,7 @@ impl Clips {
 }
 
 const X264: [&str; 4] = ["-c:v", "libx264", "-preset", "ultrafast"];
+const X265: [&str; 6] = ["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error"];
 
 fn args<'a>(codec: &[&'a str], more: &[&'a str]) -> Vec<&'a str> {
     codec.iter().chain(more).copied().collect()
@@ -182,4 +183,40 @@ async fn h264_without_its_avcc_or_with_a_broken_sps_is_not_an_mp4() {
     // Keep the SPS's length but make its exp-Golomb codes run past its end.
     cut[sps + 4..sps + len].fill(0);
     assert!(matches!(clips.probe("bad-sps.mp4", &cut).await, Err(ProbeError::NotMp4(why)) if why.contains("SPS")));
+}
+
+/// HEVC: the size is the first SPS's of the hvcC box, less its conformance
+/// window (x265 codes whole 8x8 blocks), whatever the entry says.
+#[tokio::test]
+async fn hevc_frame_size_comes_from_the_sps_not_the_sample_entry() {
+    let clips = Clips::new();
+    for tag in ["hvc1", "hev1"] {
+        let name = format!("{tag}.mp4");
+        let bytes = clips.make(&name, "1920x1080", 5, "1", &args(&X265, &["-pix_fmt", "yuv420p", "-tag:v", tag]));
+        let facts = clips.probe(&name, &bytes).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!((facts.width, facts.height, facts.codec.as_str()), (1920, 1080, tag));
+    }
+
+    let small = clips.make("small.mp4", "640x360", 5, "1", &args(&X265, &["-pix_fmt", "yuv420p", "-tag:v", "hvc1"]));
+    assert_eq!(clips.probe("lying.mp4", &claiming(&small, b"hvc1", 1920, 1080)).await, mismatch((1920, 1080), (640, 360)));
+
+    // A conformance window in 4:2:0 (2-sample units) and 4:4:4 (1-sample
+    // units), 10 bits, and temporal sub-layers (a longer profile_tier_level).
+    type Case<'a> = (&'a str, &'a [&'a str]);
+    let cases: [Case; 3] = [
+        ("window420.mp4", &["-pix_fmt", "yuv420p"]),
+        ("window444.mp4", &["-pix_fmt", "yuv444p10le"]),
+        ("sublayers.mp4", &["-pix_fmt", "yuv420p", "-bf", "4", "-x265-params", "log-level=error:temporal-layers=1:b-pyramid=1"]),
+    ];
+    for (name, more) in cases {
+        let bytes = clips.make(name, "642x362", 5, "1", &args(&X265, &[&["-tag:v", "hvc1"], more].concat()));
+        let facts = clips.probe(name, &bytes).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!((facts.width, facts.height), (642, 362), "{name}");
+        assert_eq!(clips.probe(name, &claiming(&bytes, b"hvc1", 648, 368)).await, mismatch((648, 368), (642, 362)), "{name}");
+    }
+
+    let hvcc = small.windows(4).position(|w| w == b"hvcC").expect("an hvcC box");
+    let mut renamed = small.clone();
+    renamed[hvcc..hvcc + 4].copy_from_slice(b"zzzz");
+    assert!(matches!(clips.probe("no-hvcc.mp4", &renamed).await, Err(ProbeError::NotMp4(why)) if why.contains("hvcC")));
 }
