@@ -12,6 +12,7 @@
 
 mod avc;
 mod bits;
+mod fragments;
 mod hevc;
 #[cfg(feature = "probe")]
 mod probe;
@@ -44,12 +45,18 @@ struct BoxHeader {
 /// # Errors
 /// [`ProbeError::NotMp4`] when the bytes are not a well-formed MP4 (no
 /// leading `ftyp`, a box past the end, no `moov`, index pointing outside the
-/// file), [`ProbeError::NoVideoTrack`] when no track is video.
+/// file, an H.264 or HEVC track without parameter sets that read),
+/// [`ProbeError::NoVideoTrack`] when no track is video,
+/// [`ProbeError::SizeMismatch`] when the sample entry states another frame
+/// size than the stream codes.
 pub fn parse<R: Read + Seek>(mut reader: R) -> Result<ProbedVideo, ProbeError> {
     let len = reader.seek(SeekFrom::End(0)).map_err(|e| bad(e.to_string()))?;
     reader.seek(SeekFrom::Start(0)).map_err(|e| bad(e.to_string()))?;
     let mut pos = 0;
     let mut moov = None;
+    // Each moof box's position and body; read within one budget in all.
+    let mut moofs = Vec::new();
+    let mut moof_bytes = 0u64;
     let mut first = true;
     while pos < len {
         let header = read_header(&mut reader, pos, len)?;
@@ -57,18 +64,28 @@ pub fn parse<R: Read + Seek>(mut reader: R) -> Result<ProbedVideo, ProbeError> {
             return Err(bad("the file does not start with an ftyp box"));
         }
         first = false;
-        if &header.kind == b"moov" {
-            if moov.is_some() {
-                return Err(bad("two moov boxes"));
+        match &header.kind {
+            b"moov" => {
+                if moov.is_some() {
+                    return Err(bad("two moov boxes"));
+                }
+                let size = header.end - header.body_start;
+                if size > MAX_MOOV_BYTES {
+                    return Err(bad(format!("moov box of {size} bytes is larger than allowed")));
+                }
+                moov = Some(read_body(&mut reader, header, "moov")?);
             }
-            let size = header.end - header.body_start;
-            if size > MAX_MOOV_BYTES {
-                return Err(bad(format!("moov box of {size} bytes is larger than allowed")));
+            b"moof" => {
+                if moov.is_none() {
+                    return Err(bad("a moof box before the moov"));
+                }
+                moof_bytes = moof_bytes.saturating_add(header.end - header.body_start);
+                if moof_bytes > MAX_MOOV_BYTES {
+                    return Err(bad(format!("the moof boxes hold more than {MAX_MOOV_BYTES} bytes")));
+                }
+                moofs.push((pos, read_body(&mut reader, header, "moof")?));
             }
-            let mut body = vec![0; usize::try_from(size).map_err(|_| bad("moov too large"))?];
-            reader.seek(SeekFrom::Start(header.body_start)).map_err(|e| bad(e.to_string()))?;
-            reader.read_exact(&mut body).map_err(|_| bad("truncated moov box"))?;
-            moov = Some(body);
+            _ => {}
         }
         pos = header.end;
         reader.seek(SeekFrom::Start(pos)).map_err(|e| bad(e.to_string()))?;
@@ -78,18 +95,45 @@ pub fn parse<R: Read + Seek>(mut reader: R) -> Result<ProbedVideo, ProbeError> {
     }
     let moov = moov.ok_or_else(|| bad("no moov box"))?;
     let track = video_track(&moov)?;
-    if track.data_end > len {
-        return Err(bad(format!("samples end at byte {} but the file has {len}", track.data_end)));
+    let (mut frames, mut ticks, mut data_end) = (track.frames, track.ticks, track.data_end);
+    if !moofs.is_empty() {
+        let defaults = fragments::track_defaults(&moov)?;
+        for (start, moof) in &moofs {
+            let fragment = fragments::read(*start, moof, track.id, &defaults)?;
+            frames = frames.saturating_add(fragment.samples);
+            ticks = ticks.saturating_add(fragment.ticks);
+            data_end = data_end.max(fragment.data_end);
+        }
     }
-    if let Some(coded) = track.coded.filter(|coded| *coded != track.declared) {
+    if data_end > len {
+        return Err(bad(format!("samples end at byte {data_end}, past the end of the file ({len} bytes)")));
+    }
+    let ((width, height), declared) = (track.coded.unwrap_or(track.declared), track.declared);
+    if (width, height) != declared {
         return Err(ProbeError::SizeMismatch {
-            declared_width: track.declared.0,
-            declared_height: track.declared.1,
-            coded_width: coded.0,
-            coded_height: coded.1,
+            declared_width: declared.0,
+            declared_height: declared.1,
+            coded_width: width,
+            coded_height: height,
         });
     }
-    Ok(track.facts)
+    let seconds = ticks as f64 / f64::from(track.timescale);
+    Ok(ProbedVideo {
+        duration: Duration::try_from_secs_f64(seconds).map_err(|_| bad("invalid duration"))?,
+        width,
+        height,
+        codec: track.codec,
+        frame_rate: (seconds > 0.0 && frames > 0).then(|| frames as f64 / seconds),
+    })
+}
+
+/// Reads the body of a box (at most [`MAX_MOOV_BYTES`], checked by the caller).
+fn read_body<R: Read + Seek>(reader: &mut R, header: BoxHeader, what: &str) -> Result<Vec<u8>, ProbeError> {
+    let size = header.end - header.body_start;
+    let mut body = vec![0; usize::try_from(size).map_err(|_| bad(format!("{what} too large")))?];
+    reader.seek(SeekFrom::Start(header.body_start)).map_err(|e| bad(e.to_string()))?;
+    reader.read_exact(&mut body).map_err(|_| bad(format!("truncated {what} box")))?;
+    Ok(body)
 }
 
 fn read_header<R: Read + Seek>(reader: &mut R, pos: u64, limit: u64) -> Result<BoxHeader, ProbeError> {
@@ -166,8 +210,15 @@ fn be_u64(b: &[u8], at: usize) -> Result<u64, ProbeError> {
 }
 
 struct Track {
-    /// The facts, with the coded size when the stream has one.
-    facts: ProbedVideo,
+    /// The track_ID of its `tkhd`, which its fragments name.
+    id: Option<u32>,
+    /// The sample entry type.
+    codec: String,
+    /// Ticks a second of the media's time.
+    timescale: u32,
+    /// The samples of the `moov`'s sample table and their total duration.
+    frames: u64,
+    ticks: u64,
     /// One past the last byte of sample data the index points to.
     data_end: u64,
     /// The frame size the sample entry states.
@@ -186,12 +237,24 @@ fn video_track(moov: &[u8]) -> Result<Track, ProbeError> {
         if hdlr.get(8..12) != Some(b"vide") {
             continue;
         }
-        return read_video_track(mdia);
+        // Only fragments need the track's ID: read it without failing here.
+        let id = child(trak, b"tkhd")?.and_then(|tkhd| track_id(tkhd).ok());
+        return read_video_track(id, mdia);
     }
     Err(ProbeError::NoVideoTrack)
 }
 
-fn read_video_track(mdia: &[u8]) -> Result<Track, ProbeError> {
+/// The track_ID of a `tkhd` body (after the creation and modification
+/// times, 32 or 64-bit by version).
+fn track_id(tkhd: &[u8]) -> Result<u32, ProbeError> {
+    match tkhd.first() {
+        Some(0) => be_u32(tkhd, 12),
+        Some(1) => be_u32(tkhd, 20),
+        _ => Err(bad("unknown tkhd version")),
+    }
+}
+
+fn read_video_track(id: Option<u32>, mdia: &[u8]) -> Result<Track, ProbeError> {
     let mdhd = require(mdia, b"mdhd")?;
     let (timescale, duration) = match mdhd.first() {
         Some(1) => (be_u32(mdhd, 20)?, be_u64(mdhd, 24)?),
@@ -236,21 +299,7 @@ fn read_video_track(mdia: &[u8]) -> Result<Track, ProbeError> {
     if ticks.abs_diff(duration) > u64::from(timescale) {
         tracing::debug!(declared = duration, samples = ticks, timescale, "mdhd duration differs from the samples'");
     }
-
-    let seconds = ticks as f64 / f64::from(timescale);
-    let data_end = sample_data_end(stbl)?;
-    Ok(Track {
-        facts: ProbedVideo {
-            duration: Duration::try_from_secs_f64(seconds).map_err(|_| bad("invalid duration"))?,
-            width: coded.unwrap_or(declared).0,
-            height: coded.unwrap_or(declared).1,
-            codec,
-            frame_rate: (seconds > 0.0 && frames > 0).then(|| frames as f64 / seconds),
-        },
-        data_end,
-        declared,
-        coded,
-    })
+    Ok(Track { id, codec, timescale, frames, ticks, data_end: sample_data_end(stbl)?, declared, coded })
 }
 
 /// Where a visual sample entry's boxes start: after its 78 bytes of fields.
@@ -341,6 +390,14 @@ mod tests {
 
     /// [`mp4`] with a sample entry of type `fourcc` holding `config`.
     fn mp4_of(fourcc: &[u8; 4], config: Option<Vec<u8>>, seconds: u32, w: u16, h: u16, handler: &[u8; 4], chunk_offset: u32) -> Vec<u8> {
+        let moov = boxed(b"moov", &trak(fourcc, config, seconds, w, h, handler, chunk_offset));
+        [boxed(b"ftyp", b"isom\0\0\0\0isomavc1"), moov, boxed(b"mdat", &[7; 2000])].concat()
+    }
+
+    /// The `trak` (track 1) of [`mp4_of`].
+    fn trak(fourcc: &[u8; 4], config: Option<Vec<u8>>, seconds: u32, w: u16, h: u16, handler: &[u8; 4], chunk_offset: u32) -> Vec<u8> {
+        let mut tkhd = vec![0u8; 84];
+        tkhd[12..16].copy_from_slice(&1u32.to_be_bytes());
         let mut mdhd = vec![0u8; 12];
         mdhd.extend_from_slice(&1000u32.to_be_bytes());
         mdhd.extend_from_slice(&(seconds * 1000).to_be_bytes());
@@ -364,8 +421,7 @@ mod tests {
         let stbl = [boxed(b"stsd", &stsd), boxed(b"stts", &stts), boxed(b"stsz", &stsz), boxed(b"stco", &stco)].concat();
         let minf = boxed(b"minf", &boxed(b"stbl", &stbl));
         let mdia = boxed(b"mdia", &[boxed(b"mdhd", &mdhd), boxed(b"hdlr", &hdlr), minf].concat());
-        let moov = boxed(b"moov", &boxed(b"trak", &mdia));
-        [boxed(b"ftyp", b"isom\0\0\0\0isomavc1"), moov, boxed(b"mdat", &[7; 2000])].concat()
+        boxed(b"trak", &[boxed(b"tkhd", &tkhd), mdia].concat())
     }
 
     #[test]
@@ -484,10 +540,152 @@ mod tests {
         assert_eq!((facts.width, facts.height), (1920, 1080));
     }
 
+    /// A `tfhd` of `track` with `flags` and the optional fields they say,
+    /// in order (the base data offset, when there, as 64 bits).
+    fn tfhd(flags: u32, track: u32, fields: &[u64]) -> Vec<u8> {
+        let mut body = [flags.to_be_bytes(), track.to_be_bytes()].concat();
+        for (i, &field) in fields.iter().enumerate() {
+            if i == 0 && flags & 1 != 0 {
+                body.extend_from_slice(&field.to_be_bytes());
+            } else {
+                body.extend_from_slice(&u32::try_from(field).unwrap().to_be_bytes());
+            }
+        }
+        boxed(b"tfhd", &body)
+    }
+
+    /// A `trun` of `count` samples with `flags`, its data offset when there,
+    /// and `records` (every sample's fields the flags say, flattened).
+    fn trun(flags: u32, count: u32, data_offset: Option<i32>, records: &[u32]) -> Vec<u8> {
+        let mut body = [flags.to_be_bytes(), count.to_be_bytes()].concat();
+        body.extend(data_offset.map(i32::to_be_bytes).into_iter().flatten());
+        body.extend(records.iter().flat_map(|r| r.to_be_bytes()));
+        boxed(b"trun", &body)
+    }
+
+    fn trex(track: u32, duration: u32, size: u32) -> Vec<u8> {
+        boxed(b"trex", &[[0; 4], track.to_be_bytes(), 1u32.to_be_bytes(), duration.to_be_bytes(), size.to_be_bytes(), [0; 4]].concat())
+    }
+
+    /// A fragmented MP4: 2 s (50 samples) in the moov's own table, then
+    /// - a moof whose video traf (tfhd defaults, based on the moof) adds 50
+    ///   samples of 40 ms and 10 bytes in one run;
+    /// - a moof with an audio traf (3 samples of 100 bytes, based on the
+    ///   moof as the first traf) then a video traf based where the audio's
+    ///   data ends, of two runs: 25 samples with their own durations and
+    ///   sizes, then 25 with the trex's defaults, following on;
+    ///
+    /// each with its mdat: 6 s, 150 frames. `mvex` holds the trex boxes; the
+    /// last mdat is `short` bytes shorter than its runs need.
+    fn fragmented(mvex: &[u8], short: usize) -> Vec<u8> {
+        let video = trak(b"avc1", Some(boxed(b"avcC", &avcc(1920, 1080))), 2, 1920, 1080, b"vide", 0);
+        let mut bytes = [boxed(b"ftyp", b"iso6\0\0\0\0iso6"), boxed(b"moov", &[video, boxed(b"mvex", mvex)].concat())].concat();
+
+        let traf = |tfhd: Vec<u8>, truns: &[Vec<u8>]| boxed(b"traf", &[tfhd, truns.concat()].concat());
+        // The moofs' sizes do not depend on the data offsets in them.
+        let first = |offset| boxed(b"moof", &traf(tfhd(0x02_0018, 1, &[40, 10]), &[trun(1, 50, Some(offset), &[])]));
+        let offset = i32::try_from(first(0).len() + 8).unwrap();
+        bytes.extend(first(offset));
+        bytes.extend(boxed(b"mdat", &[1; 500]));
+
+        let records: Vec<u32> = (0..25).flat_map(|_| [40, 10]).collect();
+        let second = |offset| {
+            let audio = traf(tfhd(0, 2, &[]), &[trun(0x201, 3, Some(offset), &[100, 100, 100])]);
+            let video = traf(tfhd(0, 1, &[]), &[trun(0x300, 25, None, &records), trun(0, 25, None, &[])]);
+            boxed(b"moof", &[audio, video].concat())
+        };
+        let offset = i32::try_from(second(0).len() + 8).unwrap();
+        bytes.extend(second(offset));
+        bytes.extend(boxed(b"mdat", &vec![2; 300 + 250 + 250 - short]));
+        bytes
+    }
+
+    fn mvex() -> Vec<u8> {
+        [trex(1, 40, 10), trex(2, 1024, 100)].concat()
+    }
+
+    #[test]
+    fn fragments_add_their_samples_to_the_moovs() {
+        let facts = parse(Cursor::new(fragmented(&mvex(), 0))).unwrap();
+        assert_eq!(facts.duration, Duration::from_secs(6));
+        assert!((facts.frame_rate.unwrap() - 25.0).abs() < 1e-9, "{facts:?}");
+        assert_eq!((facts.width, facts.height, facts.codec.as_str()), (1920, 1080, "avc1"));
+
+        // The runs' durations: the trex's default when nothing else says.
+        let slow = [trex(1, 80, 10), trex(2, 1024, 100)].concat();
+        assert_eq!(parse(Cursor::new(fragmented(&slow, 0))).unwrap().duration, Duration::from_secs(7));
+    }
+
+    #[test]
+    fn fragments_whose_data_is_not_in_the_file_are_refused() {
+        // One byte of the last run missing: every box still fits.
+        let short = fragmented(&mvex(), 1);
+        assert!(matches!(parse(Cursor::new(short)), Err(ProbeError::NotMp4(why)) if why.contains("past the end")));
+        // The trex's default size, 10 bytes, is what the last run's data needs.
+        let bigger = [trex(1, 40, 11), trex(2, 1024, 100)].concat();
+        assert!(matches!(parse(Cursor::new(fragmented(&bigger, 0))), Err(ProbeError::NotMp4(why)) if why.contains("past the end")));
+    }
+
+    #[test]
+    fn broken_fragments_are_refused() {
+        let whole = fragmented(&mvex(), 0);
+        let moof = whole.windows(4).position(|w| w == b"moof").unwrap() - 4;
+        let refused = |bytes: Vec<u8>, reason: &str| {
+            let result = parse(Cursor::new(bytes));
+            assert!(matches!(&result, Err(ProbeError::NotMp4(why)) if why.contains(reason)), "{reason}: {result:?}");
+        };
+        // A moof before the moov.
+        let moov = whole.windows(4).position(|w| w == b"moov").unwrap() - 4;
+        refused([&whole[..moov], &whole[moof..], &whole[moov..moof]].concat::<u8>(), "before the moov");
+        // No mvex, or no trex for a track that has fragments.
+        let mut no_mvex = whole.clone();
+        let mvex = no_mvex.windows(4).position(|w| w == b"mvex").unwrap();
+        no_mvex[mvex..mvex + 4].copy_from_slice(b"free");
+        refused(no_mvex, "no mvex");
+        refused(fragmented(&trex(1, 40, 10), 0), "track 2");
+        // A video trak without its tkhd.
+        let mut no_tkhd = whole.clone();
+        let tkhd = no_tkhd.windows(4).position(|w| w == b"tkhd").unwrap();
+        no_tkhd[tkhd..tkhd + 4].copy_from_slice(b"free");
+        refused(no_tkhd, "tkhd");
+        // A run claiming more sample records than its box holds.
+        let mut many = whole.clone();
+        let runs: Vec<usize> = many.windows(4).enumerate().filter(|(_, w)| w == b"trun").map(|(at, _)| at).collect();
+        let count = runs[runs.len() - 2] + 4 + 4; // the first video run of the second moof
+        many[count..count + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        refused(many, "does not fit");
+        // Data offsets before the start of the file, or past any file.
+        let mut before = whole.clone();
+        let offset = before.windows(4).position(|w| w == b"trun").unwrap() + 4 + 8;
+        before[offset..offset + 4].copy_from_slice(&(-100_000i32).to_be_bytes());
+        refused(before, "before the file");
+    }
+
+    #[test]
+    fn fragment_data_offsets_that_overflow_are_refused() {
+        // A tfhd base data offset at the end of the 64-bit range.
+        let video = trak(b"avc1", Some(boxed(b"avcC", &avcc(1920, 1080))), 2, 1920, 1080, b"vide", 0);
+        let moov = boxed(b"moov", &[video, boxed(b"mvex", &mvex())].concat());
+        let traf = boxed(b"traf", &[tfhd(1, 1, &[u64::MAX - 5]), trun(1, 50, Some(1), &[])].concat());
+        let bytes = [boxed(b"ftyp", b"iso6\0\0\0\0iso6"), moov, boxed(b"moof", &traf), boxed(b"mdat", &[0; 500])].concat();
+        assert!(matches!(parse(Cursor::new(bytes)), Err(ProbeError::NotMp4(why)) if why.contains("past any file")));
+    }
+
+    #[test]
+    fn the_moof_boxes_are_read_within_one_budget() {
+        let video = trak(b"avc1", Some(boxed(b"avcC", &avcc(1920, 1080))), 2, 1920, 1080, b"vide", 0);
+        let mut bytes = [boxed(b"ftyp", b"iso6\0\0\0\0iso6"), boxed(b"moov", &[video, boxed(b"mvex", &mvex())].concat())].concat();
+        let moof = boxed(b"moof", &vec![0; 1 << 20]);
+        for _ in 0..=MAX_MOOV_BYTES >> 20 {
+            bytes.extend_from_slice(&moof);
+        }
+        assert!(matches!(parse(Cursor::new(bytes)), Err(ProbeError::NotMp4(why)) if why.contains("moof boxes hold more")));
+    }
+
     #[test]
     fn every_prefix_and_every_flipped_byte_passes_the_fuzz_checks() {
         let hevc = mp4_of(b"hvc1", Some(boxed(b"hvcC", &hvcc(1920, 1080))), 40, 1920, 1080, b"vide", 300);
-        for whole in [mp4(40, 1920, 1080, b"vide", 300), hevc] {
+        for whole in [mp4(40, 1920, 1080, b"vide", 300), hevc, fragmented(&mvex(), 0)] {
             for cut in 0..whole.len() {
                 fuzz_one(&whole[..cut]);
             }
@@ -553,6 +751,11 @@ mod fuzz_corpus {
                     let facts = result.unwrap_or_else(|e| panic!("{name}: {e}"));
                     assert_eq!((facts.width, facts.height, facts.codec.as_str()), (64, 48, "avc1"), "{name}");
                     assert_eq!(facts.duration, Duration::from_secs(1), "{name}");
+                }
+                "fragmented.mp4" => {
+                    let facts = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+                    assert_eq!((facts.width, facts.height, facts.codec.as_str()), (48, 64, "avc1"), "{name}");
+                    assert_eq!((facts.duration, facts.frame_rate), (Duration::from_secs(1), Some(25.0)), "{name}");
                 }
                 _ => {}
             }

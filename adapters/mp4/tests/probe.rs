@@ -73,13 +73,15 @@ impl Clips {
     }
 
     /// Encodes `seconds` of `testsrc2` at `size` and `rate` with `args`
-    /// (codec and muxer options) into `name`; returns the file's bytes.
+    /// (more inputs, codec and muxer options) into `name`; returns the
+    /// file's bytes.
     fn make(&self, name: &str, size: &str, rate: u32, seconds: &str, args: &[&str]) -> Vec<u8> {
         let path = self.0.path().join(name);
         let source = format!("testsrc2=size={size}:rate={rate}");
         let output = std::process::Command::new("ffmpeg")
-            .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i", &source, "-t", seconds])
+            .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i", &source])
             .args(args)
+            .args(["-t", seconds])
             .arg(&path)
             .output()
             .unwrap_or_else(|e| panic!("ffmpeg is needed to make the test clips (make deps installs it): {e}"));
@@ -219,4 +221,49 @@ async fn hevc_frame_size_comes_from_the_sps_not_the_sample_entry() {
     let mut renamed = small.clone();
     renamed[hvcc..hvcc + 4].copy_from_slice(b"zzzz");
     assert!(matches!(clips.probe("no-hvcc.mp4", &renamed).await, Err(ProbeError::NotMp4(why)) if why.contains("hvcC")));
+}
+
+/// Fragmented MP4s (`moov` with `mvex`, samples in `moof`/`mdat` pairs) last
+/// what their fragments add up to: with an empty `moov` and fragments based
+/// on the `moof` (25 samples a second, the durations in the `tfhd`) or on
+/// explicit offsets with an audio track's fragments in between; with the first
+/// 10 s in the `moov`'s own sample table; CMAF-style one-second fragments with
+/// B-frames (version 1 `trun`s with composition offsets).
+#[tokio::test]
+async fn fragmented_files_last_what_their_fragments_add_up_to() {
+    let clips = Clips::new();
+    // (name, more inputs, -movflags and other options)
+    type Case<'a> = (&'a str, &'a [&'a str], &'a [&'a str]);
+    let cases: [Case; 4] = [
+        ("moof-based.mp4", &[], &["+frag_keyframe+empty_moov+default_base_moof"]),
+        ("with-audio.mp4", &["-f", "lavfi", "-i", "sine"], &["+frag_keyframe+empty_moov", "-c:a", "aac"]),
+        ("moov-first.mp4", &[], &["+frag_keyframe"]),
+        ("cmaf.mp4", &[], &["+empty_moov+default_base_moof+cmaf", "-frag_duration", "1000000", "-bf", "2"]),
+    ];
+    for (name, inputs, more) in cases {
+        let options = [inputs, &X264[..], &["-pix_fmt", "yuv420p", "-movflags"], more].concat();
+        let bytes = clips.make(name, "160x90", 25, "25", &options);
+        let facts = clips.probe(name, &bytes).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!((facts.duration.as_secs_f64() - 25.0).abs() <= 0.1, "{name}: {facts:?}");
+        assert!((facts.frame_rate.unwrap() - 25.0).abs() < 0.1, "{name}: {facts:?}");
+        assert_eq!((facts.width, facts.height, facts.codec.as_str()), (160, 90, "avc1"), "{name}");
+    }
+}
+
+/// A fragment's samples must be in the file, as a sample table's must.
+#[tokio::test]
+async fn fragmented_files_missing_their_samples_are_not_mp4() {
+    let clips = Clips::new();
+    let args = args(&X264, &["-pix_fmt", "yuv420p", "-movflags", "+frag_keyframe+empty_moov+default_base_moof"]);
+    let bytes = clips.make("whole.mp4", "160x90", 25, "25", &args);
+    let last_mdat = bytes.windows(4).rposition(|w| w == b"mdat").expect("an mdat") - 4;
+    let cut = &bytes[..last_mdat + (bytes.len() - last_mdat) / 2];
+    assert!(matches!(clips.probe("cut.mp4", cut).await, Err(ProbeError::NotMp4(_))));
+
+    // The last trun's data_offset (after its type, version and flags, and
+    // sample count) pointing past the end of the file.
+    let trun = bytes.windows(4).rposition(|w| w == b"trun").expect("a trun");
+    let mut lying = bytes.clone();
+    lying[trun + 12..trun + 16].copy_from_slice(&0x0100_0000u32.to_be_bytes());
+    assert!(matches!(clips.probe("lying.mp4", &lying).await, Err(ProbeError::NotMp4(why)) if why.contains("past the end")));
 }
