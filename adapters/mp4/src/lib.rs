@@ -44,7 +44,8 @@ struct BoxHeader {
 ///
 /// # Errors
 /// [`ProbeError::NotMp4`] when the bytes are not a well-formed MP4 (no
-/// leading `ftyp`, a box past the end, no `moov`, index pointing outside the
+/// leading `ftyp`, or `wide`, `free`, `skip`, `mdat` or `moov` box for a
+/// QuickTime movie without one, a box past the end, no `moov`, index pointing outside the
 /// file, an H.264 or HEVC track without parameter sets that read),
 /// [`ProbeError::NoVideoTrack`] when no track is video,
 /// [`ProbeError::SizeMismatch`] when the sample entry states another frame
@@ -60,8 +61,10 @@ pub fn parse<R: Read + Seek>(mut reader: R) -> Result<ProbedVideo, ProbeError> {
     let mut first = true;
     while pos < len {
         let header = read_header(&mut reader, pos, len)?;
-        if first && &header.kind != b"ftyp" {
-            return Err(bad("the file does not start with an ftyp box"));
+        // QuickTime movies older than the ISO format have no ftyp: they
+        // start with their data or index, or a padding box before them.
+        if first && !matches!(&header.kind, b"ftyp" | b"wide" | b"free" | b"skip" | b"mdat" | b"moov") {
+            return Err(bad("the file starts with neither an ftyp box nor a QuickTime movie's first box"));
         }
         first = false;
         match &header.kind {
@@ -455,6 +458,34 @@ mod tests {
         for bytes in [Vec::new(), b"GIF89a not a video".to_vec(), boxed(b"mdat", &[0; 10])] {
             assert!(matches!(parse(Cursor::new(bytes)), Err(ProbeError::NotMp4(_))));
         }
+    }
+
+    #[test]
+    fn quicktime_movies_may_start_without_an_ftyp() {
+        let whole = mp4(40, 1920, 1080, b"vide", 300);
+        let ftyp = usize::from(whole[3]);
+        for first in [b"wide", b"free", b"skip"] {
+            // The padding box in the ftyp's place: the offsets stay right.
+            let mut bytes = whole.clone();
+            bytes[4..8].copy_from_slice(first);
+            assert_eq!(parse(Cursor::new(bytes)).unwrap().duration, Duration::from_secs(40), "{first:?}");
+        }
+        // The moov first, then its data.
+        let mut bytes = mp4(40, 1920, 1080, b"vide", 300).split_off(ftyp);
+        let at = bytes.windows(4).position(|w| w == b"stco").unwrap() + 12;
+        bytes[at..at + 4].copy_from_slice(&(300 - u32::try_from(ftyp).unwrap()).to_be_bytes());
+        assert_eq!(parse(Cursor::new(bytes)).unwrap().duration, Duration::from_secs(40));
+
+        // But not any first box, nor a padding box before nothing.
+        let mut other = whole.clone();
+        other[4..8].copy_from_slice(b"junk");
+        assert!(matches!(parse(Cursor::new(other)), Err(ProbeError::NotMp4(why)) if why.contains("starts with neither")));
+        for bytes in [boxed(b"wide", &[]), [boxed(b"free", &[0; 8]), boxed(b"mdat", &[0; 100])].concat()] {
+            assert!(matches!(parse(Cursor::new(bytes)), Err(ProbeError::NotMp4(why)) if why.contains("no moov")));
+        }
+        let mut garbage = boxed(b"skip", &[0; 8]);
+        garbage.extend_from_slice(b"this is not a box at all");
+        assert!(matches!(parse(Cursor::new(garbage)), Err(ProbeError::NotMp4(_))));
     }
 
     #[test]

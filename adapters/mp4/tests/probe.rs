@@ -267,3 +267,39 @@ async fn fragmented_files_missing_their_samples_are_not_mp4() {
     lying[trun + 12..trun + 16].copy_from_slice(&0x0100_0000u32.to_be_bytes());
     assert!(matches!(clips.probe("lying.mp4", &lying).await, Err(ProbeError::NotMp4(why)) if why.contains("past the end")));
 }
+
+/// QuickTime files: what ffmpeg's mov muxer writes (`ftyp` of brand `qt  `,
+/// a `wide` box, the `mdat` before the `moov`) and an older QuickTime layout
+/// with no `ftyp` at all, starting with its `wide` box.
+#[tokio::test]
+async fn quicktime_movies_with_or_without_an_ftyp() {
+    let clips = Clips::new();
+    let mov = clips.make("clip.mov", "320x180", 10, "2", &args(&X264, &["-pix_fmt", "yuv420p", "-f", "mov"]));
+    assert_eq!(&mov[4..12], b"ftypqt  ");
+    let facts = clips.probe("clip.mov", &mov).await.unwrap();
+    assert_eq!((facts.width, facts.height, facts.codec.as_str()), (320, 180, "avc1"));
+    assert!((facts.duration.as_secs_f64() - 2.0).abs() < 0.05 && (facts.frame_rate.unwrap() - 10.0).abs() < 0.1, "{facts:?}");
+
+    // Without the ftyp, every chunk offset moves back by its size.
+    let ftyp = usize::try_from(u32::from_be_bytes(mov[..4].try_into().unwrap())).unwrap();
+    let mut old = mov[ftyp..].to_vec();
+    assert_eq!(&old[4..8], b"wide");
+    let stco = old.windows(4).rposition(|w| w == b"stco").expect("an stco box");
+    let count = usize::try_from(u32::from_be_bytes(old[stco + 8..stco + 12].try_into().unwrap())).unwrap();
+    for i in 0..count {
+        let at = stco + 12 + i * 4;
+        let offset = u32::from_be_bytes(old[at..at + 4].try_into().unwrap()) - u32::try_from(ftyp).unwrap();
+        old[at..at + 4].copy_from_slice(&offset.to_be_bytes());
+    }
+    assert_eq!(clips.probe("old.mov", &old).await, Ok(facts));
+}
+
+/// MPEG-4 Part 2 is read as what it is, `mp4v` at the entry's size: the
+/// upload rules, not the parser, refuse it by name.
+#[tokio::test]
+async fn other_codecs_are_reported_with_the_entrys_size() {
+    let clips = Clips::new();
+    let bytes = clips.make("mpeg4.mp4", "320x180", 10, "1", &["-c:v", "mpeg4"]);
+    let facts = clips.probe("mpeg4.mp4", &bytes).await.unwrap();
+    assert_eq!((facts.width, facts.height, facts.codec.as_str()), (320, 180, "mp4v"));
+}
