@@ -744,6 +744,10 @@ pub fn fuzz_one(data: &[u8]) {
         assert!(data.len() >= 16, "accepted {} bytes", data.len());
         assert!(facts.codec.len() == 4 && facts.codec.bytes().all(|b| b.is_ascii_graphic() || b == b' '), "codec {:?}", facts.codec);
         assert!(facts.frame_rate.is_none_or(|fps| fps.is_finite() && fps > 0.0), "frame rate {:?}", facts.frame_rate);
+        if matches!(facts.codec.as_str(), "avc1" | "avc3" | "hvc1" | "hev1") {
+            // A size the stream's parameter sets coded, which the entry agrees with.
+            assert!(facts.width > 0 && facts.height > 0 && facts.width.max(facts.height) <= 65_535, "{}x{}", facts.width, facts.height);
+        }
     }
 }
 
@@ -773,7 +777,7 @@ mod fuzz_corpus {
     #[test]
     fn seeds_parse_as_ffmpeg_wrote_them() {
         let seeds = files("seeds/probe");
-        assert!(seeds.len() >= 4, "the seed corpus is missing");
+        assert!(seeds.len() >= 11, "the seed corpus is missing");
         for (name, bytes) in seeds {
             let result = parse(Cursor::new(&bytes));
             match name.as_str() {
@@ -783,15 +787,54 @@ mod fuzz_corpus {
                     assert_eq!((facts.width, facts.height, facts.codec.as_str()), (64, 48, "avc1"), "{name}");
                     assert_eq!(facts.duration, Duration::from_secs(1), "{name}");
                 }
-                "fragmented.mp4" => {
+                "size-mismatch.mp4" => assert_eq!(
+                    result,
+                    Err(ProbeError::SizeMismatch { declared_width: 1920, declared_height: 1080, coded_width: 64, coded_height: 48 }),
+                    "{name}"
+                ),
+                _ => {
                     let facts = result.unwrap_or_else(|e| panic!("{name}: {e}"));
-                    assert_eq!((facts.width, facts.height, facts.codec.as_str()), (48, 64, "avc1"), "{name}");
-                    assert_eq!((facts.duration, facts.frame_rate), (Duration::from_secs(1), Some(25.0)), "{name}");
+                    let expected = match name.as_str() {
+                        "fragmented.mp4" => (48, 64, "avc1"),
+                        "fragmented-audio.mp4" | "quicktime-wide-first.mov" => (64, 48, "avc1"),
+                        "h264-444-interlaced.mp4" => (72, 40, "avc1"),
+                        "hevc-window.mp4" => (66, 50, "hvc1"),
+                        "hevc-hev1-sublayers.mp4" => (64, 48, "hev1"),
+                        "mpeg4.mp4" => (64, 48, "mp4v"),
+                        _ => panic!("{name}: a seed this test does not know"),
+                    };
+                    assert_eq!((facts.width, facts.height, facts.codec.as_str()), expected, "{name}");
+                    // 25 frames in 1 s (ffmpeg stretched the last frame of the
+                    // fragmented one with audio to the audio's end: ffprobe reads
+                    // 1.023281 s too).
+                    let seconds = if name == "fragmented-audio.mp4" { 1.023_281_25 } else { 1.0 };
+                    assert!((facts.duration.as_secs_f64() - seconds).abs() < 1e-6, "{name}: {facts:?}");
+                    assert!((facts.frame_rate.unwrap() * seconds - 25.0).abs() < 1e-6, "{name}: {facts:?}");
                 }
-                _ => {}
             }
             fuzz_one(&bytes);
         }
+    }
+
+    /// The parameter sets of real encoders, damaged a byte at a time.
+    #[test]
+    fn every_flipped_byte_of_the_seeds_decoder_configurations_passes_the_fuzz_checks() {
+        let mut configs = 0;
+        for (_, whole) in files("seeds/probe") {
+            for kind in [b"avcC", b"hvcC"] {
+                let Some(at) = whole.windows(4).position(|w| w == kind) else { continue };
+                configs += 1;
+                let size = usize::try_from(u32::from_be_bytes(whole[at - 4..at].try_into().unwrap())).unwrap();
+                for byte in at + 4..at - 4 + size {
+                    for value in [0u8, 1, 0x7f, 0xff, whole[byte] ^ 1] {
+                        let mut bytes = whole.clone();
+                        bytes[byte] = value;
+                        fuzz_one(&bytes);
+                    }
+                }
+            }
+        }
+        assert!(configs >= 9, "{configs} decoder configurations in the seeds");
     }
 
     #[test]
