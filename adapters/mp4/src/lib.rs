@@ -1,14 +1,35 @@
-//! A small, strict MP4 (ISO base media) box parser: enough to read what the
-//! upload rules need from a file's own bytes, never from its name. It reads
-//! box headers and the `moov` box only (a few kilobytes for a short video),
-//! checks that every box fits in the file and that the video samples the
-//! index points to are really there, so a truncated file or one that claims
-//! more than it holds is refused.
+//! A small, strict MP4 (ISO base media) and QuickTime box parser: enough to
+//! read what the upload rules need from a file's own bytes, never from its
+//! name, and to refuse a file whose parts disagree. It reads:
 //!
-//! It is a crate of its own, with no I/O dependency, so that its fuzz target
-//! (`fuzz/`, `make fuzz`) builds in seconds. [`parse`] works on any
-//! `Read + Seek`; the `VideoProbe` adapter around it, [`Mp4BoxProbe`], comes
-//! with the `probe` feature.
+//! - the top-level box headers, each of which must fit in the file; the file
+//!   starts with `ftyp`, or, for a QuickTime movie without one, with `wide`,
+//!   `free`, `skip`, `mdat` or `moov`;
+//! - the `moov` box (a few kilobytes for a short video; at most
+//!   [`MAX_MOOV_BYTES`]): the first video track's timescale, its sample
+//!   table's timing (the duration is what the samples add up to, not what a
+//!   header claims) and where its samples lie, which must be inside the file,
+//!   so a truncated file or one that claims more than it holds is refused;
+//! - the `moof` boxes of a fragmented file (within the same budget in all):
+//!   the samples, durations and data of each track fragment's runs, with the
+//!   `tfhd` and `mvex`/`trex` defaults, added to the `moov`'s; their data
+//!   must be inside the file too;
+//! - the frame size from the coded stream itself, as the upload rules want
+//!   (docs/video-rules.md): for H.264 (`avc1`, `avc3`) the first sequence
+//!   parameter set of the sample entry's `avcC`, for HEVC (`hvc1`, `hev1`)
+//!   the first base-layer one of its `hvcC`, cropped by their frame cropping
+//!   or conformance window. The sample entry must state exactly that size,
+//!   else [`ProbeError::SizeMismatch`]: a 640x360 stream whose container
+//!   claims 1920x1080 is not accepted as 1080p. Without those parameter sets,
+//!   or with ones that do not read, the file is not valid. Other codecs keep
+//!   the entry's size and fourcc, for the upload rules to refuse by name.
+//!
+//! Every size, count and loop is bounded by the bytes that hold it and read
+//! with checked arithmetic: the parser is fuzzed (`fuzz/`, `make fuzz`).
+//! It is a crate of its own, with no I/O dependency, so that the fuzz target
+//! builds in seconds. [`parse`] works on any `Read + Seek`; the
+//! `VideoProbe` adapter around it, [`Mp4BoxProbe`], comes with the `probe`
+//! feature.
 
 mod avc;
 mod bits;
@@ -25,7 +46,8 @@ use std::time::Duration;
 use anb_domain::ProbedVideo;
 use anb_domain::ports::ProbeError;
 
-/// Largest `moov` box read into memory. A 60 s video's index is far smaller.
+/// Largest `moov` box read into memory, and most bytes of `moof` boxes read
+/// in all. A 60 s video's index is far smaller.
 pub const MAX_MOOV_BYTES: u64 = 16 * 1024 * 1024;
 
 fn bad(why: impl Into<String>) -> ProbeError {
@@ -45,8 +67,9 @@ struct BoxHeader {
 /// # Errors
 /// [`ProbeError::NotMp4`] when the bytes are not a well-formed MP4 (no
 /// leading `ftyp`, or `wide`, `free`, `skip`, `mdat` or `moov` box for a
-/// QuickTime movie without one, a box past the end, no `moov`, index pointing outside the
-/// file, an H.264 or HEVC track without parameter sets that read),
+/// QuickTime movie without one, a box past the end, no `moov`, an index or
+/// fragment pointing outside the file, an H.264 or HEVC track without
+/// parameter sets that read),
 /// [`ProbeError::NoVideoTrack`] when no track is video,
 /// [`ProbeError::SizeMismatch`] when the sample entry states another frame
 /// size than the stream codes.

@@ -1,5 +1,8 @@
-//! Contract test of the `VideoProbe` port on `Mp4BoxProbe`, with files a real
-//! muxer wrote (GStreamer's mp4mux, audio included).
+//! Contract test of the `VideoProbe` port on `Mp4BoxProbe`, with files real
+//! muxers wrote: GStreamer's mp4mux (audio included) and ffmpeg's mp4 and mov
+//! muxers (H.264 and HEVC in many coding variants, fragmented files,
+//! QuickTime movies, MPEG-4 Part 2), some of them altered byte by byte to
+//! state a frame size their stream does not code or to lose their data.
 
 use anb_domain::ProbedVideo;
 use anb_domain::ports::{ProbeError, VideoProbe};
