@@ -1,15 +1,40 @@
-//! A small, strict MP4 (ISO base media) box parser: enough to read what the
-//! upload rules need from a file's own bytes, never from its name. It reads
-//! box headers and the `moov` box only (a few kilobytes for a short video),
-//! checks that every box fits in the file and that the video samples the
-//! index points to are really there, so a truncated file or one that claims
-//! more than it holds is refused.
+//! A small, strict MP4 (ISO base media) and QuickTime box parser: enough to
+//! read what the upload rules need from a file's own bytes, never from its
+//! name, and to refuse a file whose parts disagree. It reads:
 //!
-//! It is a crate of its own, with no I/O dependency, so that its fuzz target
-//! (`fuzz/`, `make fuzz`) builds in seconds. [`parse`] works on any
-//! `Read + Seek`; the `VideoProbe` adapter around it, [`Mp4BoxProbe`], comes
-//! with the `probe` feature.
+//! - the top-level box headers, each of which must fit in the file; the file
+//!   starts with `ftyp`, or, for a QuickTime movie without one, with `wide`,
+//!   `free`, `skip`, `mdat` or `moov`;
+//! - the `moov` box (a few kilobytes for a short video; at most
+//!   [`MAX_MOOV_BYTES`]): the first video track's timescale, its sample
+//!   table's timing (the duration is what the samples add up to, not what a
+//!   header claims) and where its samples lie, which must be inside the file,
+//!   so a truncated file or one that claims more than it holds is refused;
+//! - the `moof` boxes of a fragmented file (within the same budget in all):
+//!   the samples, durations and data of each track fragment's runs, with the
+//!   `tfhd` and `mvex`/`trex` defaults, added to the `moov`'s; their data
+//!   must be inside the file too;
+//! - the frame size from the coded stream itself, as the upload rules want
+//!   (docs/video-rules.md): for H.264 (`avc1`, `avc3`) the first sequence
+//!   parameter set of the sample entry's `avcC`, for HEVC (`hvc1`, `hev1`)
+//!   the first base-layer one of its `hvcC`, cropped by their frame cropping
+//!   or conformance window. The sample entry must state exactly that size,
+//!   else [`ProbeError::SizeMismatch`]: a 640x360 stream whose container
+//!   claims 1920x1080 is not accepted as 1080p. Without those parameter sets,
+//!   or with ones that do not read, the file is not valid. Other codecs keep
+//!   the entry's size and fourcc, for the upload rules to refuse by name.
+//!
+//! Every size, count and loop is bounded by the bytes that hold it and read
+//! with checked arithmetic: the parser is fuzzed (`fuzz/`, `make fuzz`).
+//! It is a crate of its own, with no I/O dependency, so that the fuzz target
+//! builds in seconds. [`parse`] works on any `Read + Seek`; the
+//! `VideoProbe` adapter around it, [`Mp4BoxProbe`], comes with the `probe`
+//! feature.
 
+mod avc;
+mod bits;
+mod fragments;
+mod hevc;
 #[cfg(feature = "probe")]
 mod probe;
 #[cfg(feature = "probe")]
@@ -21,7 +46,8 @@ use std::time::Duration;
 use anb_domain::ProbedVideo;
 use anb_domain::ports::ProbeError;
 
-/// Largest `moov` box read into memory. A 60 s video's index is far smaller.
+/// Largest `moov` box read into memory, and most bytes of `moof` boxes read
+/// in all. A 60 s video's index is far smaller.
 pub const MAX_MOOV_BYTES: u64 = 16 * 1024 * 1024;
 
 fn bad(why: impl Into<String>) -> ProbeError {
@@ -40,32 +66,52 @@ struct BoxHeader {
 ///
 /// # Errors
 /// [`ProbeError::NotMp4`] when the bytes are not a well-formed MP4 (no
-/// leading `ftyp`, a box past the end, no `moov`, index pointing outside the
-/// file), [`ProbeError::NoVideoTrack`] when no track is video.
+/// leading `ftyp`, or `wide`, `free`, `skip`, `mdat` or `moov` box for a
+/// QuickTime movie without one, a box past the end, no `moov`, an index or
+/// fragment pointing outside the file, an H.264 or HEVC track without
+/// parameter sets that read),
+/// [`ProbeError::NoVideoTrack`] when no track is video,
+/// [`ProbeError::SizeMismatch`] when the sample entry states another frame
+/// size than the stream codes.
 pub fn parse<R: Read + Seek>(mut reader: R) -> Result<ProbedVideo, ProbeError> {
     let len = reader.seek(SeekFrom::End(0)).map_err(|e| bad(e.to_string()))?;
     reader.seek(SeekFrom::Start(0)).map_err(|e| bad(e.to_string()))?;
     let mut pos = 0;
     let mut moov = None;
+    // Each moof box's position and body; read within one budget in all.
+    let mut moofs = Vec::new();
+    let mut moof_bytes = 0u64;
     let mut first = true;
     while pos < len {
         let header = read_header(&mut reader, pos, len)?;
-        if first && &header.kind != b"ftyp" {
-            return Err(bad("the file does not start with an ftyp box"));
+        // QuickTime movies older than the ISO format have no ftyp: they
+        // start with their data or index, or a padding box before them.
+        if first && !matches!(&header.kind, b"ftyp" | b"wide" | b"free" | b"skip" | b"mdat" | b"moov") {
+            return Err(bad("the file starts with neither an ftyp box nor a QuickTime movie's first box"));
         }
         first = false;
-        if &header.kind == b"moov" {
-            if moov.is_some() {
-                return Err(bad("two moov boxes"));
+        match &header.kind {
+            b"moov" => {
+                if moov.is_some() {
+                    return Err(bad("two moov boxes"));
+                }
+                let size = header.end - header.body_start;
+                if size > MAX_MOOV_BYTES {
+                    return Err(bad(format!("moov box of {size} bytes is larger than allowed")));
+                }
+                moov = Some(read_body(&mut reader, header, "moov")?);
             }
-            let size = header.end - header.body_start;
-            if size > MAX_MOOV_BYTES {
-                return Err(bad(format!("moov box of {size} bytes is larger than allowed")));
+            b"moof" => {
+                if moov.is_none() {
+                    return Err(bad("a moof box before the moov"));
+                }
+                moof_bytes = moof_bytes.saturating_add(header.end - header.body_start);
+                if moof_bytes > MAX_MOOV_BYTES {
+                    return Err(bad(format!("the moof boxes hold more than {MAX_MOOV_BYTES} bytes")));
+                }
+                moofs.push((pos, read_body(&mut reader, header, "moof")?));
             }
-            let mut body = vec![0; usize::try_from(size).map_err(|_| bad("moov too large"))?];
-            reader.seek(SeekFrom::Start(header.body_start)).map_err(|e| bad(e.to_string()))?;
-            reader.read_exact(&mut body).map_err(|_| bad("truncated moov box"))?;
-            moov = Some(body);
+            _ => {}
         }
         pos = header.end;
         reader.seek(SeekFrom::Start(pos)).map_err(|e| bad(e.to_string()))?;
@@ -75,10 +121,45 @@ pub fn parse<R: Read + Seek>(mut reader: R) -> Result<ProbedVideo, ProbeError> {
     }
     let moov = moov.ok_or_else(|| bad("no moov box"))?;
     let track = video_track(&moov)?;
-    if track.data_end > len {
-        return Err(bad(format!("samples end at byte {} but the file has {len}", track.data_end)));
+    let (mut frames, mut ticks, mut data_end) = (track.frames, track.ticks, track.data_end);
+    if !moofs.is_empty() {
+        let defaults = fragments::track_defaults(&moov)?;
+        for (start, moof) in &moofs {
+            let fragment = fragments::read(*start, moof, track.id, &defaults)?;
+            frames = frames.saturating_add(fragment.samples);
+            ticks = ticks.saturating_add(fragment.ticks);
+            data_end = data_end.max(fragment.data_end);
+        }
     }
-    Ok(track.facts)
+    if data_end > len {
+        return Err(bad(format!("samples end at byte {data_end}, past the end of the file ({len} bytes)")));
+    }
+    let ((width, height), declared) = (track.coded.unwrap_or(track.declared), track.declared);
+    if (width, height) != declared {
+        return Err(ProbeError::SizeMismatch {
+            declared_width: declared.0,
+            declared_height: declared.1,
+            coded_width: width,
+            coded_height: height,
+        });
+    }
+    let seconds = ticks as f64 / f64::from(track.timescale);
+    Ok(ProbedVideo {
+        duration: Duration::try_from_secs_f64(seconds).map_err(|_| bad("invalid duration"))?,
+        width,
+        height,
+        codec: track.codec,
+        frame_rate: (seconds > 0.0 && frames > 0).then(|| frames as f64 / seconds),
+    })
+}
+
+/// Reads the body of a box (at most [`MAX_MOOV_BYTES`], checked by the caller).
+fn read_body<R: Read + Seek>(reader: &mut R, header: BoxHeader, what: &str) -> Result<Vec<u8>, ProbeError> {
+    let size = header.end - header.body_start;
+    let mut body = vec![0; usize::try_from(size).map_err(|_| bad(format!("{what} too large")))?];
+    reader.seek(SeekFrom::Start(header.body_start)).map_err(|e| bad(e.to_string()))?;
+    reader.read_exact(&mut body).map_err(|_| bad(format!("truncated {what} box")))?;
+    Ok(body)
 }
 
 fn read_header<R: Read + Seek>(reader: &mut R, pos: u64, limit: u64) -> Result<BoxHeader, ProbeError> {
@@ -155,9 +236,21 @@ fn be_u64(b: &[u8], at: usize) -> Result<u64, ProbeError> {
 }
 
 struct Track {
-    facts: ProbedVideo,
+    /// The track_ID of its `tkhd`, which its fragments name.
+    id: Option<u32>,
+    /// The sample entry type.
+    codec: String,
+    /// Ticks a second of the media's time.
+    timescale: u32,
+    /// The samples of the `moov`'s sample table and their total duration.
+    frames: u64,
+    ticks: u64,
     /// One past the last byte of sample data the index points to.
     data_end: u64,
+    /// The frame size the sample entry states.
+    declared: (u32, u32),
+    /// The (cropped) frame size the stream's parameter sets code.
+    coded: Option<(u32, u32)>,
 }
 
 fn video_track(moov: &[u8]) -> Result<Track, ProbeError> {
@@ -170,12 +263,24 @@ fn video_track(moov: &[u8]) -> Result<Track, ProbeError> {
         if hdlr.get(8..12) != Some(b"vide") {
             continue;
         }
-        return read_video_track(mdia);
+        // Only fragments need the track's ID: read it without failing here.
+        let id = child(trak, b"tkhd")?.and_then(|tkhd| track_id(tkhd).ok());
+        return read_video_track(id, mdia);
     }
     Err(ProbeError::NoVideoTrack)
 }
 
-fn read_video_track(mdia: &[u8]) -> Result<Track, ProbeError> {
+/// The track_ID of a `tkhd` body (after the creation and modification
+/// times, 32 or 64-bit by version).
+fn track_id(tkhd: &[u8]) -> Result<u32, ProbeError> {
+    match tkhd.first() {
+        Some(0) => be_u32(tkhd, 12),
+        Some(1) => be_u32(tkhd, 20),
+        _ => Err(bad("unknown tkhd version")),
+    }
+}
+
+fn read_video_track(id: Option<u32>, mdia: &[u8]) -> Result<Track, ProbeError> {
     let mdhd = require(mdia, b"mdhd")?;
     let (timescale, duration) = match mdhd.first() {
         Some(1) => (be_u32(mdhd, 20)?, be_u64(mdhd, 24)?),
@@ -191,18 +296,18 @@ fn read_video_track(mdia: &[u8]) -> Result<Track, ProbeError> {
     if be_u32(stsd, 4)? == 0 {
         return Err(bad("no sample description"));
     }
-    let entry = stsd.get(8..).ok_or_else(|| bad("stsd too short"))?;
-    let fourcc = entry.get(4..8).ok_or_else(|| bad("stsd entry too short"))?;
+    let fourcc = stsd.get(12..16).ok_or_else(|| bad("stsd entry too short"))?;
     // A sample entry type is a printable four-character code; anything else
     // would reach error messages and the database as garbage (found by fuzzing).
     if !fourcc.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b' ' | b'.' | b'-' | b'_')) {
         return Err(bad("invalid sample entry type"));
     }
     let codec = String::from_utf8_lossy(fourcc).into_owned();
-    // VisualSampleEntry: 8 header, 6 reserved, 2 index, 16 pre-defined, then width, height.
-    let width = u32::from(be_u16(entry, 32)?);
-    let height = u32::from(be_u16(entry, 34)?);
-
+    let (_, entry) = *children(stsd.get(8..).ok_or_else(|| bad("stsd too short"))?)?.first().ok_or_else(|| bad("no sample description"))?;
+    // VisualSampleEntry (and QuickTime's video sample description): 6
+    // reserved, 2 index, 16 pre-defined, then width, height.
+    let declared = (u32::from(be_u16(entry, 24)?), u32::from(be_u16(entry, 26)?));
+    let coded = coded_size(&codec, entry)?;
     // The duration is what the samples add up to, not what the header says:
     // a file whose mdhd claims 60 s over 2 s of frames is a 2 s file.
     let stts = require(stbl, b"stts")?;
@@ -220,19 +325,33 @@ fn read_video_track(mdia: &[u8]) -> Result<Track, ProbeError> {
     if ticks.abs_diff(duration) > u64::from(timescale) {
         tracing::debug!(declared = duration, samples = ticks, timescale, "mdhd duration differs from the samples'");
     }
+    Ok(Track { id, codec, timescale, frames, ticks, data_end: sample_data_end(stbl)?, declared, coded })
+}
 
-    let seconds = ticks as f64 / f64::from(timescale);
-    let data_end = sample_data_end(stbl)?;
-    Ok(Track {
-        facts: ProbedVideo {
-            duration: Duration::try_from_secs_f64(seconds).map_err(|_| bad("invalid duration"))?,
-            width,
-            height,
-            codec,
-            frame_rate: (seconds > 0.0 && frames > 0).then(|| frames as f64 / seconds),
-        },
-        data_end,
-    })
+/// Where a visual sample entry's boxes start: after its 78 bytes of fields.
+const VISUAL_ENTRY_FIELDS: usize = 78;
+
+/// Reads the coded frame size from a decoder configuration box's body.
+type SizeReader = fn(&[u8]) -> Result<(u32, u32), bits::BitsError>;
+
+/// The frame size the stream's own parameter sets code, for the codecs
+/// whose sample entry must carry them (H.264, HEVC); `None` for others.
+fn coded_size(codec: &str, entry: &[u8]) -> Result<Option<(u32, u32)>, ProbeError> {
+    let (config, name, read): (_, _, SizeReader) = match codec {
+        "avc1" | "avc3" => (b"avcC", "H.264", |avcc| avc::sps_size(avc::config_sps(avcc)?)),
+        "hvc1" | "hev1" => (b"hvcC", "HEVC", |hvcc| hevc::sps_size(hevc::config_sps(hvcc)?)),
+        _ => return Ok(None),
+    };
+    let boxes = entry.get(VISUAL_ENTRY_FIELDS..).ok_or_else(|| bad(format!("{codec} sample entry too short")))?;
+    // QuickTime may end a list of boxes with a 32-bit zero.
+    let boxes = match boxes {
+        [rest @ .., 0, 0, 0, 0] if children(boxes).is_err() => rest,
+        _ => boxes,
+    };
+    let config_name = String::from_utf8_lossy(config);
+    let body = child(boxes, config)?
+        .ok_or_else(|| bad(format!("the {codec} sample entry has no {config_name} box (the stream's parameter sets)")))?;
+    read(body).map(Some).map_err(|why| bad(format!("the {name} SPS in the {config_name} box does not read: {why}")))
 }
 
 /// The end of the last chunk: the largest chunk offset plus the sizes of the
@@ -272,9 +391,39 @@ mod tests {
         out
     }
 
-    /// A minimal MP4 whose video track lasts `seconds` at `w`x`h`, with one
-    /// chunk at `chunk_offset` of one 100-byte sample.
+    /// An AVCDecoderConfigurationRecord with the SPS of a `w`x`h` stream.
+    fn avcc(w: u16, h: u16) -> Vec<u8> {
+        let sps = avc::tests::sps(&avc::tests::Sps::progressive(u32::from(w), u32::from(h)));
+        let mut out = vec![1, 100, 0, 40, 0xff, 0xe1];
+        out.extend_from_slice(&u16::try_from(sps.len()).unwrap().to_be_bytes());
+        out.extend(sps);
+        out.extend_from_slice(&[1, 0, 4, 0x68, 0xee, 0x3c, 0x80]);
+        out
+    }
+
+    /// An HEVCDecoderConfigurationRecord with the SPS of a `w`x`h` stream.
+    fn hvcc(w: u16, h: u16) -> Vec<u8> {
+        let sps = hevc::tests::sps(&hevc::tests::Sps::new(u64::from(w), u64::from(h)));
+        hevc::tests::hvcc(&[(32, vec![vec![0x40, 0x01, 0x0c, 0x01]]), (33, vec![sps]), (34, vec![vec![0x44, 0x01, 0xc0, 0x73]])])
+    }
+
+    /// A minimal MP4 whose H.264 video track lasts `seconds` at `w`x`h`,
+    /// with one chunk at `chunk_offset` of one 100-byte sample.
     fn mp4(seconds: u32, w: u16, h: u16, handler: &[u8; 4], chunk_offset: u32) -> Vec<u8> {
+        let config = (w > 0 && h > 0).then(|| boxed(b"avcC", &avcc(w, h)));
+        mp4_of(b"avc1", config, seconds, w, h, handler, chunk_offset)
+    }
+
+    /// [`mp4`] with a sample entry of type `fourcc` holding `config`.
+    fn mp4_of(fourcc: &[u8; 4], config: Option<Vec<u8>>, seconds: u32, w: u16, h: u16, handler: &[u8; 4], chunk_offset: u32) -> Vec<u8> {
+        let moov = boxed(b"moov", &trak(fourcc, config, seconds, w, h, handler, chunk_offset));
+        [boxed(b"ftyp", b"isom\0\0\0\0isomavc1"), moov, boxed(b"mdat", &[7; 2000])].concat()
+    }
+
+    /// The `trak` (track 1) of [`mp4_of`].
+    fn trak(fourcc: &[u8; 4], config: Option<Vec<u8>>, seconds: u32, w: u16, h: u16, handler: &[u8; 4], chunk_offset: u32) -> Vec<u8> {
+        let mut tkhd = vec![0u8; 84];
+        tkhd[12..16].copy_from_slice(&1u32.to_be_bytes());
         let mut mdhd = vec![0u8; 12];
         mdhd.extend_from_slice(&1000u32.to_be_bytes());
         mdhd.extend_from_slice(&(seconds * 1000).to_be_bytes());
@@ -286,8 +435,9 @@ mod tests {
         entry.extend_from_slice(&w.to_be_bytes());
         entry.extend_from_slice(&h.to_be_bytes());
         entry.extend_from_slice(&[0; 50]);
+        entry.extend(config.into_iter().flatten());
         let mut stsd = vec![0, 0, 0, 0, 0, 0, 0, 1];
-        stsd.extend(boxed(b"avc1", &entry));
+        stsd.extend(boxed(fourcc, &entry));
         // 25 frames a second of 40 ms (timescale 1000), one byte each.
         let mut stts = vec![0, 0, 0, 0, 0, 0, 0, 1];
         stts.extend_from_slice(&(seconds * 25).to_be_bytes());
@@ -297,8 +447,7 @@ mod tests {
         let stbl = [boxed(b"stsd", &stsd), boxed(b"stts", &stts), boxed(b"stsz", &stsz), boxed(b"stco", &stco)].concat();
         let minf = boxed(b"minf", &boxed(b"stbl", &stbl));
         let mdia = boxed(b"mdia", &[boxed(b"mdhd", &mdhd), boxed(b"hdlr", &hdlr), minf].concat());
-        let moov = boxed(b"moov", &boxed(b"trak", &mdia));
-        [boxed(b"ftyp", b"isom\0\0\0\0isomavc1"), moov, boxed(b"mdat", &[7; 2000])].concat()
+        boxed(b"trak", &[boxed(b"tkhd", &tkhd), mdia].concat())
     }
 
     #[test]
@@ -335,11 +484,66 @@ mod tests {
     }
 
     #[test]
+    fn quicktime_movies_may_start_without_an_ftyp() {
+        let whole = mp4(40, 1920, 1080, b"vide", 300);
+        let ftyp = usize::from(whole[3]);
+        for first in [b"wide", b"free", b"skip"] {
+            // The padding box in the ftyp's place: the offsets stay right.
+            let mut bytes = whole.clone();
+            bytes[4..8].copy_from_slice(first);
+            assert_eq!(parse(Cursor::new(bytes)).unwrap().duration, Duration::from_secs(40), "{first:?}");
+        }
+        // The moov first, then its data.
+        let mut bytes = mp4(40, 1920, 1080, b"vide", 300).split_off(ftyp);
+        let at = bytes.windows(4).position(|w| w == b"stco").unwrap() + 12;
+        bytes[at..at + 4].copy_from_slice(&(300 - u32::try_from(ftyp).unwrap()).to_be_bytes());
+        assert_eq!(parse(Cursor::new(bytes)).unwrap().duration, Duration::from_secs(40));
+
+        // But not any first box, nor a padding box before nothing.
+        let mut other = whole.clone();
+        other[4..8].copy_from_slice(b"junk");
+        assert!(matches!(parse(Cursor::new(other)), Err(ProbeError::NotMp4(why)) if why.contains("starts with neither")));
+        for bytes in [boxed(b"wide", &[]), [boxed(b"free", &[0; 8]), boxed(b"mdat", &[0; 100])].concat()] {
+            assert!(matches!(parse(Cursor::new(bytes)), Err(ProbeError::NotMp4(why)) if why.contains("no moov")));
+        }
+        let mut garbage = boxed(b"skip", &[0; 8]);
+        garbage.extend_from_slice(b"this is not a box at all");
+        assert!(matches!(parse(Cursor::new(garbage)), Err(ProbeError::NotMp4(_))));
+    }
+
+    #[test]
     fn refuses_a_sample_entry_type_that_is_not_printable() {
         let mut bytes = mp4(40, 1920, 1080, b"vide", 300);
         let at = bytes.windows(4).rposition(|w| w == b"avc1").unwrap();
         bytes[at..at + 4].copy_from_slice(b"\xffa\x001");
         assert!(matches!(parse(Cursor::new(bytes)), Err(ProbeError::NotMp4(why)) if why.contains("sample entry type")));
+    }
+
+    #[test]
+    fn the_frame_size_is_the_streams_and_the_entry_must_state_it() {
+        let whole = mp4(40, 640, 360, b"vide", 300);
+        let entry = whole.windows(4).rposition(|w| w == b"avc1").unwrap();
+        let claiming = |w: u16, h: u16| {
+            let mut bytes = whole.clone();
+            bytes[entry + 28..entry + 32].copy_from_slice(&[w.to_be_bytes(), h.to_be_bytes()].concat());
+            parse(Cursor::new(bytes))
+        };
+        assert_eq!((parse(Cursor::new(&whole)).unwrap().width, parse(Cursor::new(&whole)).unwrap().height), (640, 360));
+        let mismatch = |w, h| ProbeError::SizeMismatch { declared_width: w, declared_height: h, coded_width: 640, coded_height: 360 };
+        assert_eq!(claiming(1920, 1080), Err(mismatch(1920, 1080)));
+        // The uncropped size (368 rows coded) is not the picture either.
+        assert_eq!(claiming(640, 368), Err(mismatch(640, 368)));
+
+        // Other codecs keep the entry's size: the upload rules refuse them by name.
+        let mut mp4v = whole.clone();
+        mp4v[entry..entry + 4].copy_from_slice(b"mp4v");
+        let facts = parse(Cursor::new(mp4v)).unwrap();
+        assert_eq!((facts.codec.as_str(), facts.width, facts.height), ("mp4v", 640, 360));
+
+        let mut no_avcc = whole.clone();
+        let avcc = no_avcc.windows(4).position(|w| w == b"avcC").unwrap();
+        no_avcc[avcc..avcc + 4].copy_from_slice(b"free");
+        assert!(matches!(parse(Cursor::new(no_avcc)), Err(ProbeError::NotMp4(why)) if why.contains("no avcC box")));
     }
 
     #[test]
@@ -368,16 +572,183 @@ mod tests {
     }
 
     #[test]
-    fn every_prefix_and_every_flipped_byte_passes_the_fuzz_checks() {
-        let whole = mp4(40, 1920, 1080, b"vide", 300);
-        for cut in 0..whole.len() {
-            fuzz_one(&whole[..cut]);
+    fn an_hevc_track_reads_its_size_from_the_hvcc() {
+        let hevc = |w, h, config: Option<Vec<u8>>| parse(Cursor::new(mp4_of(b"hvc1", config, 30, w, h, b"vide", 300)));
+        let facts = hevc(1080, 1920, Some(boxed(b"hvcC", &hvcc(1080, 1920)))).unwrap();
+        assert_eq!((facts.codec.as_str(), facts.width, facts.height), ("hvc1", 1080, 1920));
+        assert_eq!(
+            hevc(1920, 1080, Some(boxed(b"hvcC", &hvcc(640, 360)))),
+            Err(ProbeError::SizeMismatch { declared_width: 1920, declared_height: 1080, coded_width: 640, coded_height: 360 })
+        );
+        assert!(matches!(hevc(1920, 1080, None), Err(ProbeError::NotMp4(why)) if why.contains("no hvcC box")));
+        // An avcC is not what an HEVC entry needs.
+        assert!(matches!(hevc(1920, 1080, Some(boxed(b"avcC", &avcc(1920, 1080)))), Err(ProbeError::NotMp4(_))));
+        let broken = boxed(b"hvcC", &hvcc(1920, 1080)[..40]);
+        assert!(matches!(hevc(1920, 1080, Some(broken)), Err(ProbeError::NotMp4(why)) if why.contains("HEVC SPS")));
+    }
+
+    #[test]
+    fn a_quicktime_entry_may_end_its_boxes_with_a_zero() {
+        let config = [boxed(b"avcC", &avcc(1920, 1080)), vec![0; 4]].concat();
+        let facts = parse(Cursor::new(mp4_of(b"avc1", Some(config), 30, 1920, 1080, b"vide", 300))).unwrap();
+        assert_eq!((facts.width, facts.height), (1920, 1080));
+    }
+
+    /// A `tfhd` of `track` with `flags` and the optional fields they say,
+    /// in order (the base data offset, when there, as 64 bits).
+    fn tfhd(flags: u32, track: u32, fields: &[u64]) -> Vec<u8> {
+        let mut body = [flags.to_be_bytes(), track.to_be_bytes()].concat();
+        for (i, &field) in fields.iter().enumerate() {
+            if i == 0 && flags & 1 != 0 {
+                body.extend_from_slice(&field.to_be_bytes());
+            } else {
+                body.extend_from_slice(&u32::try_from(field).unwrap().to_be_bytes());
+            }
         }
-        for at in 0..whole.len() {
-            for value in [0u8, 1, 0x7f, 0xff] {
-                let mut bytes = whole.clone();
-                bytes[at] = value;
-                fuzz_one(&bytes);
+        boxed(b"tfhd", &body)
+    }
+
+    /// A `trun` of `count` samples with `flags`, its data offset when there,
+    /// and `records` (every sample's fields the flags say, flattened).
+    fn trun(flags: u32, count: u32, data_offset: Option<i32>, records: &[u32]) -> Vec<u8> {
+        let mut body = [flags.to_be_bytes(), count.to_be_bytes()].concat();
+        body.extend(data_offset.map(i32::to_be_bytes).into_iter().flatten());
+        body.extend(records.iter().flat_map(|r| r.to_be_bytes()));
+        boxed(b"trun", &body)
+    }
+
+    fn trex(track: u32, duration: u32, size: u32) -> Vec<u8> {
+        boxed(b"trex", &[[0; 4], track.to_be_bytes(), 1u32.to_be_bytes(), duration.to_be_bytes(), size.to_be_bytes(), [0; 4]].concat())
+    }
+
+    /// A fragmented MP4: 2 s (50 samples) in the moov's own table, then
+    /// - a moof whose video traf (tfhd defaults, based on the moof) adds 50
+    ///   samples of 40 ms and 10 bytes in one run;
+    /// - a moof with an audio traf (3 samples of 100 bytes, based on the
+    ///   moof as the first traf) then a video traf based where the audio's
+    ///   data ends, of two runs: 25 samples with their own durations and
+    ///   sizes, then 25 with the trex's defaults, following on;
+    ///
+    /// each with its mdat: 6 s, 150 frames. `mvex` holds the trex boxes; the
+    /// last mdat is `short` bytes shorter than its runs need.
+    fn fragmented(mvex: &[u8], short: usize) -> Vec<u8> {
+        let video = trak(b"avc1", Some(boxed(b"avcC", &avcc(1920, 1080))), 2, 1920, 1080, b"vide", 0);
+        let mut bytes = [boxed(b"ftyp", b"iso6\0\0\0\0iso6"), boxed(b"moov", &[video, boxed(b"mvex", mvex)].concat())].concat();
+
+        let traf = |tfhd: Vec<u8>, truns: &[Vec<u8>]| boxed(b"traf", &[tfhd, truns.concat()].concat());
+        // The moofs' sizes do not depend on the data offsets in them.
+        let first = |offset| boxed(b"moof", &traf(tfhd(0x02_0018, 1, &[40, 10]), &[trun(1, 50, Some(offset), &[])]));
+        let offset = i32::try_from(first(0).len() + 8).unwrap();
+        bytes.extend(first(offset));
+        bytes.extend(boxed(b"mdat", &[1; 500]));
+
+        let records: Vec<u32> = (0..25).flat_map(|_| [40, 10]).collect();
+        let second = |offset| {
+            let audio = traf(tfhd(0, 2, &[]), &[trun(0x201, 3, Some(offset), &[100, 100, 100])]);
+            let video = traf(tfhd(0, 1, &[]), &[trun(0x300, 25, None, &records), trun(0, 25, None, &[])]);
+            boxed(b"moof", &[audio, video].concat())
+        };
+        let offset = i32::try_from(second(0).len() + 8).unwrap();
+        bytes.extend(second(offset));
+        bytes.extend(boxed(b"mdat", &vec![2; 300 + 250 + 250 - short]));
+        bytes
+    }
+
+    fn mvex() -> Vec<u8> {
+        [trex(1, 40, 10), trex(2, 1024, 100)].concat()
+    }
+
+    #[test]
+    fn fragments_add_their_samples_to_the_moovs() {
+        let facts = parse(Cursor::new(fragmented(&mvex(), 0))).unwrap();
+        assert_eq!(facts.duration, Duration::from_secs(6));
+        assert!((facts.frame_rate.unwrap() - 25.0).abs() < 1e-9, "{facts:?}");
+        assert_eq!((facts.width, facts.height, facts.codec.as_str()), (1920, 1080, "avc1"));
+
+        // The runs' durations: the trex's default when nothing else says.
+        let slow = [trex(1, 80, 10), trex(2, 1024, 100)].concat();
+        assert_eq!(parse(Cursor::new(fragmented(&slow, 0))).unwrap().duration, Duration::from_secs(7));
+    }
+
+    #[test]
+    fn fragments_whose_data_is_not_in_the_file_are_refused() {
+        // One byte of the last run missing: every box still fits.
+        let short = fragmented(&mvex(), 1);
+        assert!(matches!(parse(Cursor::new(short)), Err(ProbeError::NotMp4(why)) if why.contains("past the end")));
+        // The trex's default size, 10 bytes, is what the last run's data needs.
+        let bigger = [trex(1, 40, 11), trex(2, 1024, 100)].concat();
+        assert!(matches!(parse(Cursor::new(fragmented(&bigger, 0))), Err(ProbeError::NotMp4(why)) if why.contains("past the end")));
+    }
+
+    #[test]
+    fn broken_fragments_are_refused() {
+        let whole = fragmented(&mvex(), 0);
+        let moof = whole.windows(4).position(|w| w == b"moof").unwrap() - 4;
+        let refused = |bytes: Vec<u8>, reason: &str| {
+            let result = parse(Cursor::new(bytes));
+            assert!(matches!(&result, Err(ProbeError::NotMp4(why)) if why.contains(reason)), "{reason}: {result:?}");
+        };
+        // A moof before the moov.
+        let moov = whole.windows(4).position(|w| w == b"moov").unwrap() - 4;
+        refused([&whole[..moov], &whole[moof..], &whole[moov..moof]].concat::<u8>(), "before the moov");
+        // No mvex, or no trex for a track that has fragments.
+        let mut no_mvex = whole.clone();
+        let mvex = no_mvex.windows(4).position(|w| w == b"mvex").unwrap();
+        no_mvex[mvex..mvex + 4].copy_from_slice(b"free");
+        refused(no_mvex, "no mvex");
+        refused(fragmented(&trex(1, 40, 10), 0), "track 2");
+        // A video trak without its tkhd.
+        let mut no_tkhd = whole.clone();
+        let tkhd = no_tkhd.windows(4).position(|w| w == b"tkhd").unwrap();
+        no_tkhd[tkhd..tkhd + 4].copy_from_slice(b"free");
+        refused(no_tkhd, "tkhd");
+        // A run claiming more sample records than its box holds.
+        let mut many = whole.clone();
+        let runs: Vec<usize> = many.windows(4).enumerate().filter(|(_, w)| w == b"trun").map(|(at, _)| at).collect();
+        let count = runs[runs.len() - 2] + 4 + 4; // the first video run of the second moof
+        many[count..count + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        refused(many, "does not fit");
+        // Data offsets before the start of the file, or past any file.
+        let mut before = whole.clone();
+        let offset = before.windows(4).position(|w| w == b"trun").unwrap() + 4 + 8;
+        before[offset..offset + 4].copy_from_slice(&(-100_000i32).to_be_bytes());
+        refused(before, "before the file");
+    }
+
+    #[test]
+    fn fragment_data_offsets_that_overflow_are_refused() {
+        // A tfhd base data offset at the end of the 64-bit range.
+        let video = trak(b"avc1", Some(boxed(b"avcC", &avcc(1920, 1080))), 2, 1920, 1080, b"vide", 0);
+        let moov = boxed(b"moov", &[video, boxed(b"mvex", &mvex())].concat());
+        let traf = boxed(b"traf", &[tfhd(1, 1, &[u64::MAX - 5]), trun(1, 50, Some(1), &[])].concat());
+        let bytes = [boxed(b"ftyp", b"iso6\0\0\0\0iso6"), moov, boxed(b"moof", &traf), boxed(b"mdat", &[0; 500])].concat();
+        assert!(matches!(parse(Cursor::new(bytes)), Err(ProbeError::NotMp4(why)) if why.contains("past any file")));
+    }
+
+    #[test]
+    fn the_moof_boxes_are_read_within_one_budget() {
+        let video = trak(b"avc1", Some(boxed(b"avcC", &avcc(1920, 1080))), 2, 1920, 1080, b"vide", 0);
+        let mut bytes = [boxed(b"ftyp", b"iso6\0\0\0\0iso6"), boxed(b"moov", &[video, boxed(b"mvex", &mvex())].concat())].concat();
+        let moof = boxed(b"moof", &vec![0; 1 << 20]);
+        for _ in 0..=MAX_MOOV_BYTES >> 20 {
+            bytes.extend_from_slice(&moof);
+        }
+        assert!(matches!(parse(Cursor::new(bytes)), Err(ProbeError::NotMp4(why)) if why.contains("moof boxes hold more")));
+    }
+
+    #[test]
+    fn every_prefix_and_every_flipped_byte_passes_the_fuzz_checks() {
+        let hevc = mp4_of(b"hvc1", Some(boxed(b"hvcC", &hvcc(1920, 1080))), 40, 1920, 1080, b"vide", 300);
+        for whole in [mp4(40, 1920, 1080, b"vide", 300), hevc, fragmented(&mvex(), 0)] {
+            for cut in 0..whole.len() {
+                fuzz_one(&whole[..cut]);
+            }
+            for at in 0..whole.len() {
+                for value in [0u8, 1, 0x7f, 0xff] {
+                    let mut bytes = whole.clone();
+                    bytes[at] = value;
+                    fuzz_one(&bytes);
+                }
             }
         }
     }
@@ -396,6 +767,10 @@ pub fn fuzz_one(data: &[u8]) {
         assert!(data.len() >= 16, "accepted {} bytes", data.len());
         assert!(facts.codec.len() == 4 && facts.codec.bytes().all(|b| b.is_ascii_graphic() || b == b' '), "codec {:?}", facts.codec);
         assert!(facts.frame_rate.is_none_or(|fps| fps.is_finite() && fps > 0.0), "frame rate {:?}", facts.frame_rate);
+        if matches!(facts.codec.as_str(), "avc1" | "avc3" | "hvc1" | "hev1") {
+            // A size the stream's parameter sets coded, which the entry agrees with.
+            assert!(facts.width > 0 && facts.height > 0 && facts.width.max(facts.height) <= 65_535, "{}x{}", facts.width, facts.height);
+        }
     }
 }
 
@@ -425,7 +800,7 @@ mod fuzz_corpus {
     #[test]
     fn seeds_parse_as_ffmpeg_wrote_them() {
         let seeds = files("seeds/probe");
-        assert!(seeds.len() >= 4, "the seed corpus is missing");
+        assert!(seeds.len() >= 11, "the seed corpus is missing");
         for (name, bytes) in seeds {
             let result = parse(Cursor::new(&bytes));
             match name.as_str() {
@@ -435,10 +810,54 @@ mod fuzz_corpus {
                     assert_eq!((facts.width, facts.height, facts.codec.as_str()), (64, 48, "avc1"), "{name}");
                     assert_eq!(facts.duration, Duration::from_secs(1), "{name}");
                 }
-                _ => {}
+                "size-mismatch.mp4" => assert_eq!(
+                    result,
+                    Err(ProbeError::SizeMismatch { declared_width: 1920, declared_height: 1080, coded_width: 64, coded_height: 48 }),
+                    "{name}"
+                ),
+                _ => {
+                    let facts = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+                    let expected = match name.as_str() {
+                        "fragmented.mp4" => (48, 64, "avc1"),
+                        "fragmented-audio.mp4" | "quicktime-wide-first.mov" => (64, 48, "avc1"),
+                        "h264-444-interlaced.mp4" => (72, 40, "avc1"),
+                        "hevc-window.mp4" => (66, 50, "hvc1"),
+                        "hevc-hev1-sublayers.mp4" => (64, 48, "hev1"),
+                        "mpeg4.mp4" => (64, 48, "mp4v"),
+                        _ => panic!("{name}: a seed this test does not know"),
+                    };
+                    assert_eq!((facts.width, facts.height, facts.codec.as_str()), expected, "{name}");
+                    // 25 frames in 1 s (ffmpeg stretched the last frame of the
+                    // fragmented one with audio to the audio's end: ffprobe reads
+                    // 1.023281 s too).
+                    let seconds = if name == "fragmented-audio.mp4" { 1.023_281_25 } else { 1.0 };
+                    assert!((facts.duration.as_secs_f64() - seconds).abs() < 1e-6, "{name}: {facts:?}");
+                    assert!((facts.frame_rate.unwrap() * seconds - 25.0).abs() < 1e-6, "{name}: {facts:?}");
+                }
             }
             fuzz_one(&bytes);
         }
+    }
+
+    /// The parameter sets of real encoders, damaged a byte at a time.
+    #[test]
+    fn every_flipped_byte_of_the_seeds_decoder_configurations_passes_the_fuzz_checks() {
+        let mut configs = 0;
+        for (_, whole) in files("seeds/probe") {
+            for kind in [b"avcC", b"hvcC"] {
+                let Some(at) = whole.windows(4).position(|w| w == kind) else { continue };
+                configs += 1;
+                let size = usize::try_from(u32::from_be_bytes(whole[at - 4..at].try_into().unwrap())).unwrap();
+                for byte in at + 4..at - 4 + size {
+                    for value in [0u8, 1, 0x7f, 0xff, whole[byte] ^ 1] {
+                        let mut bytes = whole.clone();
+                        bytes[byte] = value;
+                        fuzz_one(&bytes);
+                    }
+                }
+            }
+        }
+        assert!(configs >= 9, "{configs} decoder configurations in the seeds");
     }
 
     #[test]
