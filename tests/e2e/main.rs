@@ -97,6 +97,8 @@ async fn every_bad_upload_is_rejected_and_leaves_nothing_behind() {
         ("long.mp4", 400, "Duración 61.0 s"),
         ("small.mp4", 400, "1280x720"),
         ("big.mp4", 413, "100 MB"),
+        ("mpeg4.mp4", 400, "MPEG-4 Parte 2"),
+        ("lying.mp4", 400, "declara 1920x1080 pero el video codificado es 640x360"),
     ];
     for (name, status, words) in cases {
         let (got, body) = app.upload(&token, Some("Mi tiro"), Some(&clips.path(name))).await;
@@ -113,6 +115,23 @@ async fn every_bad_upload_is_rejected_and_leaves_nothing_behind() {
     assert_eq!(app.get("/api/videos", Some(&token)).await, (200, json!([])));
     assert_eq!(app.files_in("files"), Vec::<std::path::PathBuf>::new(), "stored files left behind");
     assert_eq!(app.files_in("tmp"), Vec::<std::path::PathBuf>::new(), "temporary files left behind");
+}
+
+#[tokio::test]
+async fn phone_movies_and_fragmented_files_are_accepted_and_processed() {
+    let clips = Clips::get().await;
+    let app = TestApp::spawn(1, &[]).await;
+    let token = app.player("phone@example.com", "Fona", "Cali").await;
+    let (status, body) = app.upload(&token, Some("Desde el teléfono"), Some(&clips.path("phone.mov"))).await;
+    assert_eq!(status, 201, "a QuickTime movie is accepted: {body}");
+    let (status, body) = app.upload(&token, Some("Fragmentado"), Some(&clips.path("fragmented.mp4"))).await;
+    assert_eq!(status, 201, "a fragmented MP4 is read whole (25 s): {body}");
+    let (_, mine) = app.get("/api/videos", Some(&token)).await;
+    for video in mine.as_array().unwrap() {
+        let id = video["video_id"].as_i64().unwrap();
+        let done = app.wait_processed(&token, id, Duration::from_secs(300)).await;
+        assert_eq!(done["status"], "processed", "{done}\n{}", app.log());
+    }
 }
 
 #[tokio::test]

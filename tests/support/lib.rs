@@ -395,6 +395,34 @@ impl Clips {
                     let mut corrupt = std::fs::read(root.join("valid.mp4")).unwrap();
                     anb_testkit::scramble_sample_data(&mut corrupt);
                     std::fs::write(root.join("corrupt.mp4"), corrupt).unwrap();
+                    // What phones and other tools write, made by ffmpeg.
+                    let ffmpeg = |name: &str, size: &str, secs: &str, rate: &str, args: &[&str]| {
+                        let source = format!("testsrc2=size={size}:rate={rate}");
+                        let out = Command::new("ffmpeg")
+                            .args(["-v", "error", "-y", "-f", "lavfi", "-i", &source, "-t", secs, "-pix_fmt", "yuv420p"])
+                            .args(args)
+                            .arg(root.join(name))
+                            .output()
+                            .expect("ffmpeg is installed (make deps)");
+                        assert!(out.status.success(), "ffmpeg {name}: {}", String::from_utf8_lossy(&out.stderr));
+                    };
+                    let x264 = ["-c:v", "libx264", "-preset", "ultrafast"];
+                    ffmpeg("phone.mov", "1080x1920", "21", "5", &[&x264[..], &["-f", "mov"]].concat());
+                    ffmpeg(
+                        "fragmented.mp4",
+                        "1920x1080",
+                        "25",
+                        "5",
+                        &[&x264[..], &["-movflags", "+frag_keyframe+empty_moov+default_base_moof"]].concat(),
+                    );
+                    ffmpeg("mpeg4.mp4", "1920x1080", "21", "2", &["-c:v", "mpeg4"]);
+                    // 640x360 coded, 1920x1080 claimed by its sample entry.
+                    ffmpeg("lying.mp4", "640x360", "21", "2", &x264);
+                    let mut lying = std::fs::read(root.join("lying.mp4")).unwrap();
+                    let stsd = lying.windows(4).position(|w| w == b"stsd").expect("a sample description");
+                    let entry = stsd + lying[stsd..].windows(4).position(|w| w == b"avc1").expect("an avc1 sample entry");
+                    lying[entry + 28..entry + 32].copy_from_slice(&[0x07, 0x80, 0x04, 0x38]);
+                    std::fs::write(root.join("lying.mp4"), lying).unwrap();
                     let mut big = std::fs::read(root.join("valid.mp4")).unwrap();
                     big.resize(100 * 1024 * 1024 + 1, 0);
                     std::fs::write(root.join("big.mp4"), big).unwrap();

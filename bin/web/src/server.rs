@@ -78,6 +78,9 @@ pub fn connection_cap(open_files: usize, reserve: usize) -> usize {
 struct Connection {
     /// Responses begun (service entered) and not yet fully sent.
     open_responses: AtomicUsize,
+    /// Requests that reached the service: each is answered by one response
+    /// head of ours.
+    requests: AtomicU64,
     /// When bytes last moved either way, in ms since the server started.
     last_io: AtomicU64,
     /// Its place under the cap; taken away when the connection is evicted.
@@ -187,6 +190,7 @@ pub async fn serve(
         let id = next_id;
         let connection = Arc::new(Connection {
             open_responses: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
             last_io: AtomicU64::new(clock()),
             permit: Mutex::new(Some(permit)),
             task: Mutex::new(None),
@@ -199,6 +203,7 @@ pub async fn serve(
                 let (endpoint, connection) = (endpoint.clone(), connection.clone());
                 let request: poem::Request = (request, local.clone(), remote.clone(), poem::http::uri::Scheme::HTTP).into();
                 connection.open_responses.fetch_add(1, Ordering::AcqRel);
+                connection.requests.fetch_add(1, Ordering::AcqRel);
                 async move {
                     let response = endpoint.get_response(request).await;
                     let response: hyper::Response<http_body_util::combinators::BoxBody<Bytes, io::Error>> = response.into();
@@ -207,7 +212,13 @@ pub async fn serve(
                 }
             })
         };
-        let io = TokioIo::new(TrackedIo { inner: tcp, connection: connection.clone(), clock: Box::new(clock), rewrite: Rewrite::None });
+        let io = TokioIo::new(TrackedIo {
+            inner: tcp,
+            connection: connection.clone(),
+            clock: Box::new(clock),
+            heads: 0,
+            rewrite: Rewrite::None,
+        });
         let serving = graceful.watch(builder.serve_connection(io, service).into_owned());
         let registry_of_task = registry.clone();
         let task = tokio::spawn(async move {
@@ -335,6 +346,8 @@ struct TrackedIo {
     inner: TcpStream,
     connection: Arc<Connection>,
     clock: Box<dyn Fn() -> u64 + Send + Sync>,
+    /// Response heads written so far.
+    heads: u64,
     rewrite: Rewrite,
 }
 
@@ -357,14 +370,20 @@ impl AsyncRead for TrackedIo {
 
 impl AsyncWrite for TrackedIo {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        // A response head written while no response of ours is open is one
-        // hyper made itself (for a head it could not parse).
-        if matches!(self.rewrite, Rewrite::None)
-            && self.connection.open_responses.load(Ordering::Acquire) == 0
-            && buf.starts_with(b"HTTP/1.1 4")
-            && let Some(status) = buf.get(9..12).and_then(|s| std::str::from_utf8(s).ok()).and_then(|s| s.parse::<u16>().ok())
-        {
-            self.rewrite = Rewrite::Writing(raw_problem(status, hyper_error_detail(status)), 0);
+        // HTTP/1.1 answers one request at a time, each with one head: a head
+        // beyond the requests that reached the service is one hyper made
+        // itself (for a head it could not parse).
+        if matches!(self.rewrite, Rewrite::None) && buf.starts_with(b"HTTP/1.1 ") {
+            if self.heads < self.connection.requests.load(Ordering::Acquire) {
+                self.heads += 1;
+            } else if let Some(status) = buf
+                .get(9..12)
+                .and_then(|s| std::str::from_utf8(s).ok())
+                .and_then(|s| s.parse::<u16>().ok())
+                .filter(|s| (400..500).contains(s))
+            {
+                self.rewrite = Rewrite::Writing(raw_problem(status, hyper_error_detail(status)), 0);
+            }
         }
         let this = &mut *self;
         match &mut this.rewrite {
