@@ -207,9 +207,10 @@ impl Services {
         };
 
         let (processor, scratch) = if workers > 0 {
-            // Nothing changed in a job's directory for this long: its worker
-            // is dead (a live one writes its output all the time).
-            let scratch = LocalScratch::new(config.work_dir(), settings.visibility.max(Duration::from_secs(300)));
+            // Nothing changed in a job's directory for a whole visibility: its
+            // worker is dead (a live one writes its output all the time, and
+            // would have lost its job by now anyway).
+            let scratch = LocalScratch::new(config.work_dir(), settings.visibility);
             // A job that was running when its process was killed left its
             // scratch files; its delivery comes back after the visibility.
             scratch.prepare().await.map_err(StartupError::Scratch)?;
