@@ -14,11 +14,14 @@ use anb_domain::ports::{
     Clock, JobQueue, ObjectStorage, QueueError, ScratchDir, ScratchSpace, StorageError, TranscodeError, Transcoder, VideoRepository,
     VideoRepositoryError,
 };
-use anb_domain::{BackendError, Delivery, ObjectKey, Receipt, VideoStatus};
+use anb_domain::{BackendError, Delivery, ObjectKey, ProgressSink, Receipt, VideoId, VideoStatus};
 use futures::future::{BoxFuture, Either, Shared, select};
 use tracing::Instrument;
 
 use crate::videos::{storage_backend, video_backend};
+
+/// How often a running job's progress is written to its video, at most.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Resolves when the process is asked to stop. Cloning is cheap.
 pub type Shutdown = Shared<BoxFuture<'static, ()>>;
@@ -184,9 +187,14 @@ impl Processor {
             Err(StorageError::Backend(e)) => return Err(e.into()),
         }
 
-        let transcode = pin!(self.transcoder.transcode(&scratch.input, &scratch.output));
+        let progress = ProgressSink::new();
+        let transcode = pin!(self.transcoder.transcode(&scratch.input, &scratch.output, &progress));
+        // The visibility heartbeat ends when the job is lost; the progress
+        // reports never end by themselves.
         let keep_alive = pin!(self.keep_alive(&delivery.receipt));
-        let report = match select(transcode, select(keep_alive, shutdown)).await {
+        let publish = pin!(self.publish_progress(id, &progress));
+        let watch = select(keep_alive, publish);
+        let report = match select(transcode, select(watch, shutdown)).await {
             Either::Left((Ok(report), _)) => report,
             Either::Left((Err(error), _)) => {
                 tracing::warn!(%error, "transcoding failed");
@@ -261,6 +269,23 @@ impl Processor {
         tolerate_expired(self.queue.release(receipt, delay).await)
     }
 
+    /// Writes the transcode's progress to the video about once a second,
+    /// when it moved, so that every web server can show it.
+    async fn publish_progress(&self, id: VideoId, progress: &ProgressSink) {
+        let mut published = 0;
+        loop {
+            self.clock.sleep(PROGRESS_INTERVAL).await;
+            let now = progress.percent();
+            if now != published {
+                match self.videos.report_progress(id, now).await {
+                    Ok(()) => published = now,
+                    Err(error) => tracing::debug!(%error, "could not record the progress"),
+                }
+            }
+            YieldNow(false).await;
+        }
+    }
+
     /// Extends the job's visibility every heartbeat; returns only when the
     /// job is no longer ours.
     async fn keep_alive(&self, receipt: &Receipt) {
@@ -297,6 +322,23 @@ fn queue_backend(error: QueueError) -> BackendError {
     match error {
         QueueError::Backend(e) => e,
         QueueError::ReceiptExpired => BackendError::internal("receipt expired on receive"),
+    }
+}
+
+/// Gives other futures of the same task a turn (a clock whose sleep returns
+/// at once, as in tests, must not starve them).
+struct YieldNow(bool);
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
     }
 }
 
@@ -403,7 +445,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl Transcoder for Hang {
-        async fn transcode(&self, _: &Path, _: &Path) -> Result<TranscodeReport, TranscodeError> {
+        async fn transcode(&self, _: &Path, _: &Path, _: &ProgressSink) -> Result<TranscodeReport, TranscodeError> {
             futures::future::pending().await
         }
     }
@@ -451,7 +493,7 @@ mod tests {
             std::fs::write(path, b"original").unwrap();
             Ok(())
         });
-        m.transcoder.expect_transcode().times(1).returning(|input, output| {
+        m.transcoder.expect_transcode().times(1).returning(|input, output, _| {
             assert!(input.exists());
             std::fs::write(output, b"processed").unwrap();
             Ok(TranscodeReport { duration: Duration::from_secs(35) })
@@ -496,7 +538,7 @@ mod tests {
     fn failing_transcode(m: &mut Mocks) {
         m.videos.expect_mark_processing().returning(|_| Ok(()));
         m.storage.expect_get_to_file().returning(|_, _| Ok(()));
-        m.transcoder.expect_transcode().returning(|_, _| Err(TranscodeError::InvalidInput("broken stream".into())));
+        m.transcoder.expect_transcode().returning(|_, _, _| Err(TranscodeError::InvalidInput("broken stream".into())));
     }
 
     #[tokio::test]
@@ -537,7 +579,7 @@ mod tests {
         m.deliver(VideoStatus::Processing, 3);
         m.videos.expect_mark_processing().returning(|_| Ok(()));
         m.storage.expect_get_to_file().returning(|_, _| Ok(()));
-        m.transcoder.expect_transcode().returning(|_, _| Err(TranscodeError::Failed("/var/lib/secret/path missing".into())));
+        m.transcoder.expect_transcode().returning(|_, _, _| Err(TranscodeError::Failed("/var/lib/secret/path missing".into())));
         m.videos.expect_mark_failed().withf(|_, reason| !reason.contains("/var/lib")).times(1).returning(|_, _| Ok(()));
         m.queue.expect_dead_letter().returning(|_, _| Ok(()));
         m.processor(&scratch_root()).process_next_job(never()).await.unwrap();
@@ -549,7 +591,7 @@ mod tests {
         m.deliver(VideoStatus::Uploaded, 1);
         m.videos.expect_mark_processing().returning(|_| Ok(()));
         m.storage.expect_get_to_file().returning(|_, _| Ok(()));
-        m.transcoder.expect_transcode().returning(|_, _| Ok(TranscodeReport { duration: Duration::from_secs(35) }));
+        m.transcoder.expect_transcode().returning(|_, _, _| Ok(TranscodeReport { duration: Duration::from_secs(35) }));
         m.storage.expect_put_file().returning(|_, _| Ok(()));
         m.videos.expect_mark_processed().returning(|_, _, _| Err(VideoRepositoryError::NotFound));
         m.storage.expect_delete().withf(|k| k.as_str().starts_with("processed/")).times(1).returning(|_| Ok(()));

@@ -31,6 +31,7 @@ pub fn video(id: i64, owner: i64, status: VideoStatus) -> Video {
         processed_at: processed.then(|| "2026-03-01T12:01:10Z".parse().expect("a valid time")),
         failure_reason: (status == VideoStatus::Failed).then(|| "No se pudo decodificar el video.".to_owned()),
         votes: 0,
+        progress: (status == VideoStatus::Processing).then_some(0),
     }
 }
 

@@ -18,7 +18,8 @@ pub use error::{BackendError, BackendErrorKind};
 pub use upload::{ACCEPTED_CODECS, ProbedVideo, UploadRejection, UploadRules};
 pub use user::{Email, NewUser, Password, PasswordHash, User, UserId};
 pub use video::{
-    CityFilter, Delivery, Job, NewVideo, ObjectKey, Page, PublicVideo, RankingEntry, Receipt, TaskId, Title, Video, VideoId, VideoStatus,
+    CityFilter, Delivery, Job, NewVideo, ObjectKey, Page, ProgressSink, PublicVideo, RankingEntry, Receipt, TaskId, Title, Video, VideoId,
+    VideoStatus,
 };
 
 /// A point in time, always UTC.

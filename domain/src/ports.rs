@@ -10,8 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::{
-    BackendError, CityFilter, Delivery, Email, Job, NewUser, NewVideo, ObjectKey, Page, Password, PasswordHash, ProbedVideo, PublicVideo,
-    RankingEntry, Receipt, Timestamp, User, UserId, Video, VideoId,
+    BackendError, CityFilter, Delivery, Email, Job, NewUser, NewVideo, ObjectKey, Page, Password, PasswordHash, ProbedVideo, ProgressSink,
+    PublicVideo, RankingEntry, Receipt, Timestamp, User, UserId, Video, VideoId,
 };
 
 /// Errors of [`UserRepository`].
@@ -103,7 +103,7 @@ pub trait VideoRepository: Send + Sync + 'static {
     async fn list_public(&self, city: CityFilter, page: Page) -> Result<Vec<PublicVideo>, VideoRepositoryError>;
 
     /// Moves the video to `processing` (from `uploaded`, or from `processing`
-    /// when a job is redelivered).
+    /// when a job is redelivered), with its progress at 0.
     ///
     /// # Errors
     /// - [`VideoRepositoryError::NotFound`] when it was deleted.
@@ -116,6 +116,14 @@ pub trait VideoRepository: Send + Sync + 'static {
     /// - [`VideoRepositoryError::NotFound`] when it was deleted meanwhile.
     /// - [`VideoRepositoryError::InvalidTransition`] when not `processing`.
     async fn mark_processed(&self, id: VideoId, key: &ObjectKey, at: Timestamp) -> Result<(), VideoRepositoryError>;
+
+    /// Records how far processing has got (0–100) while the video is
+    /// `processing`; does nothing in any other status. Any later move
+    /// clears it.
+    ///
+    /// # Errors
+    /// Only [`VideoRepositoryError::Backend`].
+    async fn report_progress(&self, id: VideoId, percent: u8) -> Result<(), VideoRepositoryError>;
 
     /// Moves the video from `processing` back to `uploaded` (an attempt
     /// failed and will be retried), keeping the reason.
@@ -305,12 +313,13 @@ pub struct TranscodeReport {
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait Transcoder: Send + Sync + 'static {
-    /// Reads `input` and writes the processed MP4 to `output`.
+    /// Reads `input` and writes the processed MP4 to `output`, reporting
+    /// into `progress` how much of the output is done as it goes.
     ///
     /// # Errors
     /// [`TranscodeError::InvalidInput`] for a file that cannot be decoded,
     /// [`TranscodeError::Failed`] otherwise. On error `output` may be partial.
-    async fn transcode(&self, input: &Path, output: &Path) -> Result<TranscodeReport, TranscodeError>;
+    async fn transcode(&self, input: &Path, output: &Path, progress: &ProgressSink) -> Result<TranscodeReport, TranscodeError>;
 }
 
 /// Errors of [`VideoProbe`].

@@ -224,6 +224,8 @@ pub struct Video {
     pub failure_reason: Option<String>,
     /// Votes received; kept in step with the votes table.
     pub votes: i64,
+    /// The share of processing done, 0–100, while `processing`.
+    pub progress: Option<u8>,
 }
 
 /// A processed video as listed publicly, with its player.
@@ -272,6 +274,29 @@ impl CityFilter {
     /// The normalised city key, if filtering.
     pub fn key(&self) -> Option<&str> {
         self.0.as_deref()
+    }
+}
+
+/// Where a running transcode has got to, 0–100 % of the output: the
+/// transcoder reports it as it goes (from any thread), the worker reads it
+/// and passes it on at most about once a second. It never goes back.
+#[derive(Debug, Clone, Default)]
+pub struct ProgressSink(std::sync::Arc<std::sync::atomic::AtomicU8>);
+
+impl ProgressSink {
+    /// Nothing done yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records that `percent` (capped at 100) is done.
+    pub fn report(&self, percent: u8) {
+        self.0.fetch_max(percent.min(100), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The share done so far.
+    pub fn percent(&self) -> u8 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -335,6 +360,17 @@ mod tests {
         assert_eq!(Title::parse(&"á".repeat(200)).map(|t| t.as_str().chars().count()), Ok(200));
         assert_eq!(Title::parse(&"á".repeat(201)), Err(InvalidTitle::TooLong));
         assert_eq!(Title::parse("a\u{0}b"), Err(InvalidTitle::ControlCharacters));
+    }
+
+    #[test]
+    fn progress_only_goes_forward_and_stops_at_100() {
+        let sink = ProgressSink::new();
+        let seen_by_worker = sink.clone();
+        sink.report(40);
+        sink.report(10);
+        assert_eq!(seen_by_worker.percent(), 40);
+        sink.report(250);
+        assert_eq!(seen_by_worker.percent(), 100);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use anb_domain::ProgressSink;
 use anb_domain::ports::{TranscodeError, TranscodeReport, Transcoder};
 use async_trait::async_trait;
 use gstreamer as gst;
@@ -155,11 +156,11 @@ impl Drop for CancelOnDrop {
 
 #[async_trait]
 impl Transcoder for GstTranscoder {
-    async fn transcode(&self, input: &Path, output: &Path) -> Result<TranscodeReport, TranscodeError> {
+    async fn transcode(&self, input: &Path, output: &Path, progress: &ProgressSink) -> Result<TranscodeReport, TranscodeError> {
         let cancelled = Arc::new(AtomicBool::new(false));
         let _guard = CancelOnDrop(cancelled.clone());
-        let (input, output, settings) = (input.to_owned(), output.to_owned(), self.settings.clone());
-        tokio::task::spawn_blocking(move || run(&settings, &input, &output, &cancelled))
+        let (input, output, settings, progress) = (input.to_owned(), output.to_owned(), self.settings.clone(), progress.clone());
+        tokio::task::spawn_blocking(move || run(&settings, &input, &output, &cancelled, &progress))
             .await
             .map_err(|e| TranscodeError::Failed(format!("transcode task: {e}")))?
     }
@@ -326,7 +327,28 @@ fn add_content(
     Ok(watermark)
 }
 
-fn build(settings: &TranscodeSettings, input: &Path, output: &Path, rate: gst::Fraction) -> Result<gst::Pipeline, TranscodeError> {
+/// Notes, in `reached`, the end (ns) of the last frame the encoder took: the
+/// cards and the cut content make one continuous timeline, so this over the
+/// output's length is how much of the job is done.
+fn track_position(pad: &gst::Pad, reached: Arc<std::sync::atomic::AtomicU64>) {
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(buffer) = info.buffer() {
+            let end = buffer.pts().map(|pts| pts + buffer.duration().unwrap_or(gst::ClockTime::ZERO));
+            if let Some(end) = end {
+                reached.fetch_max(end.nseconds(), Ordering::Relaxed);
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
+fn build(
+    settings: &TranscodeSettings,
+    input: &Path,
+    output: &Path,
+    rate: gst::Fraction,
+    reached: Arc<std::sync::atomic::AtomicU64>,
+) -> Result<gst::Pipeline, TranscodeError> {
     let pipeline = gst::Pipeline::new();
     let caps = raw_caps(settings, rate);
     let concat = make("concat")?;
@@ -368,6 +390,7 @@ fn build(settings: &TranscodeSettings, input: &Path, output: &Path, rate: gst::F
     let sink = gst::ElementFactory::make("filesink").property("location", output.to_string_lossy().as_ref()).build().map_err(failed)?;
     pipeline.add_many([&continuous, &queue, &encoder, &profile, &mux, &sink]).map_err(failed)?;
     gst::Element::link_many([&concat, &continuous, &queue, &encoder, &profile, &mux, &sink]).map_err(failed)?;
+    track_position(&encoder.static_pad("sink").ok_or_else(|| failed("x264enc has no sink pad"))?, reached);
     Ok(pipeline)
 }
 
@@ -379,23 +402,37 @@ fn is_input_error(error: &gst::glib::Error) -> bool {
         .is_some_and(|kind| matches!(kind, Decode | Demux | Format | TypeNotFound | CodecNotFound | WrongType | Failed))
 }
 
-fn run(settings: &TranscodeSettings, input: &Path, output: &Path, cancelled: &AtomicBool) -> Result<TranscodeReport, TranscodeError> {
+fn run(
+    settings: &TranscodeSettings,
+    input: &Path,
+    output: &Path,
+    cancelled: &AtomicBool,
+    progress: &ProgressSink,
+) -> Result<TranscodeReport, TranscodeError> {
     let facts = std::fs::File::open(input)
         .map_err(|e| failed(format!("opening input: {e}")))
         .and_then(|f| anb_mp4::parse(std::io::BufReader::new(f)).map_err(|e| TranscodeError::InvalidInput(e.to_string())))?;
     let rate = output_rate(facts.frame_rate, settings.max_fps);
-    let pipeline = build(settings, input, output, rate)?;
-    let result = drive(&pipeline, settings.timeout, cancelled);
+    let content = facts.duration.min(settings.max_content).as_secs_f64();
+    let (intro, outro) = card_frames(settings.card, rate);
+    let length = content + (intro + outro) as f64 * f64::from(rate.denom()) / f64::from(rate.numer());
+    let reached = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let pipeline = build(settings, input, output, rate, reached.clone())?;
+    let report_progress = || {
+        let done = reached.load(Ordering::Relaxed) as f64 / 1e9 / length.max(0.001);
+        // 100 % is for a finished file: the muxer's last step comes after the frames.
+        progress.report((done * 100.0).clamp(0.0, 99.0) as u8);
+    };
+    let result = drive(&pipeline, settings.timeout, cancelled, report_progress);
     let _ = pipeline.set_state(gst::State::Null);
     let _ = std::fs::remove_file(output.with_extension("moov.tmp"));
     result?;
-    let content = facts.duration.min(settings.max_content).as_secs_f64();
-    let (intro, outro) = card_frames(settings.card, rate);
-    let cards = (intro + outro) as f64 * f64::from(rate.denom()) / f64::from(rate.numer());
-    Ok(TranscodeReport { duration: Duration::from_secs_f64(content + cards) })
+    progress.report(100);
+    Ok(TranscodeReport { duration: Duration::from_secs_f64(length) })
 }
 
-fn drive(pipeline: &gst::Pipeline, timeout: Duration, cancelled: &AtomicBool) -> Result<(), TranscodeError> {
+/// Runs the pipeline to its end, calling `tick` every 200 ms meanwhile.
+fn drive(pipeline: &gst::Pipeline, timeout: Duration, cancelled: &AtomicBool, tick: impl Fn()) -> Result<(), TranscodeError> {
     let bus = pipeline.bus().ok_or_else(|| failed("pipeline has no bus"))?;
     pipeline.set_state(gst::State::Playing).map_err(|e| failed(format!("cannot start the pipeline: {e}")))?;
     let started = Instant::now();
@@ -408,6 +445,7 @@ fn drive(pipeline: &gst::Pipeline, timeout: Duration, cancelled: &AtomicBool) ->
         }
         let Some(message) = bus.timed_pop_filtered(gst::ClockTime::from_mseconds(200), &[gst::MessageType::Eos, gst::MessageType::Error])
         else {
+            tick();
             continue;
         };
         match message.view() {
@@ -451,7 +489,7 @@ pub fn write_test_clip(path: &Path, seconds: u32, width: u32, height: u32, fps: 
     );
     let pipeline = gst::parse::launch(&description).map_err(|e| e.to_string())?;
     let result =
-        drive(pipeline.downcast_ref::<gst::Pipeline>().ok_or("not a pipeline")?, Duration::from_secs(600), &AtomicBool::new(false));
+        drive(pipeline.downcast_ref::<gst::Pipeline>().ok_or("not a pipeline")?, Duration::from_secs(600), &AtomicBool::new(false), || {});
     let _ = pipeline.set_state(gst::State::Null);
     result.map_err(|e| e.to_string())
 }

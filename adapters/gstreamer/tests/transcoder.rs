@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use anb_domain::ProgressSink;
 use anb_domain::ports::{TranscodeError, Transcoder};
 use anb_gstreamer::{GstTranscoder, TranscodeSettings, write_test_clip};
 use anb_testkit::scramble_sample_data;
@@ -31,8 +32,24 @@ async fn a_long_1080p_clip_becomes_a_35_second_720p_h264_file_without_audio() {
     assert!(ffprobe(&input, "stream=codec_type").contains("audio"), "the input must carry audio for this test to mean something");
 
     let transcoder = GstTranscoder::new(TranscodeSettings::default()).unwrap();
-    let report = transcoder.transcode(&input, &output).await.unwrap();
+    // Progress rises as the job goes and ends at 100 with the file.
+    let progress = ProgressSink::new();
+    let watcher = progress.clone();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen_by_watch = seen.clone();
+    let watch = tokio::spawn(async move {
+        loop {
+            seen_by_watch.lock().unwrap().push(watcher.percent());
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    let report = transcoder.transcode(&input, &output, &progress).await.unwrap();
+    watch.abort();
     assert!((report.duration.as_secs_f64() - 35.0).abs() < 0.05, "{report:?}");
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "never goes back: {seen:?}");
+    assert!(seen.iter().filter(|p| (1..100).contains(*p)).count() >= 3, "seen on its way: {seen:?}");
+    assert_eq!(progress.percent(), 100);
 
     let streams = ffprobe(&output, "stream=codec_type,codec_name,profile,width,height,pix_fmt,r_frame_rate");
     assert_eq!(streams.matches("codec_type=").count(), 1, "exactly one stream: {streams}");
@@ -56,7 +73,7 @@ async fn a_short_portrait_clip_is_kept_whole_and_pillarboxed() {
     let dir = tempfile::tempdir().unwrap();
     let (input, output) = (dir.path().join("in.mp4"), dir.path().join("out.mp4"));
     write_test_clip(&input, 4, 1080, 1920, 25, false).unwrap();
-    let report = GstTranscoder::new(TranscodeSettings::default()).unwrap().transcode(&input, &output).await.unwrap();
+    let report = GstTranscoder::new(TranscodeSettings::default()).unwrap().transcode(&input, &output, &ProgressSink::new()).await.unwrap();
     let duration: f64 = value(&ffprobe(&output, "format=duration"), "duration").parse().unwrap();
     assert!((duration - (4.0 + 5.0)).abs() <= 0.1, "duration {duration}, report {report:?}");
     let streams = ffprobe(&output, "stream=width,height,r_frame_rate");
@@ -70,7 +87,7 @@ async fn a_low_frame_rate_clip_keeps_the_specified_length() {
     let dir = tempfile::tempdir().unwrap();
     let (input, output) = (dir.path().join("in.mp4"), dir.path().join("out.mp4"));
     write_test_clip(&input, 21, 640, 360, 5, false).unwrap();
-    let report = GstTranscoder::new(TranscodeSettings::default()).unwrap().transcode(&input, &output).await.unwrap();
+    let report = GstTranscoder::new(TranscodeSettings::default()).unwrap().transcode(&input, &output, &ProgressSink::new()).await.unwrap();
     let duration: f64 = value(&ffprobe(&output, "format=duration"), "duration").parse().unwrap();
     assert!((duration - (21.0 + 5.0)).abs() <= 0.1, "duration {duration}, report {report:?}");
     assert!((report.duration.as_secs_f64() - 26.0).abs() <= 0.1, "{report:?}");
@@ -87,11 +104,11 @@ async fn a_corrupt_file_is_an_input_error_not_a_crash() {
     std::fs::write(&input, &bytes).unwrap();
     assert!(anb_mp4::parse(std::io::Cursor::new(&bytes)).is_ok(), "the boxes must survive, only the stream is broken");
     let transcoder = GstTranscoder::new(TranscodeSettings::default()).unwrap();
-    match transcoder.transcode(&input, &output).await {
+    match transcoder.transcode(&input, &output, &ProgressSink::new()).await {
         Err(TranscodeError::InvalidInput(_) | TranscodeError::Failed(_)) => {}
         Ok(report) => panic!("a scrambled stream was transcoded: {report:?}"),
     }
     let garbage = dir.path().join("garbage.mp4");
     std::fs::write(&garbage, b"definitely not a video").unwrap();
-    assert!(matches!(transcoder.transcode(&garbage, &output).await, Err(TranscodeError::InvalidInput(_))));
+    assert!(matches!(transcoder.transcode(&garbage, &output, &ProgressSink::new()).await, Err(TranscodeError::InvalidInput(_))));
 }

@@ -47,6 +47,8 @@ pub mod video {
         /// The owner's `city_key`, set when the video becomes public (for
         /// the city listing's index).
         pub city_key: Option<String>,
+        /// Share of processing done, 0–100, while `processing`.
+        pub progress: Option<i16>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

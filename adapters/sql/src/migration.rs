@@ -10,7 +10,14 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(Initial), Box::new(PublicOrderIndex), Box::new(RankingTotals), Box::new(JobLeasesTable), Box::new(LoginFailuresTable)]
+        vec![
+            Box::new(Initial),
+            Box::new(PublicOrderIndex),
+            Box::new(RankingTotals),
+            Box::new(JobLeasesTable),
+            Box::new(LoginFailuresTable),
+            Box::new(VideoProgress),
+        ]
     }
 }
 
@@ -367,5 +374,39 @@ impl MigrationTrait for LoginFailuresTable {
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         m.drop_table(Table::drop().table(LoginFailures::Table).to_owned()).await
+    }
+}
+
+/// How far processing has got (0–100), written by the worker about once a
+/// second while a video is `processing`.
+struct VideoProgress;
+
+impl MigrationName for VideoProgress {
+    fn name(&self) -> &str {
+        "m20261126_000006_video_progress"
+    }
+}
+
+#[derive(DeriveIden)]
+enum VideosProgress {
+    #[sea_orm(iden = "videos")]
+    Table,
+    Progress,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for VideoProgress {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(VideosProgress::Table)
+                .add_column(ColumnDef::new(VideosProgress::Progress).small_integer().null())
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(Table::alter().table(VideosProgress::Table).drop_column(VideosProgress::Progress).to_owned()).await
     }
 }

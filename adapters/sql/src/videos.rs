@@ -33,6 +33,7 @@ fn to_video(m: video::Model) -> Result<Video, BackendError> {
         processed_at: m.processed_at,
         failure_reason: m.failure_reason,
         votes: m.votes,
+        progress: m.progress.and_then(|p| u8::try_from(p).ok()),
     })
 }
 
@@ -47,10 +48,12 @@ impl SeaOrmVideoRepository {
         to: VideoStatus,
         extra: Vec<(video::Column, sea_orm::sea_query::SimpleExpr)>,
     ) -> Result<(), VideoRepositoryError> {
-        let mut update = video::Entity::update_many()
-            .col_expr(video::Column::Status, Expr::value(to.as_str()))
-            .filter(video::Column::Id.eq(id.0))
-            .filter(video::Column::Status.is_in(from.iter().map(|s| s.as_str())));
+        let mut update = video::Entity::update_many().col_expr(video::Column::Status, Expr::value(to.as_str()));
+        if to != VideoStatus::Processing {
+            // Progress only means something while processing.
+            update = update.col_expr(video::Column::Progress, Expr::value(Option::<i16>::None));
+        }
+        let mut update = update.filter(video::Column::Id.eq(id.0)).filter(video::Column::Status.is_in(from.iter().map(|s| s.as_str())));
         for (column, value) in extra {
             update = update.col_expr(column, value);
         }
@@ -91,6 +94,7 @@ impl VideoRepository for SeaOrmVideoRepository {
             processed_at: Set(None),
             failure_reason: Set(None),
             votes: Set(0),
+            progress: Set(None),
             ..Default::default()
         }
         .insert(&txn)
@@ -153,7 +157,20 @@ impl VideoRepository for SeaOrmVideoRepository {
     }
 
     async fn mark_processing(&self, id: VideoId) -> Result<(), VideoRepositoryError> {
-        self.transition(self.db.connection(), id, &[VideoStatus::Uploaded, VideoStatus::Processing], VideoStatus::Processing, vec![]).await
+        let from = [VideoStatus::Uploaded, VideoStatus::Processing];
+        let extra = vec![(video::Column::Progress, Expr::value(0i16))];
+        self.transition(self.db.connection(), id, &from, VideoStatus::Processing, extra).await
+    }
+
+    async fn report_progress(&self, id: VideoId, percent: u8) -> Result<(), VideoRepositoryError> {
+        video::Entity::update_many()
+            .col_expr(video::Column::Progress, Expr::value(i16::from(percent.min(100))))
+            .filter(video::Column::Id.eq(id.0))
+            .filter(video::Column::Status.eq(VideoStatus::Processing.as_str()))
+            .exec(self.db.connection())
+            .await
+            .map_err(|e| db_error(&e))?;
+        Ok(())
     }
 
     async fn mark_processed(&self, id: VideoId, key: &ObjectKey, at: Timestamp) -> Result<(), VideoRepositoryError> {

@@ -131,14 +131,21 @@ async fn status_moves_follow_the_rules() {
             videos.mark_processed(v.id, &key, Utc::now()).await,
             Err(VideoRepositoryError::InvalidTransition { from: VideoStatus::Uploaded, to: VideoStatus::Processed })
         ));
+        videos.report_progress(v.id, 30).await.unwrap();
+        assert_eq!(videos.by_id(v.id).await.unwrap().unwrap().progress, None, "no progress before processing");
         videos.mark_processing(v.id).await.unwrap();
+        assert_eq!(videos.by_id(v.id).await.unwrap().unwrap().progress, Some(0));
+        videos.report_progress(v.id, 42).await.unwrap();
+        assert_eq!(videos.by_id(v.id).await.unwrap().unwrap().progress, Some(42));
         videos.mark_processing(v.id).await.unwrap();
+        assert_eq!(videos.by_id(v.id).await.unwrap().unwrap().progress, Some(0), "a redelivered job starts again");
         videos.mark_waiting(v.id, "retry").await.unwrap();
+        assert_eq!(videos.by_id(v.id).await.unwrap().unwrap().progress, None);
         assert_eq!(videos.by_id(v.id).await.unwrap().unwrap().failure_reason.as_deref(), Some("retry"));
         videos.mark_processing(v.id).await.unwrap();
         videos.mark_processed(v.id, &key, Utc::now()).await.unwrap();
         let done = videos.by_id(v.id).await.unwrap().unwrap();
-        assert_eq!((done.status, done.processed_key, done.failure_reason), (VideoStatus::Processed, Some(key), None));
+        assert_eq!((done.status, done.processed_key, done.failure_reason, done.progress), (VideoStatus::Processed, Some(key), None, None));
         assert!(done.processed_at.is_some());
         assert!(matches!(videos.mark_processing(v.id).await, Err(VideoRepositoryError::InvalidTransition { .. })));
         assert!(matches!(videos.mark_failed(v.id, "late").await, Err(VideoRepositoryError::InvalidTransition { .. })), "final stays final");

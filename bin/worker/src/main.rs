@@ -152,7 +152,7 @@ async fn provision(common: &CommonConfig, queue_name: &str) -> anyhow::Result<()
 async fn transcode(settings: TranscodeSettings, input: &std::path::Path, output: &std::path::Path) -> anyhow::Result<()> {
     let transcoder = GstTranscoder::new(settings)?;
     let started = std::time::Instant::now();
-    let report = transcoder.transcode(input, output).await?;
+    let report = transcoder.transcode(input, output, &anb_domain::ProgressSink::new()).await?;
     println!("{{\"output_seconds\": {:.3}, \"wall_seconds\": {:.3}}}", report.duration.as_secs_f64(), started.elapsed().as_secs_f64());
     Ok(())
 }
