@@ -24,7 +24,7 @@ TEST_VENV := $(TARGET_DIR)/test-venv
 export ANB_MOTO_SERVER ?= $(abspath $(TEST_VENV))/bin/moto_server
 export ANB_SCHEMATHESIS ?= $(abspath $(TEST_VENV))/bin/schemathesis
 
-.PHONY: run run-scaleout build deps test-deps test-tools test check fmt clippy clean fuzz
+.PHONY: run run-scaleout build deps test-deps test-tools browser-deps test check fmt clippy clean fuzz screenshots
 
 ## run: install what is missing, build in release mode, serve on http://127.0.0.1:8080 (Swagger UI at /docs)
 run: deps
@@ -69,10 +69,20 @@ $(TEST_VENV)/.installed-$(MOTO_VERSION)-$(SCHEMATHESIS_VERSION):
 	$(TEST_VENV)/bin/pip install -q --disable-pip-version-check "moto[server]==$(MOTO_VERSION)" "schemathesis==$(SCHEMATHESIS_VERSION)"
 	touch $@
 
+## browser-deps: Debian's Chromium, Node.js and npm for the browser tests, if missing
+browser-deps:
+	@need=""; [ -x /usr/bin/chromium ] || need="$$need chromium"; \
+	command -v node >/dev/null || need="$$need nodejs"; \
+	command -v npm >/dev/null || need="$$need npm"; \
+	if [ -n "$$need" ]; then \
+		echo "installing:$$need"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$need; \
+	fi
+
 ## test: formatting, lints, the layering and unused dependencies, then every test
-## (unit, in-process API, contract, end-to-end)
+## (unit, in-process API, contract, end-to-end, and the page in a real browser)
 CARGO_MACHETE_VERSION := 0.9.2
-test: deps test-deps test-tools
+test: deps test-deps test-tools browser-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	CARGO=$(CARGO) scripts/check-layers.sh
@@ -80,6 +90,12 @@ test: deps test-deps test-tools
 	$(CARGO) machete
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
+	tests/browser/run.sh $(TARGET_DIR)/debug/anb-web
+
+## screenshots: the page at phone and laptop widths, into docs/screenshots (the README shows them)
+screenshots: deps browser-deps
+	$(CARGO) build --bins
+	ANB_SCREENSHOTS=$(CURDIR)/docs/screenshots tests/browser/run.sh $(TARGET_DIR)/debug/anb-web
 
 ## fuzz: libFuzzer on the upload probe for FUZZ_SECONDS (default 300) with cargo-fuzz
 ## (installed if missing); RUSTC_BOOTSTRAP lets the stable toolchain take its sanitizer flags

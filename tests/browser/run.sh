@@ -30,6 +30,6 @@ node -e "
   })();
 " || { tail -n 50 "$data/anb-web.log" >&2; exit 1; }
 status=0
-ANB_BASE_URL="http://127.0.0.1:$port" node --test --test-concurrency=1 page.test.mjs || status=$?
+ANB_BASE_URL="http://127.0.0.1:$port" node --test page.test.mjs || status=$?
 [ "$status" = 0 ] || { echo "--- last lines of the anb-web log" >&2; tail -n 40 "$data/anb-web.log" >&2; }
 exit "$status"

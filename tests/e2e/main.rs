@@ -148,8 +148,33 @@ async fn a_valid_upload_is_processed_to_spec_then_voted_and_ranked() {
     let (_, list) = app.get("/api/videos", Some(&ana)).await;
     let id = list[0]["video_id"].as_i64().unwrap();
 
-    let video = app.wait_processed(&ana, id, Duration::from_secs(180)).await;
-    assert_eq!(video["status"], "processed", "{video}");
+    // Watched through the event stream: progress rises as the job goes, and
+    // the stream ends with the processed video.
+    let events = app.events(&ana, id, Duration::from_secs(180)).await;
+    let progress: Vec<u64> = events.iter().filter_map(|e| e["progress"].as_u64()).collect();
+    println!("e2e: event stream of one job: {} events, progress {progress:?}, then {}", events.len(), events.last().unwrap()["status"]);
+    assert!(progress.windows(2).all(|w| w[0] < w[1]), "progress only rises, one event a change: {progress:?}");
+    assert!(progress.len() >= 3 && progress.iter().all(|p| *p <= 100), "seen on its way: {progress:?}");
+    assert!(events.iter().all(|e| e["status"] != "processing" || e["progress"].is_u64()), "every processing event has its progress");
+    let video = events.last().unwrap().clone();
+    assert_eq!(video["status"], "processed", "the stream ends with the processed video: {events:?}");
+    assert!(video.get("progress").is_none(), "no progress once processed");
+    assert_eq!(
+        video,
+        app.get(&format!("/api/videos/{id}"), Some(&ana))
+            .await
+            .1
+            .as_object()
+            .map(|o| {
+                let mut o = o.clone();
+                for url in ["original_url", "processed_url"] {
+                    o.insert(url.into(), video[url].clone());
+                }
+                Value::Object(o)
+            })
+            .unwrap(),
+        "the same detail object as GET /api/videos/{{id}}"
+    );
     assert_eq!(video["votes"], 0);
     assert!(video["processed_at"].as_str().unwrap().ends_with('Z'));
 

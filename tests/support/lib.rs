@@ -272,6 +272,23 @@ impl TestApp {
         json_of(request.send().await.unwrap()).await
     }
 
+    /// The events of `GET /api/videos/{id}/events` until the stream ends
+    /// (each `data:` line, parsed), within `limit`.
+    pub async fn events(&self, token: &str, id: i64, limit: Duration) -> Vec<Value> {
+        use futures::StreamExt;
+        let response = self.http.get(self.url(&format!("/api/videos/{id}/events"))).bearer_auth(token).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.bytes_stream();
+        let mut text = String::new();
+        let read = async {
+            while let Some(chunk) = body.next().await {
+                text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            }
+        };
+        tokio::time::timeout(limit, read).await.expect("the event stream ended in time");
+        text.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| serde_json::from_str(d.trim()).unwrap()).collect()
+    }
+
     /// A request with a method, an optional token and no body.
     pub async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>) -> (u16, Value) {
         let mut request = self.http.request(method, self.url(path));

@@ -3,17 +3,25 @@
 //! (whose `From` impls in `problem.rs` are the status table).
 
 use anb_application::videos::VideoSummary;
-use anb_application::{Accounts, Showcase, SignUp, Videos};
+use anb_application::{Accounts, Showcase, SignUp, VideoDetail, Videos};
 use anb_domain::ports::HealthCheck;
 use anb_domain::{Timestamp, UserId, Video, VideoId};
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use poem::Request;
 use poem_openapi::auth::Bearer;
 use poem_openapi::param::{Path, Query};
-use poem_openapi::payload::Json;
+use poem_openapi::payload::{EventStream, Json};
 use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme, Tags};
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How often an event stream looks at its video.
+const EVENTS_POLL: Duration = Duration::from_secs(1);
+/// How long an event stream lasts at most.
+const EVENTS_LIFETIME: Duration = Duration::from_secs(600);
 
 use crate::nullable::Nullable;
 use crate::problem::ApiError;
@@ -150,6 +158,85 @@ struct VideoDetailBody {
     /// Why processing gave up; only for `failed` videos.
     #[oai(skip_serializing_if_is_none)]
     failure_reason: Option<String>,
+    /// The share of processing done, 0–100; only while `processing`.
+    #[oai(skip_serializing_if_is_none, validator(maximum(value = "100")))]
+    progress: Option<u8>,
+}
+
+impl VideoDetailBody {
+    fn of(detail: VideoDetail, links: &Links) -> Self {
+        let video = detail.video;
+        Self {
+            video_id: video.id.0,
+            failure_reason: failure_reason(&video),
+            progress: (video.status == anb_domain::VideoStatus::Processing).then(|| video.progress.unwrap_or(0)),
+            title: video.title,
+            status: video.status.as_str().to_owned(),
+            uploaded_at: rfc3339(video.uploaded_at),
+            processed_at: video.processed_at.map(rfc3339).into(),
+            original_url: links.absolute(detail.original_url),
+            processed_url: detail.processed_url.map(|url| links.absolute(url)).into(),
+            votes: video.votes,
+        }
+    }
+
+    /// What a watcher of the video sees change (links are signed anew on
+    /// every read, so they do not count).
+    fn state(&self) -> (String, Option<u8>, Option<String>, i64) {
+        (self.status.clone(), self.progress, self.failure_reason.clone(), self.votes)
+    }
+
+    fn is_final(&self) -> bool {
+        self.status == "processed" || self.status == "failed"
+    }
+}
+
+/// One client watching one video for an event stream.
+struct Watch {
+    videos: Videos,
+    owner: UserId,
+    id: VideoId,
+    links: Links,
+    /// What the client was last sent.
+    last: Option<(String, Option<u8>, Option<String>, i64)>,
+    /// Sent a final status, or out of time.
+    ended: bool,
+    deadline: tokio::time::Instant,
+}
+
+impl Watch {
+    /// The next detail that differs from the last one sent (`first`, when
+    /// given, is looked at before reading again); `None` when the stream
+    /// ends: after a final status, at the deadline, or when the video can
+    /// no longer be read.
+    async fn next_change(&mut self, mut first: Option<VideoDetailBody>) -> Option<VideoDetailBody> {
+        while !self.ended {
+            let body = match first.take() {
+                Some(body) => body,
+                None => {
+                    if tokio::time::Instant::now() >= self.deadline {
+                        return None;
+                    }
+                    tokio::time::sleep(EVENTS_POLL).await;
+                    VideoDetailBody::of(self.videos.detail(self.owner, self.id).await.ok()?, &self.links)
+                }
+            };
+            self.ended = body.is_final();
+            if self.last.as_ref() != Some(&body.state()) {
+                self.last = Some(body.state());
+                return Some(body);
+            }
+        }
+        None
+    }
+}
+
+#[derive(ApiResponse)]
+enum EventsResponse {
+    /// A `text/event-stream`: the video's detail now, then again on every
+    /// change, ending after `processed` or `failed`.
+    #[oai(status = 200)]
+    Ok(EventStream<BoxStream<'static, VideoDetailBody>>),
 }
 
 #[derive(ApiResponse)]
@@ -344,19 +431,25 @@ impl Api {
     #[oai(path = "/videos/:video_id", method = "get", tag = "Tag::Videos")]
     async fn detail(&self, request: &Request, auth: BearerAuth, video_id: Path<i64>) -> Answer<DetailResponse> {
         let detail = self.videos.detail(auth.0, VideoId(video_id.0)).await?;
+        Ok(DetailResponse::Ok(Json(VideoDetailBody::of(detail, &Links::of(request, self.behind_proxy)))))
+    }
+
+    /// Server-Sent Events of one of the player's videos: its detail now, and
+    /// again whenever its status, progress or votes change (looked at every
+    /// second), ending after `processed` or `failed`, or after ten minutes
+    /// (a client then connects again or polls).
+    #[oai(path = "/videos/:video_id/events", method = "get", tag = "Tag::Videos")]
+    async fn events(&self, request: &Request, auth: BearerAuth, video_id: Path<i64>) -> Answer<EventsResponse> {
+        let (videos, owner, id) = (self.videos.clone(), auth.0, VideoId(video_id.0));
         let links = Links::of(request, self.behind_proxy);
-        let video = detail.video;
-        Ok(DetailResponse::Ok(Json(VideoDetailBody {
-            video_id: video.id.0,
-            failure_reason: failure_reason(&video),
-            title: video.title,
-            status: video.status.as_str().to_owned(),
-            uploaded_at: rfc3339(video.uploaded_at),
-            processed_at: video.processed_at.map(rfc3339).into(),
-            original_url: links.absolute(detail.original_url),
-            processed_url: detail.processed_url.map(|url| links.absolute(url)).into(),
-            votes: video.votes,
-        })))
+        // Access is checked now, so a refusal is an answer, not a stream.
+        let first = VideoDetailBody::of(videos.detail(owner, id).await?, &links);
+        let watch = Watch { videos, owner, id, links, last: None, ended: false, deadline: tokio::time::Instant::now() + EVENTS_LIFETIME };
+        let changes = futures::stream::unfold((watch, Some(first)), |(mut watch, first)| async move {
+            let body = watch.next_change(first).await?;
+            Some((body, (watch, None)))
+        });
+        Ok(EventsResponse::Ok(EventStream::new(changes.boxed()).keep_alive(Duration::from_secs(15))))
     }
 
     /// Deletes one of the player's videos that is not public yet, with its files.

@@ -224,13 +224,20 @@ pub fn endpoint(state: AppState) -> BoxEndpoint<'static> {
     let mut table = RouteTable::from_openapi(&api_service.spec(), "/api").expect("the API's own OpenAPI document");
     table.add("/api/openapi.json", &["GET"]);
     table.add("/files/*", &["GET", "HEAD"]);
+    for path in crate::page::paths() {
+        table.add(path, &["GET", "HEAD"]);
+    }
     let table = Arc::new(table);
     let spec = api_service.spec_endpoint();
     let docs = api_service.swagger_ui();
     let upload_route = "/api/videos/upload";
     let idle = state.upload.idle_timeout;
     let request_timeout = state.request_timeout;
-    let mut route: BoxEndpoint<'static> = Route::new()
+    let mut route = Route::new();
+    for path in crate::page::paths() {
+        route = route.at(path, get(crate::page::serve_asset).head(crate::page::serve_asset));
+    }
+    let mut route: BoxEndpoint<'static> = route
         .at("/api/openapi.json", get(spec))
         .nest("/docs", docs)
         .at("/files/*key", get(serve_file))

@@ -7,6 +7,7 @@ pub mod api;
 pub mod app;
 pub mod files;
 pub mod nullable;
+pub mod page;
 pub mod problem;
 pub mod routes;
 pub mod server;

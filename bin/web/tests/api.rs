@@ -766,6 +766,83 @@ async fn a_request_that_takes_too_long_answers_503() {
 }
 
 #[tokio::test]
+async fn the_page_and_its_files_are_served_with_validators() {
+    let (app, _dir) = client(Ports::new());
+    for (path, kind, contains) in [
+        ("/", "text/html; charset=utf-8", "<title>ANB Rising Stars Showcase</title>"),
+        ("/app.js", "text/javascript; charset=utf-8", "/api/videos"),
+        ("/app.css", "text/css; charset=utf-8", "{"),
+        ("/logo.svg", "image/svg+xml", "<svg"),
+    ] {
+        let response = app.get(path).send().await;
+        assert_eq!(response.0.status(), StatusCode::OK, "{path}");
+        assert_eq!(response.0.headers()["content-type"], kind);
+        assert_eq!(response.0.headers()["cache-control"], "no-cache");
+        assert_eq!(response.0.headers()["x-content-type-options"], "nosniff");
+        let etag = response.0.headers()["etag"].to_str().unwrap().to_owned();
+        assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+        assert!(response.0.into_body().into_string().await.unwrap().contains(contains), "{path}");
+        let again = app.get(path).header("if-none-match", etag.as_str()).send().await;
+        assert_eq!(again.0.status(), StatusCode::NOT_MODIFIED, "{path}");
+        let head = app.head(path).send().await;
+        assert_eq!(head.0.status(), StatusCode::OK);
+        assert!(head.0.into_body().into_bytes().await.unwrap().is_empty());
+    }
+    let page = app.get("/").send().await;
+    let policy = page.0.headers()["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("default-src 'self'") && policy.contains("frame-ancestors 'none'"), "{policy}");
+}
+
+#[tokio::test]
+async fn the_event_stream_sends_each_change_of_progress_and_ends_with_processed() {
+    let mut ports = Ports::new();
+    let states = std::sync::Mutex::new(vec![
+        Video { progress: None, ..video(5, 1, VideoStatus::Processed) },
+        Video { progress: Some(60), ..video(5, 1, VideoStatus::Processing) },
+        Video { progress: Some(20), ..video(5, 1, VideoStatus::Processing) },
+        Video { progress: Some(20), ..video(5, 1, VideoStatus::Processing) },
+        Video { progress: None, ..video(5, 1, VideoStatus::Uploaded) },
+    ]);
+    ports.videos.expect_by_id().returning(move |_| {
+        let mut states = states.lock().unwrap();
+        Ok(Some(if states.len() > 1 { states.pop().unwrap() } else { states[0].clone() }))
+    });
+    signed_urls(&mut ports.storage);
+    let (app, _dir) = client(ports);
+    let response = app.get("/api/videos/5/events").header("authorization", PLAYER).send().await;
+    assert_eq!(response.0.status(), StatusCode::OK);
+    assert!(response.0.content_type().unwrap().starts_with("text/event-stream"));
+    let text = response.0.into_body().into_string().await.unwrap();
+    let events: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let seen: Vec<(&str, Option<u64>)> = events.iter().map(|e| (e["status"].as_str().unwrap(), e["progress"].as_u64())).collect();
+    assert_eq!(
+        seen,
+        [("uploaded", None), ("processing", Some(20)), ("processing", Some(60)), ("processed", None)],
+        "one event a change: {text}"
+    );
+    assert!(events[3]["processed_url"].as_str().unwrap().contains("processed/"));
+
+    let (app, _dir) = client(Ports::new());
+    let (status, _) = answer(app.get("/api/videos/5/events").send().await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_event_stream_follows_the_access_rules() {
+    let mut ports = Ports::new();
+    ports.videos.expect_by_id().returning(|id| Ok((id.0 == 2).then(|| video(2, 2, VideoStatus::Processing))));
+    let (app, _dir) = client(ports);
+    let (status, _) = answer(app.get("/api/videos/2/events").header("authorization", PLAYER).send().await).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = answer(app.get("/api/videos/3/events").header("authorization", PLAYER).send().await).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn a_panic_in_a_handler_answers_a_500_problem() {
     let mut ports = Ports::new();
     ports.health.expect_check().returning(|| panic!("a bug"));
@@ -792,7 +869,8 @@ async fn the_document_lists_every_route_and_swagger_ui_is_served() {
             "/public/videos/{video_id}/vote",
             "/videos",
             "/videos/upload",
-            "/videos/{video_id}"
+            "/videos/{video_id}",
+            "/videos/{video_id}/events"
         ]
     );
     let docs = app.get("/docs/").send().await;
