@@ -231,12 +231,48 @@ impl Watch {
     }
 }
 
+/// A stream of video details as Server-Sent Events, documented as one
+/// event (OpenAPI 3.2's way for `text/event-stream`): its `data` is a
+/// `VideoDetailBody` in JSON. poem-openapi's own "array of events" schema is
+/// not what a client or a schema checker reads.
+struct DetailEvents(EventStream<BoxStream<'static, VideoDetailBody>>);
+
+impl poem_openapi::payload::Payload for DetailEvents {
+    const CONTENT_TYPE: &'static str = "text/event-stream";
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
+        let text =
+            |description| MetaSchemaRef::Inline(Box::new(MetaSchema { description: Some(description), ..MetaSchema::new("string") }));
+        MetaSchemaRef::Inline(Box::new(MetaSchema {
+            description: Some("One event of the stream."),
+            required: vec!["data"],
+            properties: vec![
+                ("data", text("The video's detail, a VideoDetailBody (as GET /api/videos/{video_id} answers), in JSON.")),
+                ("event", text("Always `message`.")),
+                ("id", text("The event's number in the stream.")),
+            ],
+            ..MetaSchema::new("object")
+        }))
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        <VideoDetailBody as poem_openapi::types::Type>::register(registry);
+    }
+}
+
+impl poem::IntoResponse for DetailEvents {
+    fn into_response(self) -> poem::Response {
+        self.0.into_response()
+    }
+}
+
 #[derive(ApiResponse)]
 enum EventsResponse {
-    /// A `text/event-stream`: the video's detail now, then again on every
-    /// change, ending after `processed` or `failed`.
+    /// A `text/event-stream` whose every event's data is the video's detail:
+    /// now, then again on every change, ending after `processed` or `failed`.
     #[oai(status = 200)]
-    Ok(EventStream<BoxStream<'static, VideoDetailBody>>),
+    Ok(DetailEvents),
 }
 
 #[derive(ApiResponse)]
@@ -449,7 +485,7 @@ impl Api {
             let body = watch.next_change(first).await?;
             Some((body, (watch, None)))
         });
-        Ok(EventsResponse::Ok(EventStream::new(changes.boxed()).keep_alive(Duration::from_secs(15))))
+        Ok(EventsResponse::Ok(DetailEvents(EventStream::new(changes.boxed()).keep_alive(Duration::from_secs(15)))))
     }
 
     /// Deletes one of the player's videos that is not public yet, with its files.
