@@ -9,7 +9,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anb_domain::ports::{Clock, DeadLetterQueue, QueueError, VideoRepository, VideoRepositoryError};
+use anb_domain::ports::{Clock, DeadLetterQueue, JobEvent, JobEvents, QueueError, VideoRepository, VideoRepositoryError};
 use futures::future::{Either, select};
 
 use crate::{Shutdown, WorkerError};
@@ -23,6 +23,7 @@ pub struct DeadLetterSweeper {
     dead: Arc<dyn DeadLetterQueue>,
     videos: Arc<dyn VideoRepository>,
     clock: Arc<dyn Clock>,
+    events: Arc<dyn JobEvents>,
     /// How long a job looked at stays out of sight of the next sweeps.
     hide_for: Duration,
     /// Time between sweeps.
@@ -31,9 +32,15 @@ pub struct DeadLetterSweeper {
 
 impl DeadLetterSweeper {
     /// A sweeper of `dead`, every `interval`.
-    pub fn new(dead: Arc<dyn DeadLetterQueue>, videos: Arc<dyn VideoRepository>, clock: Arc<dyn Clock>, interval: Duration) -> Self {
+    pub fn new(
+        dead: Arc<dyn DeadLetterQueue>,
+        videos: Arc<dyn VideoRepository>,
+        clock: Arc<dyn Clock>,
+        events: Arc<dyn JobEvents>,
+        interval: Duration,
+    ) -> Self {
         // SQS's longest visibility: each dead job is looked at twice a day.
-        Self { dead, videos, clock, hide_for: Duration::from_secs(12 * 3600), interval }
+        Self { dead, videos, clock, events, hide_for: Duration::from_secs(12 * 3600), interval }
     }
 
     /// Looks at every dead job not seen lately; returns how many videos it
@@ -53,6 +60,7 @@ impl DeadLetterSweeper {
             match self.videos.mark_failed(job.video_id, ATTEMPTS_EXHAUSTED).await {
                 Ok(()) => {
                     tracing::warn!(video_id = %job.video_id, task_id = %job.task_id, "dead-lettered job: video marked failed");
+                    self.events.record(JobEvent::Failed);
                     marked += 1;
                 }
                 // Deleted, or already final (a worker marked it): nothing to do.
@@ -107,7 +115,10 @@ mod tests {
             .with(eq(VideoId(3)), eq(ATTEMPTS_EXHAUSTED))
             .times(1)
             .returning(|_, _| Err(VideoRepositoryError::NotFound));
-        let sweeper = DeadLetterSweeper::new(Arc::new(dead), Arc::new(videos), Arc::new(MockClock::new()), Duration::from_secs(30));
+        let mut events = anb_domain::ports::MockJobEvents::new();
+        events.expect_record().with(eq(JobEvent::Failed)).times(1).return_const(());
+        let sweeper =
+            DeadLetterSweeper::new(Arc::new(dead), Arc::new(videos), Arc::new(MockClock::new()), Arc::new(events), Duration::from_secs(30));
         assert_eq!(sweeper.sweep().await.unwrap(), 1);
     }
 
@@ -119,6 +130,7 @@ mod tests {
             Arc::new(dead),
             Arc::new(MockVideoRepository::new()),
             Arc::new(MockClock::new()),
+            Arc::new(anb_domain::ports::NoJobEvents),
             Duration::from_secs(1),
         );
         assert!(sweeper.sweep().await.is_err());

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anb_domain::ports::{
-    Clock, JobQueue, ObjectStorage, QueueError, ScratchDir, ScratchSpace, StorageError, TranscodeError, Transcoder, VideoRepository,
-    VideoRepositoryError,
+    Clock, JobEvent, JobEvents, JobQueue, ObjectStorage, QueueError, ScratchDir, ScratchSpace, StorageError, TranscodeError, Transcoder,
+    VideoRepository, VideoRepositoryError,
 };
 use anb_domain::{BackendError, Delivery, ObjectKey, ProgressSink, Receipt, VideoId, VideoStatus};
 use futures::future::{BoxFuture, Either, Shared, select};
@@ -88,6 +88,7 @@ pub struct Processor {
     transcoder: Arc<dyn Transcoder>,
     scratch: Arc<dyn ScratchSpace>,
     clock: Arc<dyn Clock>,
+    events: Arc<dyn JobEvents>,
     settings: ProcessorSettings,
 }
 
@@ -100,13 +101,14 @@ pub struct ProcessorPorts {
     pub transcoder: Arc<dyn Transcoder>,
     pub scratch: Arc<dyn ScratchSpace>,
     pub clock: Arc<dyn Clock>,
+    pub events: Arc<dyn JobEvents>,
 }
 
 impl Processor {
     /// Wires the worker to its ports.
     pub fn new(ports: ProcessorPorts, settings: ProcessorSettings) -> Self {
-        let ProcessorPorts { videos, queue, storage, transcoder, scratch, clock } = ports;
-        Self { videos, queue, storage, transcoder, scratch, clock, settings }
+        let ProcessorPorts { videos, queue, storage, transcoder, scratch, clock, events } = ports;
+        Self { videos, queue, storage, transcoder, scratch, clock, events, settings }
     }
 
     /// Runs jobs until `shutdown` resolves; an in-flight job is given back
@@ -175,6 +177,7 @@ impl Processor {
             Err(VideoRepositoryError::Backend(e)) => return Err(e.into()),
         }
         tracing::info!("processing started");
+        self.events.record(JobEvent::Started { waited: self.since(video.uploaded_at) });
 
         match self.storage.get_to_file(&video.original_key, &scratch.input).await {
             Ok(()) => {}
@@ -188,6 +191,7 @@ impl Processor {
         }
 
         let progress = ProgressSink::new();
+        let transcoding = self.clock.now();
         let transcode = pin!(self.transcoder.transcode(&scratch.input, &scratch.output, &progress));
         // The visibility heartbeat ends when the job is lost; the progress
         // reports never end by themselves.
@@ -212,6 +216,7 @@ impl Processor {
         match self.videos.mark_processed(id, &key, self.clock.now()).await {
             Ok(()) => {
                 tracing::info!(output_seconds = report.duration.as_secs_f64(), "video processed");
+                self.events.record(JobEvent::Succeeded { transcode: self.since(transcoding), since_upload: self.since(video.uploaded_at) });
                 Ok(Outcome::Done)
             }
             Err(VideoRepositoryError::NotFound) => {
@@ -244,20 +249,34 @@ impl Processor {
             }
             Ok(Outcome::Exhausted) => {
                 tracing::error!(attempts = delivery.receive_count - 1, "every attempt was cut short; video failed, job dead-lettered");
-                tolerate_gone(self.videos.mark_failed(id, crate::sweeper::ATTEMPTS_EXHAUSTED).await)?;
-                tolerate_expired(self.queue.dead_letter(receipt, crate::sweeper::ATTEMPTS_EXHAUSTED).await)
+                self.fail_for_good(id, receipt, crate::sweeper::ATTEMPTS_EXHAUSTED).await
             }
             Ok(Outcome::Failed(reason)) if delivery.receive_count >= self.settings.max_attempts => {
                 tracing::error!(%reason, "job failed for the last time; dead-lettered");
-                tolerate_gone(self.videos.mark_failed(id, &reason).await)?;
-                tolerate_expired(self.queue.dead_letter(receipt, &reason).await)
+                self.fail_for_good(id, receipt, &reason).await
             }
-            Ok(Outcome::Failed(reason)) => self.give_back(id, receipt, &reason, self.settings.retry_delay).await,
+            Ok(Outcome::Failed(reason)) => {
+                self.events.record(JobEvent::Retried);
+                self.give_back(id, receipt, &reason, self.settings.retry_delay).await
+            }
             Err(error) => {
                 let _ = self.give_back(id, receipt, "Error temporal del servicio.", self.settings.retry_delay).await;
                 Err(error)
             }
         }
+    }
+
+    async fn fail_for_good(&self, id: VideoId, receipt: &Receipt, reason: &str) -> Result<(), WorkerError> {
+        tolerate_gone(self.videos.mark_failed(id, reason).await)?;
+        self.events.record(JobEvent::Failed);
+        tolerate_expired(self.queue.dead_letter(receipt, reason).await)?;
+        self.events.record(JobEvent::DeadLettered);
+        Ok(())
+    }
+
+    /// Time from `then` to now (zero if the clocks disagree).
+    fn since(&self, then: anb_domain::Timestamp) -> Duration {
+        (self.clock.now() - then).to_std().unwrap_or_default()
     }
 
     async fn finish(&self, receipt: &Receipt) -> Result<(), WorkerError> {
@@ -415,10 +434,35 @@ mod tests {
             clock: Arc<dyn Clock>,
             dir: &Path,
         ) -> Processor {
+            Self::build_with_events(videos, queue, storage, transcoder, clock, dir, None)
+        }
+
+        /// A processor whose job events go to `events`.
+        fn processor_recording(self, dir: &Path, events: Arc<Recorded>) -> Processor {
+            let (transcoder, clock) = (Arc::new(self.transcoder), Arc::new(self.clock));
+            Self::build_with_events(self.videos, self.queue, self.storage, transcoder, clock, dir, Some(events))
+        }
+
+        fn build_with_events(
+            videos: MockVideoRepository,
+            queue: MockJobQueue,
+            storage: MockObjectStorage,
+            transcoder: Arc<dyn Transcoder>,
+            clock: Arc<dyn Clock>,
+            dir: &Path,
+            events: Option<Arc<dyn JobEvents>>,
+        ) -> Processor {
             let settings = ProcessorSettings { heartbeat: Duration::from_secs(3600), ..ProcessorSettings::default() };
             let scratch = Arc::new(TestScratch(dir.to_path_buf()));
-            let ports =
-                ProcessorPorts { videos: Arc::new(videos), queue: Arc::new(queue), storage: Arc::new(storage), transcoder, scratch, clock };
+            let ports = ProcessorPorts {
+                videos: Arc::new(videos),
+                queue: Arc::new(queue),
+                storage: Arc::new(storage),
+                transcoder,
+                scratch,
+                clock,
+                events: events.unwrap_or_else(|| Arc::new(anb_domain::ports::NoJobEvents)),
+            };
             Processor::new(ports, settings)
         }
     }
@@ -437,6 +481,33 @@ mod tests {
 
         async fn remove(&self, dir: &ScratchDir) {
             std::fs::remove_dir_all(&dir.dir).unwrap();
+        }
+    }
+
+    /// The events a processor recorded.
+    #[derive(Default)]
+    struct Recorded(std::sync::Mutex<Vec<JobEvent>>);
+
+    impl JobEvents for Recorded {
+        fn record(&self, event: JobEvent) {
+            self.0.lock().unwrap().push(event);
+        }
+    }
+
+    impl Recorded {
+        fn kinds(&self) -> Vec<&'static str> {
+            self.0
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|e| match e {
+                    JobEvent::Started { .. } => "started",
+                    JobEvent::Succeeded { .. } => "succeeded",
+                    JobEvent::Retried => "retried",
+                    JobEvent::Failed => "failed",
+                    JobEvent::DeadLettered => "dead-lettered",
+                })
+                .collect()
         }
     }
 
@@ -510,8 +581,12 @@ mod tests {
             .returning(|_, _, _| Ok(()));
         m.queue.expect_ack().with(eq(Receipt("r1".into()))).times(1).returning(|_| Ok(()));
         let root = scratch_root();
-        assert!(m.processor(&root).process_next_job(never()).await.unwrap());
+        let events = Arc::new(Recorded::default());
+        assert!(m.processor_recording(&root, events.clone()).process_next_job(never()).await.unwrap());
         assert_scratch_empty(&root);
+        assert_eq!(events.kinds(), ["started", "succeeded"]);
+        let JobEvent::Succeeded { since_upload, .. } = events.0.lock().unwrap()[1] else { unreachable!() };
+        assert!(since_upload > Duration::from_secs(3600), "the fixture was uploaded long ago: {since_upload:?}");
     }
 
     #[tokio::test]
@@ -548,7 +623,9 @@ mod tests {
         failing_transcode(&mut m);
         m.videos.expect_mark_waiting().withf(|_, reason| reason.contains("broken stream")).times(1).returning(|_, _| Ok(()));
         m.queue.expect_release().with(eq(Receipt("r1".into())), eq(Duration::from_secs(5))).times(1).returning(|_, _| Ok(()));
-        assert!(m.processor(&scratch_root()).process_next_job(never()).await.unwrap());
+        let events = Arc::new(Recorded::default());
+        assert!(m.processor_recording(&scratch_root(), events.clone()).process_next_job(never()).await.unwrap());
+        assert_eq!(events.kinds(), ["started", "retried"]);
     }
 
     #[tokio::test]
@@ -558,7 +635,9 @@ mod tests {
         failing_transcode(&mut m);
         m.videos.expect_mark_failed().withf(|_, reason| reason.contains("broken stream")).times(1).returning(|_, _| Ok(()));
         m.queue.expect_dead_letter().times(1).returning(|_, _| Ok(()));
-        assert!(m.processor(&scratch_root()).process_next_job(never()).await.unwrap());
+        let events = Arc::new(Recorded::default());
+        assert!(m.processor_recording(&scratch_root(), events.clone()).process_next_job(never()).await.unwrap());
+        assert_eq!(events.kinds(), ["started", "failed", "dead-lettered"]);
     }
 
     #[tokio::test]

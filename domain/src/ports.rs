@@ -489,3 +489,35 @@ pub trait LoginAttempts: Send + Sync + 'static {
     /// Only [`BackendError`].
     async fn clear(&self, keys: &[String]) -> Result<(), BackendError>;
 }
+
+/// What became of a job, for the operators' metrics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum JobEvent {
+    /// A worker began processing a video, `waited` after its upload.
+    Started { waited: Duration },
+    /// The video is processed: the transcode took `transcode`, and the whole
+    /// way from the upload `since_upload`.
+    Succeeded { transcode: Duration, since_upload: Duration },
+    /// An attempt failed and the job will be tried again.
+    Retried,
+    /// The video ended `failed`.
+    Failed,
+    /// The job went to the dead-letter queue.
+    DeadLettered,
+}
+
+/// Takes note of what becomes of jobs (counters, timings). Never fails: a
+/// metric that cannot be recorded is not the job's problem.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+pub trait JobEvents: Send + Sync + 'static {
+    /// Records one event.
+    fn record(&self, event: JobEvent);
+}
+
+/// A [`JobEvents`] that keeps nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoJobEvents;
+
+impl JobEvents for NoJobEvents {
+    fn record(&self, _: JobEvent) {}
+}

@@ -6,6 +6,7 @@ mod crashes;
 mod disk_full;
 mod hostile;
 mod limits;
+mod observability;
 mod schema;
 mod startup;
 
@@ -219,24 +220,6 @@ async fn a_valid_upload_is_processed_to_spec_then_voted_and_ranked() {
 
     let (status, body) = app.call(Method::DELETE, &format!("/api/videos/{id}"), Some(&ana)).await;
     assert_eq!(status, 400, "a public video cannot be deleted: {body}");
-}
-
-#[tokio::test]
-async fn a_separate_worker_process_takes_the_jobs_of_a_web_server_without_workers() {
-    let clips = Clips::get().await;
-    let app = TestApp::spawn(0, &[]).await;
-    let token = app.player("w@example.com", "Walter", "Pasto").await;
-    assert_eq!(app.upload(&token, Some("por el worker"), Some(&clips.path("valid.mp4"))).await.0, 201);
-    let (_, list) = app.get("/api/videos", Some(&token)).await;
-    let id = list[0]["video_id"].as_i64().unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(app.get(&format!("/api/videos/{id}"), Some(&token)).await.1["status"], "uploaded", "nobody processes without workers");
-
-    let _worker = app.spawn_worker();
-    let video = app.wait_processed(&token, id, Duration::from_secs(180)).await;
-    assert_eq!(video["status"], "processed", "{video}");
-    let processed = app.http.get(video["processed_url"].as_str().unwrap()).send().await.unwrap();
-    assert_eq!(processed.status(), 200, "the web server serves what the worker stored");
 }
 
 #[tokio::test]

@@ -150,7 +150,7 @@ impl TestApp {
             .env("ANB_DATA_DIR", self.data.path())
             .env("RUST_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(self.data.path().join("server.out")).unwrap())
             .stderr(log)
             .spawn()
             .expect("start anb-web");
@@ -158,7 +158,10 @@ impl TestApp {
         let started = Instant::now();
         loop {
             let log = self.log();
-            if let Some(addr) = log.lines().find_map(|l| l.split("addr=").nth(1)).and_then(|r| r.split_whitespace().next()) {
+            // `addr=...` in text logs, `"addr":"..."` in JSON ones.
+            let text = log.lines().find_map(|l| l.split("addr=").nth(1)).and_then(|r| r.split_whitespace().next());
+            let json = log.lines().find_map(|l| l.split("\"addr\":\"").nth(1)).and_then(|r| r.split('"').next());
+            if let Some(addr) = text.or(json) {
                 self.base = format!("http://{addr}");
                 return;
             }
@@ -173,15 +176,27 @@ impl TestApp {
     /// Starts an `anb-worker` process on this app's data directory and
     /// database; it is stopped when the returned guard drops.
     pub fn spawn_worker(&self) -> Worker {
+        self.spawn_worker_with(&[])
+    }
+
+    /// [`TestApp::spawn_worker`] with extra variables; its stdout is kept.
+    pub fn spawn_worker_with(&self, extra: &[(&str, &str)]) -> Worker {
         let log = std::fs::File::create(self.data.path().join("worker.log")).unwrap();
+        let out = std::fs::File::create(self.data.path().join("worker.out")).unwrap();
         let child = Command::new(binary("anb-worker"))
             .env("ANB_DATA_DIR", self.data.path())
             .env("ANB_RETRY_DELAY", "1")
-            .stdout(Stdio::null())
+            .envs(extra.iter().copied())
+            .stdout(out)
             .stderr(log)
             .spawn()
             .expect("start anb-worker");
-        Worker { child, log: self.data.path().join("worker.log"), _data: None }
+        Worker { child, log: self.data.path().join("worker.log"), out: Some(self.data.path().join("worker.out")), _data: None }
+    }
+
+    /// What the server wrote on stdout (EMF metric lines, with `ANB_METRICS=emf`).
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("server.out")).unwrap_or_default()
     }
 
     /// What the server logged so far.
@@ -336,6 +351,8 @@ impl Drop for TestApp {
 pub struct Worker {
     child: Child,
     log: PathBuf,
+    /// Where its stdout goes, when kept.
+    out: Option<PathBuf>,
     _data: Option<tempfile::TempDir>,
 }
 
@@ -356,12 +373,33 @@ impl Worker {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start anb-worker");
-        Self { child, log, _data: Some(data) }
+        Self { child, log, out: None, _data: Some(data) }
     }
 
     /// What the worker logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// What the worker wrote on stdout, when it was kept.
+    pub fn stdout(&self) -> String {
+        self.out.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default()
+    }
+
+    /// Asks it to stop (SIGTERM) and waits, at most 40 s.
+    ///
+    /// # Panics
+    /// When it does not stop in time.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(started.elapsed() < Duration::from_secs(40), "anb-worker did not stop within 40 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Kills the process at once (SIGKILL), as a crash would.

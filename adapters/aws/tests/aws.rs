@@ -130,8 +130,13 @@ async fn a_job_whose_every_attempt_was_cut_short_is_swept_from_the_dead_letter_q
 
     let dead = queue.dead_letter_queue().await.unwrap().expect("the queue has a dead-letter queue");
     let dead_depth = dead.clone();
-    let sweeper =
-        anb_application::DeadLetterSweeper::new(Arc::new(dead), Arc::new(db.videos()), Arc::new(NoClock), Duration::from_secs(60));
+    let sweeper = anb_application::DeadLetterSweeper::new(
+        Arc::new(dead),
+        Arc::new(db.videos()),
+        Arc::new(NoClock),
+        Arc::new(anb_domain::ports::NoJobEvents),
+        Duration::from_secs(60),
+    );
     assert_eq!(sweeper.sweep().await.unwrap(), 1);
     let video = db.videos().by_id(job.video_id).await.unwrap().unwrap();
     assert_eq!(video.status, VideoStatus::Failed);

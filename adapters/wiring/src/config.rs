@@ -96,6 +96,30 @@ pub struct CommonConfig {
     /// (with `ANB_QUEUE=sqs`; at least one process must).
     #[arg(long, env = "ANB_OUTBOX_RELAY", default_value_t = true, action = clap::ArgAction::Set)]
     pub outbox_relay: bool,
+
+    /// Metrics besides Prometheus text (always at `GET /metrics`): `emf`
+    /// also writes CloudWatch Embedded Metric Format lines on stdout.
+    #[arg(long, env = "ANB_METRICS", value_enum, default_value_t = MetricsKind::Prometheus)]
+    pub metrics: MetricsKind,
+
+    /// Log lines: `text` (for people) or `json` (one object a line, for
+    /// CloudWatch Logs and the like).
+    #[arg(long, env = "ANB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Where metrics go besides Prometheus text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MetricsKind {
+    Prometheus,
+    Emf,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Where stored files live.

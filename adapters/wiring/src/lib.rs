@@ -197,7 +197,13 @@ impl Services {
                 // Jobs whose every attempt was cut short reach the DLQ by the
                 // redrive policy alone; worker hosts mark their videos failed.
                 let sweeper = match (workers > 0, sqs.dead_letter_queue().await.map_err(StartupError::Queue)?) {
-                    (true, Some(dead)) => Some(DeadLetterSweeper::new(Arc::new(dead), videos.clone(), clock.clone(), SWEEP_INTERVAL)),
+                    (true, Some(dead)) => Some(DeadLetterSweeper::new(
+                        Arc::new(dead),
+                        videos.clone(),
+                        clock.clone(),
+                        Arc::new(anb_metrics::MetricsJobEvents),
+                        SWEEP_INTERVAL,
+                    )),
                     _ => None,
                 };
                 // SQS may hand out a job twice: a copy waits while a live worker holds the video.
@@ -221,6 +227,7 @@ impl Services {
                 transcoder: transcoder(workers)?,
                 scratch: Arc::new(scratch.clone()),
                 clock: clock.clone(),
+                events: Arc::new(anb_metrics::MetricsJobEvents),
             };
             (Some(Processor::new(ports, settings)), Some(scratch))
         } else {

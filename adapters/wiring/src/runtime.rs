@@ -1,19 +1,44 @@
 //! Process plumbing shared by both binaries: logging, the malloc arena cap,
 //! the async runtime and stop signals.
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`): as text, or as
+/// one JSON object a line (the event's fields flat, the request's or job's
+/// span under `span`: request id, route, job and video ids).
 ///
 /// # Errors
 /// [`StartupError::LogFilter`] when `RUST_LOG` is not a valid filter.
-pub fn init_tracing() -> Result<(), crate::StartupError> {
+pub fn init_tracing(format: crate::config::LogFormat) -> Result<(), crate::StartupError> {
     use tracing_subscriber::EnvFilter;
     let filter = match std::env::var("RUST_LOG") {
         Ok(value) => EnvFilter::try_new(&value).map_err(|e| crate::StartupError::LogFilter { reason: e.to_string(), value })?,
         Err(_) => EnvFilter::new("info"),
     };
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        crate::config::LogFormat::Text => {
+            builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+        }
+        crate::config::LogFormat::Json => {
+            builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init();
+        }
+    }
     Ok(())
+}
+
+/// Installs the metrics of `service`, as the configuration says.
+///
+/// # Errors
+/// When metrics were installed already in this process.
+pub fn init_metrics(
+    service: &'static str,
+    namespace: &'static str,
+    kind: crate::config::MetricsKind,
+) -> Result<std::sync::Arc<anb_metrics::Telemetry>, anb_metrics::MetricsError> {
+    let output = match kind {
+        crate::config::MetricsKind::Prometheus => anb_metrics::Output::Prometheus,
+        crate::config::MetricsKind::Emf => anb_metrics::Output::Emf { namespace },
+    };
+    anb_metrics::install(service, output)
 }
 
 /// Caps glibc's malloc arenas at two by restarting the process (same pid,

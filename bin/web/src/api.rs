@@ -346,6 +346,24 @@ fn video_item(summary: VideoSummary, links: &Links) -> VideoItem {
     }
 }
 
+/// The reason label of a refused upload, for the metrics (`None` for a
+/// server fault, which is no refusal).
+fn rejection_reason(error: &anb_application::UploadError) -> Option<&'static str> {
+    use anb_application::UploadError;
+    use anb_domain::UploadRejection::*;
+    Some(match error {
+        UploadError::Rejected(NotMp4) => "not_video",
+        UploadError::Rejected(NoVideoTrack) => "no_video_track",
+        UploadError::Rejected(Codec { .. }) => "codec",
+        UploadError::Rejected(SizeMismatch { .. }) => "size_mismatch",
+        UploadError::Rejected(TooLarge { .. }) => "too_large",
+        UploadError::Rejected(Duration { .. }) => "duration",
+        UploadError::Rejected(Resolution { .. }) => "resolution",
+        UploadError::InvalidTitle(_) => "title",
+        UploadError::Backend(_) => return None,
+    })
+}
+
 /// Makes the links handed to a client absolute. Links to S3, and to local
 /// files under `ANB_PUBLIC_BASE_URL`, already are; local links without it
 /// are relative (`/files/...`) and take the host this request came to, so
@@ -448,7 +466,12 @@ impl Api {
         let title = form.title.ok_or_else(|| ApiError::bad_request("El título es obligatorio."))?;
         let file = form.file.ok_or_else(|| ApiError::bad_request("El archivo video_file es obligatorio."))?;
         // The received file is removed when `file` drops, whatever happens.
-        let video = self.videos.upload(auth.0, &title, &file.path, file.size).await?;
+        let video = self.videos.upload(auth.0, &title, &file.path, file.size).await.inspect_err(|error| {
+            if let Some(reason) = rejection_reason(error) {
+                metrics::counter!(anb_metrics::names::UPLOADS_REJECTED, "reason" => reason).increment(1);
+            }
+        })?;
+        metrics::counter!(anb_metrics::names::UPLOADS_ACCEPTED).increment(1);
         Ok(UploadResponse::Created(Json(UploadAccepted {
             message: "Video subido correctamente. Procesamiento en curso.".into(),
             task_id: video.task_id.to_string(),
@@ -525,6 +548,7 @@ impl Api {
     #[oai(path = "/public/videos/:video_id/vote", method = "post", tag = "Tag::Public")]
     async fn vote(&self, auth: BearerAuth, video_id: Path<i64>) -> Answer<VoteResponse> {
         self.showcase.vote(auth.0, VideoId(video_id.0)).await?;
+        metrics::counter!(anb_metrics::names::VOTES).increment(1);
         Ok(VoteResponse::Ok(message("Voto registrado exitosamente.")))
     }
 

@@ -56,6 +56,8 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// Take the client's address from `X-Forwarded-For` (behind a balancer).
     pub behind_proxy: bool,
+    /// The process's metrics, served at `GET /metrics` (none in tests).
+    pub telemetry: Option<Arc<anb_metrics::Telemetry>>,
     /// Where clients reach this server (`https://host`), when configured:
     /// the OpenAPI document's server URL and the links' base. Without it the
     /// document names `/api` and links follow each request's host.
@@ -73,6 +75,7 @@ pub struct Application {
     app: BoxEndpoint<'static>,
     services: Services,
     server: ServerSettings,
+    telemetry: Option<Arc<anb_metrics::Telemetry>>,
 }
 
 impl Application {
@@ -81,7 +84,11 @@ impl Application {
     ///
     /// # Errors
     /// A [`WebStartupError`] naming what could not be set up.
-    pub async fn build(common: CommonConfig, web: WebConfig) -> Result<Self, WebStartupError> {
+    pub async fn build(
+        common: CommonConfig,
+        web: WebConfig,
+        telemetry: Option<Arc<anb_metrics::Telemetry>>,
+    ) -> Result<Self, WebStartupError> {
         let login = LoginLimits { max_failures: web.login_max_failures, lockout: Duration::from_secs(web.login_lockout) };
         let role = Role::Web { public_base_url: web.public_base_url.clone(), workers: web.workers, login };
         anb_wiring::validate(&common, &role)?;
@@ -107,8 +114,9 @@ impl Application {
             request_timeout: Duration::from_secs(web.request_timeout),
             behind_proxy: web.behind_proxy,
             public_base_url: web.public_base_url,
+            telemetry: telemetry.clone(),
         };
-        Ok(Self { listener, addr, app: endpoint(state), services, server })
+        Ok(Self { listener, addr, app: endpoint(state), services, server, telemetry })
     }
 
     /// The port the server listens on.
@@ -130,6 +138,7 @@ impl Application {
             })
         };
         let background = self.services.start_background(&shutdown);
+        let metrics = self.telemetry.clone().map(|telemetry| tokio::spawn(telemetry.run(shutdown.clone())));
         tracing::info!(addr = %self.addr, max_connections = self.server.max_connections, "serving");
         let server_stop = async move {
             stop.await;
@@ -139,6 +148,9 @@ impl Application {
         let result = crate::server::serve(self.listener, self.app, self.server, server_stop).await;
         drop(rx);
         background.join().await;
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
         tracing::info!("stopped");
         result
     }
@@ -224,10 +236,12 @@ pub fn endpoint(state: AppState) -> BoxEndpoint<'static> {
     let mut table = RouteTable::from_openapi(&api_service.spec(), "/api").expect("the API's own OpenAPI document");
     table.add("/api/openapi.json", &["GET"]);
     table.add("/files/*", &["GET", "HEAD"]);
+    table.add("/metrics", &["GET"]);
     for path in crate::page::paths() {
         table.add(path, &["GET", "HEAD"]);
     }
     let table = Arc::new(table);
+    let table_for_metrics = table.clone();
     let spec = api_service.spec_endpoint();
     let docs = api_service.swagger_ui();
     let upload_route = "/api/videos/upload";
@@ -236,6 +250,9 @@ pub fn endpoint(state: AppState) -> BoxEndpoint<'static> {
     let mut route = Route::new();
     for path in crate::page::paths() {
         route = route.at(path, get(crate::page::serve_asset).head(crate::page::serve_asset));
+    }
+    if let Some(telemetry) = state.telemetry.clone() {
+        route = route.at("/metrics", get(poem::endpoint::make_sync(move |_| telemetry.render())));
     }
     let mut route: BoxEndpoint<'static> = route
         .at("/api/openapi.json", get(spec))
@@ -262,6 +279,7 @@ pub fn endpoint(state: AppState) -> BoxEndpoint<'static> {
     if let Some(files) = &state.files {
         route = route.data(files.clone()).boxed();
     }
+
     route
         .before(|mut request: Request| async move {
             normalise_path(&mut request);
@@ -285,7 +303,7 @@ pub fn endpoint(state: AppState) -> BoxEndpoint<'static> {
             }
         })
         .with(CatchPanic::new().with_handler(|_| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "Error interno del servidor.")))
-        .with(RequestId)
+        .with(RequestId { routes: table_for_metrics })
         .boxed()
 }
 
@@ -310,18 +328,21 @@ fn normalise_path(request: &mut Request) {
 }
 
 /// Gives every request an id (the client's `x-request-id`, else a new one),
-/// logs the request under it and returns it in `x-request-id`.
-struct RequestId;
+/// logs the request under it with its route, returns the id in
+/// `x-request-id`, and counts the request and its time by route and status.
+struct RequestId {
+    routes: Arc<RouteTable>,
+}
 
 impl<E: Endpoint> Middleware<E> for RequestId {
     type Output = RequestIdEndpoint<E>;
 
     fn transform(&self, ep: E) -> Self::Output {
-        RequestIdEndpoint(ep)
+        RequestIdEndpoint(ep, self.routes.clone())
     }
 }
 
-struct RequestIdEndpoint<E>(E);
+struct RequestIdEndpoint<E>(E, Arc<RouteTable>);
 
 impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
     type Output = Response;
@@ -334,7 +355,10 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
             .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-        let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+        // The route's template (`/api/videos/{video_id}`), not the path: a
+        // bounded set of values for logs and metrics.
+        let route = self.1.template(request.uri().path()).unwrap_or_else(|| "unmatched".to_owned());
+        let span = tracing::info_span!("request", request_id = %id, method = %request.method(), route = %route);
         async move {
             let started = std::time::Instant::now();
             let mut response = match self.0.call(request).await {
@@ -344,7 +368,10 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
             if let Ok(value) = id.parse() {
                 response.headers_mut().insert("x-request-id", value);
             }
-            tracing::info!(status = response.status().as_u16(), millis = started.elapsed().as_millis() as u64, "handled");
+            let (status, elapsed) = (response.status().as_u16(), started.elapsed());
+            metrics::counter!(anb_metrics::names::HTTP_REQUESTS, "route" => route.clone(), "status" => status.to_string()).increment(1);
+            metrics::histogram!(anb_metrics::names::HTTP_DURATION, "route" => route).record(elapsed.as_secs_f64() * 1000.0);
+            tracing::info!(status, millis = elapsed.as_millis() as u64, "handled");
             Ok(response)
         }
         .instrument(span)

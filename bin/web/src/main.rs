@@ -24,7 +24,7 @@ fn main() -> ExitCode {
 
 async fn serve() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(message) = runtime::init_tracing() {
+    if let Err(message) = runtime::init_tracing(cli.common.log_format) {
         eprintln!("anb-web: {message}");
         return ExitCode::from(2);
     }
@@ -39,6 +39,7 @@ async fn serve() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     use anyhow::Context;
-    let app = anb_web::Application::build(cli.common, cli.web).await.context("cannot start")?;
+    let telemetry = runtime::init_metrics("anb-web", "ANB/Backend", cli.common.metrics)?;
+    let app = anb_web::Application::build(cli.common, cli.web, Some(telemetry)).await.context("cannot start")?;
     app.run_until(runtime::termination()).await.context("server failed")
 }

@@ -78,6 +78,21 @@ impl RouteTable {
             .nth(index)
     }
 
+    /// The pattern of the route `path` matches (`/api/videos/{video_id}`).
+    pub fn template(&self, path: &str) -> Option<String> {
+        let route = self.find(path)?;
+        let segments: Vec<String> = route
+            .segments
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(l) => l.clone(),
+                Segment::Param(name) => format!("{{{name}}}"),
+                Segment::Rest => "*".to_owned(),
+            })
+            .collect();
+        Some(format!("/{}", segments.join("/")))
+    }
+
     fn find(&self, path: &str) -> Option<&Route> {
         let wanted: Vec<&str> = split(path).collect();
         // A literal beats a parameter: `/videos/upload` is not `/videos/{id}`.
@@ -125,6 +140,15 @@ mod tests {
         assert_eq!(table.allow("/files/processed/a.mp4").as_deref(), Some("GET, HEAD"));
         assert_eq!(table.allow("/api/nothing"), None);
         assert_eq!(table.allow("/files"), None);
+    }
+
+    #[test]
+    fn a_path_is_known_by_its_route_s_template() {
+        let table = table();
+        assert_eq!(table.template("/api/videos/12").as_deref(), Some("/api/videos/{video_id}"));
+        assert_eq!(table.template("/api/videos/upload").as_deref(), Some("/api/videos/upload"));
+        assert_eq!(table.template("/files/processed/a.mp4").as_deref(), Some("/files/*"));
+        assert_eq!(table.template("/nowhere"), None);
     }
 
     #[test]

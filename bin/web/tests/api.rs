@@ -125,6 +125,7 @@ fn client(ports: Ports) -> (TestClient<BoxEndpoint<'static>>, tempfile::TempDir)
         // The client's address comes from X-Forwarded-For, which tests set.
         behind_proxy: true,
         public_base_url: None,
+        telemetry: None,
     };
     (TestClient::new(endpoint(state)), upload_dir)
 }

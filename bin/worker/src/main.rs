@@ -30,6 +30,11 @@ struct Cli {
     #[arg(long, env = "ANB_WORKERS", default_value_t = one_per_core(), value_parser = clap::value_parser!(u32).range(1..=64))]
     workers: u32,
 
+    /// Address to serve the Prometheus text of this worker's metrics at
+    /// (`GET /metrics`); none when unset.
+    #[arg(long, env = "ANB_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -84,12 +89,12 @@ fn main() -> ExitCode {
 
 async fn work() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(message) = runtime::init_tracing() {
+    if let Err(message) = runtime::init_tracing(cli.common.log_format) {
         eprintln!("anb-worker: {message}");
         return ExitCode::from(2);
     }
     let result = match cli.command.unwrap_or(Command::Run) {
-        Command::Run => run(&cli.common, cli.workers).await,
+        Command::Run => run(&cli.common, cli.workers, cli.metrics_addr).await,
         Command::Migrate => migrate(&cli.common).await,
         Command::Provision { queue_name } => provision(&cli.common, &queue_name).await,
         Command::Transcode { input, output, preset, bframes, scale_method, subme, motion_search, threads, quality } => {
@@ -120,10 +125,21 @@ fn one_per_core() -> u32 {
     runtime::cores().min(64)
 }
 
-async fn run(common: &CommonConfig, workers: u32) -> anyhow::Result<()> {
+async fn run(common: &CommonConfig, workers: u32, metrics_addr: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+    let telemetry = runtime::init_metrics("anb-worker", "ANB/Worker", common.metrics)?;
     let services = Services::build(common, &Role::Worker { workers }).await.context("cannot start")?;
     let shutdown = shutdown_on(runtime::termination());
+    if let Some(addr) = metrics_addr {
+        let (telemetry, shutdown) = (telemetry.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(error) = anb_metrics::serve_prometheus(addr, telemetry, shutdown).await {
+                tracing::error!(%error, %addr, "cannot serve the metrics");
+            }
+        });
+    }
+    let metrics = tokio::spawn(telemetry.run(shutdown.clone()));
     services.start_background(&shutdown).join().await;
+    let _ = metrics.await;
     tracing::info!("stopped");
     Ok(())
 }
