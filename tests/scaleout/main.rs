@@ -14,6 +14,7 @@ use anb_e2e::{Clips, TestApp, Worker, binary, video_ids_logged};
 use anb_testkit::{Moto, Postgres};
 
 mod login_limits;
+mod secrets;
 
 /// Settings every process of the cluster shares.
 struct Cluster {

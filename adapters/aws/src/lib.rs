@@ -6,8 +6,10 @@
 //! |---|---|
 //! | [`s3`] | [`S3Storage`], object storage on Amazon S3 |
 //! | [`sqs`] | [`SqsQueue`], the job queue on Amazon SQS with a dead-letter queue |
+//! | [`secrets`] | the database URL and the signing key from AWS Secrets Manager |
 
 pub mod s3;
+pub mod secrets;
 pub mod sqs;
 
 pub use s3::S3Storage;

@@ -46,6 +46,12 @@ pub struct CommonConfig {
     #[arg(long, env = "ANB_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<Secret>,
 
+    /// AWS Secrets Manager secret (name or ARN) holding the database's
+    /// credentials as RDS attaches them (username, password, host, port,
+    /// dbname): read at start, instead of `ANB_DATABASE_URL`.
+    #[arg(long, env = "ANB_DATABASE_SECRET")]
+    pub database_secret: Option<String>,
+
     /// Most open database connections.
     #[arg(long, env = "ANB_DATABASE_POOL", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_pool: u32,
@@ -54,6 +60,11 @@ pub struct CommonConfig {
     /// Default: a random key generated once into the data directory.
     #[arg(long, env = "ANB_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<Secret>,
+
+    /// AWS Secrets Manager secret (name or ARN) holding that key: read at
+    /// start, instead of `ANB_JWT_SECRET`.
+    #[arg(long, env = "ANB_JWT_SECRET_ID")]
+    pub jwt_secret_id: Option<String>,
 
     /// Lifetime of signed file links, in seconds.
     #[arg(long, env = "ANB_URL_TTL", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
@@ -148,7 +159,7 @@ impl CommonConfig {
     /// Whether the database is a server that several processes share (so
     /// that, say, every web server must sign tokens with the same key).
     pub fn shared_database(&self) -> bool {
-        !self.database_url().starts_with("sqlite:")
+        self.database_secret.is_some() || !self.database_url().starts_with("sqlite:")
     }
 
     /// The S3 bucket, when one is named.

@@ -53,6 +53,9 @@ pub enum StartupError {
     /// The signing key could not be read or made.
     #[error("signing key: {0}")]
     Key(#[from] config::KeyError),
+    /// A secret could not be read from Secrets Manager.
+    #[error("secret: {0}")]
+    Secret(BackendError),
     /// The database could not be reached or migrated.
     #[error("database: {0}")]
     Database(BackendError),
@@ -103,9 +106,16 @@ pub fn validate(config: &CommonConfig, role: &Role) -> Result<(), StartupError> 
             "ANB_SQS_QUEUE_URL (--sqs-queue-url) must name the queue with ANB_QUEUE=sqs; `anb-worker provision` prints it".into(),
         ));
     }
-    if matches!(role, Role::Web { .. }) && config.shared_database() && config.jwt_secret.is_none() {
+    if config.database_secret.is_some() && config.database_url.is_some() {
+        return Err(StartupError::Config("set ANB_DATABASE_URL or ANB_DATABASE_SECRET, not both".into()));
+    }
+    if config.jwt_secret_id.is_some() && config.jwt_secret.is_some() {
+        return Err(StartupError::Config("set ANB_JWT_SECRET or ANB_JWT_SECRET_ID, not both".into()));
+    }
+    if matches!(role, Role::Web { .. }) && config.shared_database() && config.jwt_secret.is_none() && config.jwt_secret_id.is_none() {
         return Err(StartupError::Config(
-            "ANB_JWT_SECRET (--jwt-secret) is required with a shared database: every web server must verify the tokens the others sign"
+            "ANB_JWT_SECRET (--jwt-secret) or ANB_JWT_SECRET_ID is required with a shared database: every web server must verify the \
+             tokens the others sign"
                 .into(),
         ));
     }
@@ -148,12 +158,15 @@ impl Services {
         for path in [config.files_dir(), config.upload_dir()] {
             std::fs::create_dir_all(&path).map_err(|source| StartupError::DataDir { path, source })?;
         }
-        let key = config.signing_key()?;
-        let database = Database::connect(&config.database_url(), config.database_pool).await.map_err(StartupError::Database)?;
+        let uses_aws = config.storage == StorageKind::S3
+            || config.queue == QueueKind::Sqs
+            || config.database_secret.is_some()
+            || config.jwt_secret_id.is_some();
+        let aws = if uses_aws { Some(anb_aws::sdk_config().await) } else { None };
+        let (database_url, key) = secrets(config, aws.as_ref()).await?;
+        let database = Database::connect(&database_url, config.database_pool).await.map_err(StartupError::Database)?;
         let clock = Arc::new(SystemClock);
         let (users, videos, votes) = (Arc::new(database.users()), Arc::new(database.videos()), Arc::new(database.votes()));
-        let aws =
-            if config.storage == StorageKind::S3 || config.queue == QueueKind::Sqs { Some(anb_aws::sdk_config().await) } else { None };
         let base_url = match role {
             Role::Web { public_base_url: Some(url), .. } => url.as_str(),
             Role::Web { public_base_url: None, .. } | Role::Worker { .. } => "",
@@ -286,6 +299,38 @@ impl Services {
             "background work started"
         );
         Background { tasks }
+    }
+}
+
+/// The database URL and the signing key: from Secrets Manager when the
+/// configuration names secrets there, else from the configuration itself.
+async fn secrets(config: &CommonConfig, aws: Option<&aws_config::SdkConfig>) -> Result<(String, Vec<u8>), StartupError> {
+    let database_url = match (&config.database_secret, aws) {
+        (Some(id), Some(aws)) => anb_aws::secrets::database_url(aws, id).await.map_err(StartupError::Secret)?,
+        _ => config.database_url(),
+    };
+    let key = match (&config.jwt_secret_id, aws) {
+        (Some(id), Some(aws)) => {
+            let key = anb_aws::secrets::secret_string(aws, id).await.map_err(StartupError::Secret)?;
+            if key.trim().len() < 32 {
+                return Err(StartupError::Config("the secret of ANB_JWT_SECRET_ID holds a key shorter than 32 characters".into()));
+            }
+            key.trim().as_bytes().to_vec()
+        }
+        _ => config.signing_key()?,
+    };
+    Ok((database_url, key))
+}
+
+/// The database URL: `ANB_DATABASE_URL`, or from the secret of
+/// `ANB_DATABASE_SECRET` (for `anb-worker migrate`).
+///
+/// # Errors
+/// [`StartupError::Secret`] when the secret cannot be read.
+pub async fn database_url(config: &CommonConfig) -> Result<String, StartupError> {
+    match &config.database_secret {
+        Some(id) => anb_aws::secrets::database_url(&anb_aws::sdk_config().await, id).await.map_err(StartupError::Secret),
+        None => Ok(config.database_url()),
     }
 }
 

@@ -147,7 +147,7 @@ async fn run(common: &CommonConfig, workers: u32, metrics_addr: Option<std::net:
 async fn migrate(common: &CommonConfig) -> anyhow::Result<()> {
     // The default SQLite file lives in the data directory.
     std::fs::create_dir_all(&common.data_dir).with_context(|| format!("cannot create {}", common.data_dir.display()))?;
-    anb_sql::Database::connect(&common.database_url(), 1).await.context("database")?;
+    anb_sql::Database::connect(&anb_wiring::database_url(common).await?, 1).await.context("database")?;
     tracing::info!("database schema up to date");
     Ok(())
 }
