@@ -24,7 +24,7 @@ TEST_VENV := $(TARGET_DIR)/test-venv
 export ANB_MOTO_SERVER ?= $(abspath $(TEST_VENV))/bin/moto_server
 export ANB_SCHEMATHESIS ?= $(abspath $(TEST_VENV))/bin/schemathesis
 
-.PHONY: run run-scaleout build deps test-deps test-tools browser-deps test check fmt clippy clean fuzz screenshots
+.PHONY: run run-scaleout build deps test-deps test-tools browser-deps package-deps deploy-tools package package-check deploy-check test check fmt clippy clean fuzz screenshots
 
 ## run: install what is missing, build in release mode, serve on http://127.0.0.1:8080 (Swagger UI at /docs)
 run: deps
@@ -79,10 +79,51 @@ browser-deps:
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$need; \
 	fi
 
+## package-deps: cargo-deb (pinned) and Debian's packaging and checking tools, if missing
+CARGO_DEB_VERSION := 3.8.0
+package-deps:
+	@command -v cargo-deb >/dev/null || $(CARGO) install cargo-deb --locked --version $(CARGO_DEB_VERSION)
+	@need=""; for tool in lintian:lintian dpkg-shlibdeps:dpkg-dev systemd-analyze:systemd shellcheck:shellcheck curl:curl; do \
+		command -v $${tool%%:*} >/dev/null || need="$$need $${tool#*:}"; done; \
+	if [ -n "$$need" ]; then \
+		echo "installing:$$need"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$need; \
+	fi
+
+## package: the Debian package of both binaries (release build), checked, in target/debian/
+package: deps package-deps
+	$(CARGO) build --release --bins
+	$(CARGO) deb -p anb-web --no-build -o $(TARGET_DIR)/debian/
+	deploy/check-package.sh $$(ls -t $(TARGET_DIR)/debian/anb_*.deb | head -1)
+
+## package-check: the same package built from the debug binaries, checked (part of make test)
+package-check: package-deps
+	rm -rf $(TARGET_DIR)/debian-check
+	$(CARGO) deb -p anb-web --no-build --profile dev --fast -o $(TARGET_DIR)/debian-check/ 2>&1 | grep -v 'dev profile\|enable debug symbols' || true
+	deploy/check-package.sh $(TARGET_DIR)/debian-check/anb_*.deb
+
+## deploy-tools: cfn-lint, moto, pytest, boto3, the AWS CLI (one venv) and checkov (its own: it pins old boto3)
+DEPLOY_VENV := $(TARGET_DIR)/deploy-venv
+CHECKOV_VENV := $(TARGET_DIR)/checkov-venv
+deploy-tools: test-deps $(DEPLOY_VENV)/.installed $(CHECKOV_VENV)/.installed
+$(DEPLOY_VENV)/.installed: tests/deploy/requirements.txt
+	python3 -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install -q --disable-pip-version-check -r tests/deploy/requirements.txt
+	touch $@
+$(CHECKOV_VENV)/.installed: tests/deploy/requirements-checkov.txt
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --disable-pip-version-check -r tests/deploy/requirements-checkov.txt
+	touch $@
+
+## deploy-check: the AWS template linted (cfn-lint, checkov) and created in moto's CloudFormation, deploy.sh and the units (part of make test)
+deploy-check: deploy-tools package-deps
+	ANB_CHECKOV=$(abspath $(CHECKOV_VENV))/bin/checkov ANB_MOTO_SERVER=$(abspath $(DEPLOY_VENV))/bin/moto_server \
+		$(DEPLOY_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/deploy
+
 ## test: formatting, lints, the layering and unused dependencies, then every test
 ## (unit, in-process API, contract, end-to-end, and the page in a real browser)
 CARGO_MACHETE_VERSION := 0.9.2
-test: deps test-deps test-tools browser-deps
+test: deps test-deps test-tools browser-deps package-deps deploy-tools
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	CARGO=$(CARGO) scripts/check-layers.sh
@@ -91,6 +132,7 @@ test: deps test-deps test-tools browser-deps
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
 	tests/browser/run.sh $(TARGET_DIR)/debug/anb-web
+	$(MAKE) --no-print-directory package-check deploy-check
 
 ## screenshots: the page at phone and laptop widths, into docs/screenshots (the README shows them)
 screenshots: deps browser-deps

@@ -445,6 +445,11 @@ def test_scaling_and_alarms_in_the_template():
                            "DatabaseCpuAlarm", "DatabaseStorageAlarm"}
     assert (alarms["DeadLetterQueueAlarm"]["Threshold"], alarms["DeadLetterQueueAlarm"]["ComparisonOperator"]) == (
         0, "GreaterThanThreshold")
+    # Visible + in flight: the sweeper hides each dead job for 12 h within 30 s.
+    dead = {m["Id"]: m for m in alarms["DeadLetterQueueAlarm"]["Metrics"]}
+    assert dead["dead"]["Expression"] == "visible + hidden"
+    assert {dead[k]["MetricStat"]["Metric"]["MetricName"] for k in ("visible", "hidden")} == {
+        "ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesNotVisible"}
     assert alarms["OldestJobAlarm"]["MetricName"] == "ApproximateAgeOfOldestMessage"
     assert alarms["OldestJobAlarm"]["Threshold"] == 900
     rate = {m["Id"]: m for m in alarms["Alb5xxRateAlarm"]["Metrics"]}
@@ -617,6 +622,8 @@ def test_instance_roles_have_exactly_the_stated_permissions(stack, aws):
     bucket_arn = f"arn:aws:s3:::{stack['outputs']['VideoBucketName']}"
     queue_arn = aws("sqs").get_queue_attributes(
         QueueUrl=stack["outputs"]["JobQueueUrl"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    dlq_arn = aws("sqs").get_queue_attributes(
+        QueueUrl=stack["outputs"]["DeadLetterQueueUrl"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     db_secret = placeholder("AWS::SecretsManager::Secret", "DatabaseSecret")
     jwt_secret = placeholder("AWS::SecretsManager::Secret", "JwtSecret")
     package = f"arn:aws:s3:::{PARAMETERS['PackageBucket']}/{PARAMETERS['PackageKey']}"
@@ -656,6 +663,7 @@ def test_instance_roles_have_exactly_the_stated_permissions(stack, aws):
             *{(a, queue_arn, none) for a in ("sqs:ReceiveMessage", "sqs:DeleteMessage",
                                              "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes",
                                              "sqs:SendMessage")},
+            *{(a, dlq_arn, none) for a in ("sqs:GetQueueUrl", "sqs:ReceiveMessage")},
             *common("worker", "ANB/Worker", [db_secret]),
         },
     }
@@ -737,6 +745,8 @@ def test_user_data_installs_the_package_and_holds_no_secret(stack, aws):
                 "ANB_BEHIND_PROXY": "true",
                 "ANB_PUBLIC_BASE_URL": outputs["AlbUrl"],
                 "ANB_JWT_SECRET_ID": placeholder("AWS::SecretsManager::Secret", "JwtSecret"),
+                # Above the ALB's 60 s idle timeout.
+                "ANB_HEADER_TIMEOUT": "65",
             }
         else:
             assert env == common
@@ -776,6 +786,18 @@ def test_load_balancer_health_check_and_drain(stack, aws):
         # moto ignores TargetGroupAttributes; the template test checks the 35 s.
         assert ("AWS::ElasticLoadBalancingV2::TargetGroup", "TargetGroupAttributes") in EMULATOR_GAPS[
             "ignored_properties"]
+
+
+def test_the_load_balancer_does_not_forward_metrics(stack, aws):
+    """GET /metrics is for scrapers on the instances' port: the listener answers 404 itself."""
+    elb = aws("elbv2")
+    rules = elb.describe_rules(ListenerArn=stack["physical"]["HttpListener"])["Rules"]
+    metrics = [r for r in rules if any(
+        c.get("Field") == "path-pattern" and "/metrics" in (c.get("PathPatternConfig", {}).get("Values") or c.get("Values", []))
+        for c in r["Conditions"])]
+    assert len(metrics) == 1, rules
+    (action,) = metrics[0]["Actions"]
+    assert (action["Type"], action["FixedResponseConfig"]["StatusCode"]) == ("fixed-response", "404")
 
 
 def test_https_listener_and_redirect_with_a_certificate(aws):
@@ -838,7 +860,7 @@ def test_dashboard_shows_service_and_aws_metrics(stack, aws):
             names.update(x for x in row if isinstance(x, str))
     for metric in ("http_requests_total", "http_request_duration_ms", "uploads_accepted", "uploads_rejected",
                    "votes", "jobs_started", "jobs_succeeded", "jobs_failed", "jobs_retried", "jobs_dead_lettered",
-                   "transcode_seconds", "upload_to_processed_seconds", "queue_lag_seconds", "process_cpu_seconds",
+                   "transcode_seconds", "upload_to_processed_seconds", "queue_lag_seconds", "process_cpu_seconds_total",
                    "process_resident_memory_bytes", "RequestCount", "TargetResponseTime",
                    "ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage",
                    "GroupInServiceInstances", "CPUUtilization", "DatabaseConnections"):

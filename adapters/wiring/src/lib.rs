@@ -209,16 +209,17 @@ impl Services {
                 let relay = config.outbox_relay.then(|| OutboxRelay::new(database.queue(), sqs.clone(), RELAY_INTERVAL));
                 // Jobs whose every attempt was cut short reach the DLQ by the
                 // redrive policy alone; worker hosts mark their videos failed.
-                let sweeper = match (workers > 0, sqs.dead_letter_queue().await.map_err(StartupError::Queue)?) {
-                    (true, Some(dead)) => Some(DeadLetterSweeper::new(
+                // (Only worker hosts look the DLQ up: the web servers' role may not.)
+                let dead = if workers > 0 { sqs.dead_letter_queue().await.map_err(StartupError::Queue)? } else { None };
+                let sweeper = dead.map(|dead| {
+                    DeadLetterSweeper::new(
                         Arc::new(dead),
                         videos.clone(),
                         clock.clone(),
                         Arc::new(anb_metrics::MetricsJobEvents),
                         SWEEP_INTERVAL,
-                    )),
-                    _ => None,
-                };
+                    )
+                });
                 // SQS may hand out a job twice: a copy waits while a live worker holds the video.
                 (Arc::new(LeasedQueue::new(sqs, database.clone())), relay, sweeper)
             }
