@@ -93,7 +93,7 @@ package-deps:
 ## package: the Debian package of both binaries (release build), checked, in target/debian/
 package: deps package-deps
 	$(CARGO) build --release --bins
-	$(CARGO) deb -p anb-web --no-build -o $(TARGET_DIR)/debian/
+	$(CARGO) deb -p anb-web --no-build --dbgsym -o $(TARGET_DIR)/debian/
 	deploy/check-package.sh $$(ls -t $(TARGET_DIR)/debian/anb_*.deb | head -1)
 
 ## package-check: the same package built from the debug binaries, checked (part of make test)
