@@ -2,8 +2,8 @@
 //! - real services, started once per test process and stopped when it ends
 //!   (even when it panics or is killed): a PostgreSQL server (the one
 //!   `ANB_TEST_DATABASE_URL` names, else a throwaway cluster from the
-//!   installed PostgreSQL binaries) and a moto server, the S3 and SQS
-//!   emulator;
+//!   installed PostgreSQL binaries), a moto server, the S3 and SQS
+//!   emulator, and a RabbitMQ broker ([`RabbitMq`], [`RabbitBroker`]);
 //! - [`contracts`], the behaviour every adapter of a port must show;
 //! - fixtures such as [`scramble_sample_data`].
 //!
@@ -12,6 +12,9 @@
 //! `static` is never dropped, so this is the one place cleanup can live.
 
 pub mod contracts;
+mod rabbitmq;
+
+pub use rabbitmq::{RabbitBroker, RabbitMq};
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
