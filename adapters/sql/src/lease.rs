@@ -11,6 +11,15 @@
 //! visibility, so its redelivered job is taken up as before. The copy is
 //! given back rather than deleted, so clocks that disagree by a little can
 //! at worst delay a job, never lose one.
+//!
+//! The lease, not the queue's receipt, says who processes a video. A worker
+//! whose receipt went stale while its lease is live (a RabbitMQ connection
+//! lost and opened again: the broker has put the job back) keeps working
+//! and extending its lease; the copy the broker hands out again waits, then
+//! finds the video processed. And the lease counts the times its video was
+//! taken, kept across releases: a delivery's receive count is at least
+//! that, so a queue that does not count redeliveries itself (Kafka after a
+//! worker's crash) still ends in the dead-letter queue after the attempts.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,17 +49,19 @@ impl LeasedQueue {
     }
 
     /// Takes the lease on `video` for `receipt` until `visibility` from now,
-    /// unless another receipt holds it; `Err(remaining)` then.
-    async fn acquire(&self, video: VideoId, receipt: &Receipt, visibility: Duration) -> Result<Result<(), Duration>, QueueError> {
+    /// unless another receipt holds it: `Ok(takes)`, the times the video has
+    /// been taken, this one included, or `Err(remaining)`.
+    async fn acquire(&self, video: VideoId, receipt: &Receipt, visibility: Duration) -> Result<Result<u32, Duration>, QueueError> {
         let now = millis(chrono::Utc::now());
         let until = now.saturating_add(ms(visibility));
-        let sql = "INSERT INTO job_leases (video_id, receipt, until_ms) VALUES ($1, $2, $3) \
-                   ON CONFLICT (video_id) DO UPDATE SET receipt = excluded.receipt, until_ms = excluded.until_ms \
-                   WHERE job_leases.until_ms <= $4";
+        let sql = "INSERT INTO job_leases (video_id, receipt, until_ms, takes) VALUES ($1, $2, $3, 1) \
+                   ON CONFLICT (video_id) DO UPDATE SET receipt = excluded.receipt, until_ms = excluded.until_ms, \
+                   takes = job_leases.takes + 1 WHERE job_leases.until_ms <= $4 RETURNING takes";
         let values = vec![video.0.into(), receipt.0.clone().into(), until.into(), now.into()];
-        let taken = self.db.connection().execute(self.db.statement(sql, values)).await.map_err(|e| db_error(&e))?;
-        if taken.rows_affected() == 1 {
-            return Ok(Ok(()));
+        let taken = self.db.connection().query_one(self.db.statement(sql, values)).await.map_err(|e| db_error(&e))?;
+        if let Some(row) = taken {
+            let takes: i32 = row.try_get("", "takes").map_err(|e| db_error(&e))?;
+            return Ok(Ok(u32::try_from(takes).unwrap_or(1)));
         }
         let holder = self
             .db
@@ -62,17 +73,37 @@ impl LeasedQueue {
         Ok(Err(Duration::from_millis(u64::try_from(until.saturating_sub(now)).unwrap_or(0))))
     }
 
-    async fn update_lease(&self, receipt: &Receipt, until: Option<Duration>) -> Result<(), QueueError> {
-        let statement = match until {
-            Some(visibility) => self.db.statement(
+    async fn update_lease(&self, receipt: &Receipt, change: Lease) -> Result<bool, QueueError> {
+        let now = millis(chrono::Utc::now());
+        let statement = match change {
+            Lease::Extend(visibility) => self.db.statement(
                 "UPDATE job_leases SET until_ms = $1 WHERE receipt = $2",
-                vec![millis(chrono::Utc::now()).saturating_add(ms(visibility)).into(), receipt.0.clone().into()],
+                vec![now.saturating_add(ms(visibility)).into(), receipt.0.clone().into()],
             ),
-            None => self.db.statement("DELETE FROM job_leases WHERE receipt = $1", vec![receipt.0.clone().into()]),
+            Lease::Renew(visibility) => self.db.statement(
+                "UPDATE job_leases SET until_ms = $1 WHERE receipt = $2 AND until_ms > $3",
+                vec![now.saturating_add(ms(visibility)).into(), receipt.0.clone().into(), now.into()],
+            ),
+            // The row stays, with its count of takes.
+            Lease::End => self.db.statement("UPDATE job_leases SET until_ms = 0 WHERE receipt = $1", vec![receipt.0.clone().into()]),
+            Lease::Finish => self.db.statement("DELETE FROM job_leases WHERE receipt = $1", vec![receipt.0.clone().into()]),
         };
-        self.db.connection().execute(statement).await.map_err(|e| db_error(&e))?;
-        Ok(())
+        let done = self.db.connection().execute(statement).await.map_err(|e| db_error(&e))?;
+        Ok(done.rows_affected() > 0)
     }
+}
+
+/// What happens to a lease.
+#[derive(Debug, Clone, Copy)]
+enum Lease {
+    /// Held for the visibility from now.
+    Extend(Duration),
+    /// Held for the visibility from now, if still held.
+    Renew(Duration),
+    /// Given up; its video may be taken again at once.
+    End,
+    /// The job is over: forgotten, takes and all.
+    Finish,
 }
 
 fn ms(duration: Duration) -> i64 {
@@ -89,7 +120,7 @@ impl JobQueue for LeasedQueue {
         for _ in 0..HOLD_BACKS_PER_RECEIVE {
             let Some(delivery) = self.inner.receive(visibility).await? else { return Ok(None) };
             match self.acquire(delivery.job.video_id, &delivery.receipt, visibility).await {
-                Ok(Ok(())) => return Ok(Some(delivery)),
+                Ok(Ok(takes)) => return Ok(Some(Delivery { receive_count: delivery.receive_count.max(takes), ..delivery })),
                 Ok(Err(remaining)) => {
                     tracing::info!(
                         video_id = %delivery.job.video_id,
@@ -108,25 +139,33 @@ impl JobQueue for LeasedQueue {
     }
 
     async fn extend(&self, receipt: &Receipt, visibility: Duration) -> Result<(), QueueError> {
-        self.inner.extend(receipt, visibility).await?;
-        self.update_lease(receipt, Some(visibility)).await
+        match self.inner.extend(receipt, visibility).await {
+            Ok(()) => self.update_lease(receipt, Lease::Extend(visibility)).await.map(drop),
+            // The queue took the job back, but the video is still ours: the
+            // copy it hands out waits for this lease.
+            Err(QueueError::ReceiptExpired) if self.update_lease(receipt, Lease::Renew(visibility)).await? => {
+                tracing::debug!("the queue took the job back; its lease holds the video");
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
     }
 
     async fn ack(&self, receipt: &Receipt) -> Result<(), QueueError> {
         let acked = self.inner.ack(receipt).await;
-        self.update_lease(receipt, None).await?;
+        self.update_lease(receipt, Lease::Finish).await?;
         acked
     }
 
     async fn release(&self, receipt: &Receipt, delay: Duration) -> Result<(), QueueError> {
         let released = self.inner.release(receipt, delay).await;
-        self.update_lease(receipt, None).await?;
+        self.update_lease(receipt, Lease::End).await?;
         released
     }
 
     async fn dead_letter(&self, receipt: &Receipt, reason: &str) -> Result<(), QueueError> {
         let moved = self.inner.dead_letter(receipt, reason).await;
-        self.update_lease(receipt, None).await?;
+        self.update_lease(receipt, Lease::Finish).await?;
         moved
     }
 }

@@ -17,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(JobLeasesTable),
             Box::new(LoginFailuresTable),
             Box::new(VideoProgress),
+            Box::new(JobLeaseTakes),
         ]
     }
 }
@@ -408,5 +409,40 @@ impl MigrationTrait for VideoProgress {
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         m.alter_table(Table::alter().table(VideosProgress::Table).drop_column(VideosProgress::Progress).to_owned()).await
+    }
+}
+
+/// How many times a video's job has been taken by a worker, kept across
+/// releases, so that a queue that does not count redeliveries itself
+/// (Kafka) still bounds the attempts (see `LeasedQueue`).
+struct JobLeaseTakes;
+
+impl MigrationName for JobLeaseTakes {
+    fn name(&self) -> &str {
+        "m20261126_000007_job_lease_takes"
+    }
+}
+
+#[derive(DeriveIden)]
+enum JobLeasesTakes {
+    #[sea_orm(iden = "job_leases")]
+    Table,
+    Takes,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for JobLeaseTakes {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(JobLeasesTakes::Table)
+                .add_column(ColumnDef::new(JobLeasesTakes::Takes).integer().not_null().default(0))
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(Table::alter().table(JobLeasesTakes::Table).drop_column(JobLeasesTakes::Takes).to_owned()).await
     }
 }

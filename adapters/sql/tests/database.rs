@@ -345,3 +345,81 @@ async fn failed_log_ins_are_counted_per_key_within_their_window_and_cleared() {
         attempts.clear(&[]).await.unwrap();
     }
 }
+
+/// A queue that counts no redeliveries (Kafka does not) and whose receipts
+/// can be lost (a RabbitMQ connection can be).
+struct Forgetful {
+    inner: anb_sql::SeaOrmJobQueue,
+    lost: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl JobQueue for Forgetful {
+    async fn send(&self, job: &anb_domain::Job) -> Result<(), QueueError> {
+        self.inner.send(job).await
+    }
+
+    async fn receive(&self, visibility: Duration) -> Result<Option<anb_domain::Delivery>, QueueError> {
+        Ok(self.inner.receive(visibility).await?.map(|d| anb_domain::Delivery { receive_count: 1, ..d }))
+    }
+
+    async fn extend(&self, receipt: &anb_domain::Receipt, visibility: Duration) -> Result<(), QueueError> {
+        if self.lost.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(QueueError::ReceiptExpired);
+        }
+        self.inner.extend(receipt, visibility).await
+    }
+
+    async fn ack(&self, receipt: &anb_domain::Receipt) -> Result<(), QueueError> {
+        self.inner.ack(receipt).await
+    }
+
+    async fn release(&self, receipt: &anb_domain::Receipt, delay: Duration) -> Result<(), QueueError> {
+        self.inner.release(receipt, delay).await
+    }
+
+    async fn dead_letter(&self, receipt: &anb_domain::Receipt, reason: &str) -> Result<(), QueueError> {
+        self.inner.dead_letter(receipt, reason).await
+    }
+}
+
+#[tokio::test]
+async fn leases_count_the_takes_of_a_video_and_outlive_a_lost_receipt() {
+    use std::sync::atomic::Ordering;
+    for t in databases().await {
+        let owner = t.db.users().create(new_user("l@example.com", "L", "Cali")).await.unwrap().id;
+        let videos = t.db.videos();
+        let video = videos.create_with_job(new_video(owner, "l")).await.unwrap();
+        let forgetful = Arc::new(Forgetful { inner: t.db.queue(), lost: false.into() });
+        let queue = anb_sql::LeasedQueue::new(forgetful.clone(), t.db.clone());
+        let short = Duration::from_secs(1);
+
+        // Taken, its worker killed (never settled), taken again, released
+        // and taken again: the count grows though the queue says 1 each time.
+        let first = queue.receive(short).await.unwrap().unwrap();
+        assert_eq!((first.job.video_id, first.receive_count), (video.id, 1));
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        let second = queue.receive(short).await.unwrap().expect("taken again after the visibility");
+        assert_eq!(second.receive_count, 2);
+        queue.release(&second.receipt, Duration::ZERO).await.unwrap();
+        let third = queue.receive(Duration::from_secs(30)).await.unwrap().expect("released, so taken again");
+        assert_eq!(third.receive_count, 3, "a release keeps the count");
+
+        // The queue loses the receipt while the lease lives: the worker goes
+        // on, and the copy the queue hands out again waits for it.
+        forgetful.lost.store(true, Ordering::SeqCst);
+        queue.extend(&third.receipt, Duration::from_secs(30)).await.expect("the lease still holds the video");
+        forgetful.lost.store(false, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        assert!(queue.receive(short).await.unwrap().is_none(), "no second live delivery");
+        queue.ack(&third.receipt).await.unwrap();
+
+        // A lost receipt whose lease ran out is lost.
+        let other = videos.create_with_job(new_video(owner, "m")).await.unwrap();
+        let taken = queue.receive(short).await.unwrap().unwrap();
+        assert_eq!((taken.job.video_id, taken.receive_count), (other.id, 1), "another video has a count of its own");
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        forgetful.lost.store(true, Ordering::SeqCst);
+        assert_eq!(queue.extend(&taken.receipt, short).await, Err(QueueError::ReceiptExpired));
+    }
+}
