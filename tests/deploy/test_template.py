@@ -485,6 +485,7 @@ def moto(request):
                 proc.kill()
                 proc.wait()
         log.close()
+        Path(log.name).unlink(missing_ok=True)
 
     request.addfinalizer(stop)
     endpoint = f"http://127.0.0.1:{port}"
@@ -495,7 +496,8 @@ def moto(request):
             break
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"moto_server did not start (see {log.name})")
+                log.flush()
+                pytest.fail(f"moto_server did not start:\n{Path(log.name).read_text()}")
             time.sleep(0.2)
     return endpoint
 

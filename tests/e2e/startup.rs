@@ -22,16 +22,20 @@ async fn settings_that_cannot_work_together_stop_start_up_before_anything_connec
     // The database is unreachable: only a check made before connecting can
     // answer with the setting to fix.
     let unreachable = ("ANB_DATABASE_URL", "postgres://nobody@127.0.0.1:1/anb");
-    let cases: [(&[(&str, &str)], &str); 3] = [
+    let cases: [(&[(&str, &str)], &str); 6] = [
+        (&[("ANB_JWT_SECRET", "hunter2-is-too-short")], "at least 32 characters"),
         (&[unreachable], "ANB_JWT_SECRET"),
         (&[("ANB_STORAGE", "s3")], "ANB_S3_BUCKET"),
         (&[("ANB_QUEUE", "sqs"), ("ANB_WORKERS", "0")], "ANB_SQS_QUEUE_URL"),
+        (&[("ANB_QUEUE", "rabbitmq"), ("ANB_WORKERS", "0")], "ANB_AMQP_URL"),
+        (&[("ANB_QUEUE", "rabbitmq"), ("ANB_AMQP_URL", "http://anb:hunter2@broker"), ("ANB_WORKERS", "0")], "ANB_AMQP_URL"),
     ];
     for (env, named) in cases {
         let (status, log) = start_once(env);
         assert!(!status.success(), "{env:?} was accepted");
         assert!(log.contains(named) && log.contains("cannot start"), "{env:?}: {log}");
         assert!(!log.contains("cannot start: database"), "checked before connecting: {log}");
+        assert!(!log.contains("hunter2"), "no password in the log: {log}");
     }
 }
 

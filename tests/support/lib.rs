@@ -422,10 +422,15 @@ pub async fn json_of(response: reqwest::Response) -> (u16, Value) {
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-/// Test videos, made once per test process.
+/// Test videos, made once per target directory and kept there beside the
+/// test tools (`target/test-clips/`): every test process after the first
+/// finds them made. Change [`CLIPS_SET`] when the set changes.
 pub struct Clips {
-    dir: tempfile::TempDir,
+    dir: PathBuf,
 }
+
+/// The version of the set of clips.
+const CLIPS_SET: &str = "set-1";
 
 static CLIPS: OnceCell<Clips> = OnceCell::const_new();
 
@@ -434,8 +439,15 @@ impl Clips {
     pub async fn get() -> &'static Clips {
         CLIPS
             .get_or_init(|| async {
-                let dir = tempfile::tempdir().unwrap();
-                let root = dir.path().to_owned();
+                let dir = anb_testkit::target_dir().join("test-clips").join(CLIPS_SET);
+                if dir.join("complete").exists() {
+                    return Clips { dir };
+                }
+                // Made aside, then renamed into place whole: test processes
+                // starting together never see half a set.
+                std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
+                let staging = tempfile::tempdir_in(dir.parent().unwrap()).unwrap();
+                let root = staging.path().to_owned();
                 tokio::task::spawn_blocking(move || {
                     let make = |name: &str, secs, w, h, fps, audio| {
                         anb_gstreamer::write_test_clip(&root.join(name), secs, w, h, fps, audio).unwrap();
@@ -481,16 +493,21 @@ impl Clips {
                     let mut big = std::fs::read(root.join("valid.mp4")).unwrap();
                     big.resize(100 * 1024 * 1024 + 1, 0);
                     std::fs::write(root.join("big.mp4"), big).unwrap();
+                    std::fs::write(root.join("complete"), b"").unwrap();
                 })
                 .await
                 .unwrap();
+                // Another process may have finished first: its set is as good.
+                if std::fs::rename(staging.path(), &dir).is_ok() {
+                    let _ = staging.keep();
+                }
                 Clips { dir }
             })
             .await
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.dir.join(name)
     }
 }
 

@@ -71,8 +71,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 /// The delay queues, in seconds: a job given back with a delay waits in the
-/// shortest one at least as long.
-pub const DELAY_TIERS: [u64; 10] = [1, 2, 5, 10, 20, 30, 60, 120, 300, 600];
+/// shortest one at least as long. Dense up to 30 s, where the retry delay
+/// and the wait for a dead worker's lease (at most the job visibility) fall.
+pub const DELAY_TIERS: [u64; 13] = [1, 2, 5, 10, 15, 20, 25, 30, 45, 60, 120, 300, 600];
 /// How long a receive waits for a job by default.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
 /// Receives of earlier copies of a job.
@@ -706,7 +707,7 @@ mod tests {
         assert_eq!(delay_tier(Duration::from_millis(1)), 1);
         assert_eq!(delay_tier(Duration::from_secs(5)), 5);
         assert_eq!(delay_tier(Duration::from_millis(5_001)), 10);
-        assert_eq!(delay_tier(Duration::from_secs(21)), 30);
+        assert_eq!(delay_tier(Duration::from_secs(21)), 25);
         assert_eq!(delay_tier(Duration::from_secs(3_600)), 600, "capped at the longest");
     }
 

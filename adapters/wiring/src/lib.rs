@@ -5,7 +5,7 @@
 //!
 //! Adapters are chosen here, by configuration: SQLite or PostgreSQL
 //! (`anb-sql`), local files or S3 (`anb-files`, `anb-aws`), the database
-//! queue or SQS. The GStreamer transcoder (`anb-gstreamer`) is linked only
+//! queue, SQS or RabbitMQ (`anb-amqp`). The GStreamer transcoder (`anb-gstreamer`) is linked only
 //! with the `transcoder` feature, and built only when the process runs
 //! workers, so a web-only host needs no GStreamer.
 
@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anb_amqp::{AmqpQueue, AmqpSettings, AmqpUrl};
 use anb_application::{
     Accounts, AccountsPorts, DeadLetterSweeper, LoginLimits, Processor, ProcessorPorts, ProcessorSettings, Showcase, Shutdown, Videos,
 };
@@ -106,8 +107,19 @@ pub fn validate(config: &CommonConfig, role: &Role) -> Result<(), StartupError> 
             "ANB_SQS_QUEUE_URL (--sqs-queue-url) must name the queue with ANB_QUEUE=sqs; `anb-worker provision` prints it".into(),
         ));
     }
+    if config.queue == QueueKind::Rabbitmq {
+        let url = config
+            .amqp_url
+            .as_ref()
+            .filter(|u| !u.expose().is_empty())
+            .ok_or_else(|| StartupError::Config("ANB_AMQP_URL (--amqp-url) must name the broker with ANB_QUEUE=rabbitmq".into()))?;
+        AmqpUrl::parse(url.expose()).map_err(|e| StartupError::Config(format!("ANB_AMQP_URL: {e}")))?;
+    }
     if config.database_secret.is_some() && config.database_url.is_some() {
         return Err(StartupError::Config("set ANB_DATABASE_URL or ANB_DATABASE_SECRET, not both".into()));
+    }
+    if config.jwt_secret.as_ref().is_some_and(|key| key.expose().len() < 32) {
+        return Err(StartupError::Config("ANB_JWT_SECRET (--jwt-secret) must be at least 32 characters long".into()));
     }
     if config.jwt_secret_id.is_some() && config.jwt_secret.is_some() {
         return Err(StartupError::Config("set ANB_JWT_SECRET or ANB_JWT_SECRET_ID, not both".into()));
@@ -193,6 +205,23 @@ impl Services {
         };
         let workers = role.workers();
         let (queue, relay, sweeper): (Arc<dyn JobQueue>, _, _) = match (&config.sqs_queue_url, &aws) {
+            _ if config.queue == QueueKind::Rabbitmq => {
+                let amqp = Arc::new(amqp_queue(config, workers).await.map_err(StartupError::Queue)?);
+                let relay = config.outbox_relay.then(|| OutboxRelay::new(database.queue(), amqp.clone(), RELAY_INTERVAL));
+                // Jobs the broker dead-letters by its delivery limit (every
+                // attempt cut short) have no worker left to mark them.
+                let sweeper = (workers > 0).then(|| {
+                    DeadLetterSweeper::new(
+                        amqp.clone(),
+                        videos.clone(),
+                        clock.clone(),
+                        Arc::new(anb_metrics::MetricsJobEvents),
+                        SWEEP_INTERVAL,
+                    )
+                });
+                // A lost connection gives a held job back to the broker: the lease keeps its worker going.
+                (Arc::new(LeasedQueue::new(amqp, database.clone())), relay, sweeper)
+            }
             (Some(url), Some(aws)) if config.queue == QueueKind::Sqs => {
                 let sqs = Arc::new(SqsQueue::new(aws, url));
                 // The last attempt must be the last receive before the
@@ -301,6 +330,22 @@ impl Services {
         );
         Background { tasks }
     }
+}
+
+/// The RabbitMQ queue of `ANB_AMQP_URL`, its topology declared, with a
+/// prefetch of `workers` (for `anb-worker provision` too).
+///
+/// # Errors
+/// When the URL is missing or wrong, or the broker cannot be reached or
+/// refuses the topology.
+pub async fn amqp_queue(config: &CommonConfig, workers: u32) -> Result<AmqpQueue, BackendError> {
+    let url = config.amqp_url.as_ref().ok_or_else(|| BackendError::internal("ANB_AMQP_URL is not set"))?;
+    let mut settings = AmqpSettings::new(AmqpUrl::parse(url.expose()).map_err(BackendError::internal)?);
+    settings.prefix.clone_from(&config.amqp_queue);
+    settings.max_attempts = config.max_attempts;
+    settings.prefetch = u16::try_from(workers.max(1)).unwrap_or(u16::MAX);
+    settings.connection_name = format!("anb-{}-{}", if workers > 0 { "worker" } else { "web" }, std::process::id());
+    AmqpQueue::connect(settings).await
 }
 
 /// The database URL and the signing key: from Secrets Manager when the

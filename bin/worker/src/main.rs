@@ -10,7 +10,7 @@ use anb_application::worker::shutdown_on;
 use anb_aws::{S3Storage, SqsQueue};
 use anb_domain::ports::Transcoder;
 use anb_gstreamer::{GstTranscoder, TranscodeSettings};
-use anb_wiring::config::CommonConfig;
+use anb_wiring::config::{CommonConfig, QueueKind, StorageKind};
 use anb_wiring::{Role, Services, runtime};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -46,9 +46,11 @@ enum Command {
     /// Bring the database schema up to date, and exit (every process also
     /// does this at start; this is for a release step before them).
     Migrate,
-    /// Create the S3 bucket (ANB_S3_BUCKET), the SQS queue and its
-    /// dead-letter queue (redrive after ANB_MAX_ATTEMPTS receives) when
-    /// missing, and print their names and URLs as `KEY=value` lines.
+    /// Create what the configuration names, when missing: the S3 bucket
+    /// (ANB_STORAGE=s3), the SQS queue and its dead-letter queue with a
+    /// redrive after ANB_MAX_ATTEMPTS receives (ANB_QUEUE=sqs), or the
+    /// RabbitMQ exchange, queues and bindings (ANB_QUEUE=rabbitmq); print
+    /// their names and URLs as `KEY=value` lines.
     Provision {
         /// Name of the job queue; the dead-letter queue is NAME-dlq.
         #[arg(long, env = "ANB_SQS_QUEUE_NAME", default_value = "anb-videos")]
@@ -153,15 +155,42 @@ async fn migrate(common: &CommonConfig) -> anyhow::Result<()> {
 }
 
 async fn provision(common: &CommonConfig, queue_name: &str) -> anyhow::Result<()> {
-    let bucket = common.bucket().context("ANB_S3_BUCKET (--s3-bucket) must name the bucket to provision")?;
-    let aws = anb_aws::sdk_config().await;
-    let created = S3Storage::new(&aws, bucket).ensure_bucket().await.context("S3")?;
-    tracing::info!(bucket, created, "bucket ready");
-    let queues = SqsQueue::provision(&aws, queue_name, common.max_attempts).await.context("SQS")?;
-    tracing::info!(queue = queues.queue_url, dead_letter = queues.dead_letter_url, max_receives = common.max_attempts, "queues ready");
-    println!("ANB_S3_BUCKET={bucket}");
-    println!("ANB_SQS_QUEUE_URL={}", queues.queue_url);
-    println!("ANB_SQS_DEAD_LETTER_URL={}", queues.dead_letter_url);
+    let mut provisioned = false;
+    if common.storage == StorageKind::S3 || common.queue == QueueKind::Sqs {
+        let aws = anb_aws::sdk_config().await;
+        if common.storage == StorageKind::S3 {
+            let bucket = common.bucket().context("ANB_S3_BUCKET (--s3-bucket) must name the bucket to provision")?;
+            let created = S3Storage::new(&aws, bucket).ensure_bucket().await.context("S3")?;
+            tracing::info!(bucket, created, "bucket ready");
+            println!("ANB_S3_BUCKET={bucket}");
+        }
+        if common.queue == QueueKind::Sqs {
+            let queues = SqsQueue::provision(&aws, queue_name, common.max_attempts).await.context("SQS")?;
+            tracing::info!(
+                queue = queues.queue_url,
+                dead_letter = queues.dead_letter_url,
+                max_receives = common.max_attempts,
+                "queues ready"
+            );
+            println!("ANB_SQS_QUEUE_URL={}", queues.queue_url);
+            println!("ANB_SQS_DEAD_LETTER_URL={}", queues.dead_letter_url);
+        }
+        provisioned = true;
+    }
+    if common.queue == QueueKind::Rabbitmq {
+        let queue = anb_wiring::amqp_queue(common, 1).await.context("RabbitMQ")?;
+        let topology = queue.topology();
+        tracing::info!(exchange = topology.exchange(), queues = ?topology.queues(), delivery_limit = common.max_attempts - 1, "exchange and queues ready");
+        queue.close().await;
+        println!("ANB_AMQP_QUEUE={}", topology.jobs());
+        println!("ANB_AMQP_DEAD_LETTER_QUEUE={}", topology.dead());
+        println!("ANB_AMQP_FAILED_QUEUE={}", topology.failed());
+        provisioned = true;
+    }
+    anyhow::ensure!(
+        provisioned,
+        "nothing to provision: the data directory and the database queue need none (set ANB_STORAGE=s3, or ANB_QUEUE=sqs or rabbitmq)"
+    );
     Ok(())
 }
 
