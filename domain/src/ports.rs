@@ -140,6 +140,15 @@ pub trait VideoRepository: Send + Sync + 'static {
     /// - [`VideoRepositoryError::InvalidTransition`] when already final.
     async fn mark_failed(&self, id: VideoId, reason: &str) -> Result<(), VideoRepositoryError>;
 
+    /// Moves a `failed` video back to `uploaded` with a new processing job
+    /// (same task) and its attempts counted from zero, in one transaction:
+    /// an operator's retry, once what made it fail is fixed.
+    ///
+    /// # Errors
+    /// - [`VideoRepositoryError::NotFound`] when there is no such video.
+    /// - [`VideoRepositoryError::InvalidTransition`] when it is not `failed`.
+    async fn retry_failed(&self, id: VideoId) -> Result<(), VideoRepositoryError>;
+
     /// Deletes the video, its votes and its pending job, unless it is public;
     /// checked and done in one transaction so a video that becomes public
     /// meanwhile is kept.

@@ -72,10 +72,15 @@ impl VideoStatus {
         }
     }
 
-    /// Whether a video may move from `self` to `next`.
+    /// Whether a video may move from `self` to `next`. Only an operator
+    /// moves a `failed` video (back to `uploaded`, `anb-worker retry`);
+    /// `processed` is final.
     pub fn can_become(self, next: Self) -> bool {
         use VideoStatus::*;
-        matches!((self, next), (Uploaded, Processing | Failed) | (Processing, Processing | Processed | Failed | Uploaded))
+        matches!(
+            (self, next),
+            (Uploaded, Processing | Failed) | (Processing, Processing | Processed | Failed | Uploaded) | (Failed, Uploaded)
+        )
     }
 
     /// Processed videos are public: listed, votable, and no longer deletable.
@@ -348,7 +353,8 @@ mod tests {
                 (Processing, Uploaded),
                 (Processing, Processing),
                 (Processing, Processed),
-                (Processing, Failed)
+                (Processing, Failed),
+                (Failed, Uploaded)
             ]
         );
     }

@@ -255,6 +255,45 @@ async fn a_broken_stream_ends_failed_with_a_reason_after_bounded_attempts() {
     assert!(!video["failure_reason"].as_str().unwrap().is_empty(), "{video}");
     assert_eq!(video["processed_url"], Value::Null);
     assert_eq!(app.get("/api/public/videos", None).await, (200, json!([])));
+
+    // An operator retries it (it fails again: the stream is still broken),
+    // and what cannot be retried is said so.
+    let retry = |ids: &[String]| {
+        std::process::Command::new(anb_e2e::binary("anb-worker"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("ANB_DATA_DIR", app.data.path())
+            .arg("retry")
+            .args(ids)
+            .output()
+            .unwrap()
+    };
+    let done = retry(&[id.to_string()]);
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    assert_eq!(String::from_utf8_lossy(&done.stdout), format!("video {id}: queued again\n"));
+    let started = std::time::Instant::now();
+    let again = loop {
+        let (_, video) = app.get(&format!("/api/videos/{id}"), Some(&token)).await;
+        if video["status"] != "failed" || started.elapsed() > Duration::from_secs(5) {
+            break video;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_ne!(again["status"], "failed", "retried: {again}");
+    let video = app.wait_processed(&token, id, Duration::from_secs(120)).await;
+    assert_eq!(video["status"], "failed", "{video}");
+    assert_eq!(anb_e2e::video_ids_logged(&app.log(), "processing started").iter().filter(|&&v| v == id).count(), 4, "2 attempts, twice");
+    let refused = retry(&[id.to_string(), id.to_string(), "999".into()]);
+    assert_eq!(refused.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&refused.stdout).into_owned();
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(lines.len(), 3, "{said}");
+    assert_eq!(lines[0], format!("video {id}: queued again"));
+    assert!(lines[1].starts_with(&format!("video {id}: not retried: it is ")) && lines[1].ends_with(", not failed"), "{said}");
+    assert_eq!(lines[2], "video 999: not retried: no such video");
+    let video = app.wait_processed(&token, id, Duration::from_secs(120)).await;
+    assert_eq!(video["status"], "failed", "{video}");
+
     assert_eq!(app.call(Method::DELETE, &format!("/api/videos/{id}"), Some(&token)).await.0, 200);
     assert!(app.files_in("work").is_empty(), "scratch files left: {:?}", app.files_in("work"));
 }

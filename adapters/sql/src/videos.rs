@@ -204,6 +204,32 @@ impl VideoRepository for SeaOrmVideoRepository {
         self.transition(self.db.connection(), id, &from, VideoStatus::Failed, extra).await
     }
 
+    async fn retry_failed(&self, id: VideoId) -> Result<(), VideoRepositoryError> {
+        let txn = self.db.connection().begin().await.map_err(|e| db_error(&e))?;
+        let extra = vec![(video::Column::FailureReason, Expr::value(Option::<String>::None))];
+        self.transition(&txn, id, &[VideoStatus::Failed], VideoStatus::Uploaded, extra).await?;
+        let video = video::Entity::find_by_id(id.0).one(&txn).await.map_err(|e| db_error(&e))?.ok_or(VideoRepositoryError::NotFound)?;
+        // A dead job of the database queue has the same task id: replaced.
+        job::Entity::delete_many().filter(job::Column::VideoId.eq(id.0)).exec(&txn).await.map_err(|e| db_error(&e))?;
+        let now = millis(chrono::Utc::now());
+        job::ActiveModel {
+            task_id: Set(video.task_id),
+            video_id: Set(id.0),
+            state: Set(queue::QUEUED.to_owned()),
+            visible_at: Set(now),
+            receive_count: Set(0),
+            receipt: Set(None),
+            last_error: Set(None),
+            created_at: Set(now),
+        }
+        .insert(&txn)
+        .await
+        .map_err(|e| db_error(&e))?;
+        // The lease's count of takes starts over with the attempts.
+        txn.execute(self.db.statement("DELETE FROM job_leases WHERE video_id = $1", vec![id.0.into()])).await.map_err(|e| db_error(&e))?;
+        Ok(txn.commit().await.map_err(|e| db_error(&e))?)
+    }
+
     async fn delete_unless_public(&self, id: VideoId) -> Result<Deletion, VideoRepositoryError> {
         let Some(video) = self.by_id(id).await? else {
             return Ok(Deletion::NotFound);

@@ -423,3 +423,30 @@ async fn leases_count_the_takes_of_a_video_and_outlive_a_lost_receipt() {
         assert_eq!(queue.extend(&taken.receipt, short).await, Err(QueueError::ReceiptExpired));
     }
 }
+
+#[tokio::test]
+async fn a_failed_video_is_retried_with_a_new_job_and_its_attempts_from_zero() {
+    for t in databases().await {
+        let owner = t.db.users().create(new_user("r@example.com", "R", "Cali")).await.unwrap().id;
+        let videos = t.db.videos();
+        let queue = t.db.queue();
+        let video = videos.create_with_job(new_video(owner, "otra vez")).await.unwrap();
+        let first = queue.receive(Duration::from_secs(60)).await.unwrap().unwrap();
+        videos.mark_processing(video.id).await.unwrap();
+        videos.mark_failed(video.id, "Error interno al procesar el video.").await.unwrap();
+        queue.dead_letter(&first.receipt, "Error interno al procesar el video.").await.unwrap();
+
+        videos.retry_failed(video.id).await.unwrap();
+        let retried = videos.by_id(video.id).await.unwrap().unwrap();
+        assert_eq!((retried.status, retried.failure_reason), (VideoStatus::Uploaded, None));
+        let again = queue.receive(Duration::from_secs(60)).await.unwrap().expect("a new job");
+        assert_eq!((again.job.video_id, again.job.task_id, again.receive_count), (video.id, video.task_id, 1));
+        assert!(queue.dead_letters().await.unwrap().is_empty(), "the dead job is replaced");
+
+        assert!(matches!(
+            videos.retry_failed(video.id).await,
+            Err(VideoRepositoryError::InvalidTransition { from: VideoStatus::Uploaded, to: VideoStatus::Uploaded })
+        ));
+        assert_eq!(videos.retry_failed(VideoId(9999)).await, Err(VideoRepositoryError::NotFound));
+    }
+}

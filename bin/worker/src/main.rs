@@ -46,6 +46,16 @@ enum Command {
     /// Bring the database schema up to date, and exit (every process also
     /// does this at start; this is for a release step before them).
     Migrate,
+    /// Put `failed` videos back to `uploaded` with a new job and their
+    /// attempts from zero (once what made them fail is fixed), and exit. The
+    /// jobs go through the outbox: the running processes hand them to the
+    /// queue. Exits 1 when a video could not be retried (not found, not
+    /// failed).
+    Retry {
+        /// Ids of the videos.
+        #[arg(required = true)]
+        video_ids: Vec<i64>,
+    },
     /// Create what the configuration names, when missing: the S3 bucket
     /// (ANB_STORAGE=s3), the SQS queue and its dead-letter queue with a
     /// redrive after ANB_MAX_ATTEMPTS receives (ANB_QUEUE=sqs), or the
@@ -98,6 +108,7 @@ async fn work() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(&cli.common, cli.workers, cli.metrics_addr).await,
         Command::Migrate => migrate(&cli.common).await,
+        Command::Retry { video_ids } => retry(&cli.common, &video_ids).await,
         Command::Provision { queue_name } => provision(&cli.common, &queue_name).await,
         Command::Transcode { input, output, preset, bframes, scale_method, subme, motion_search, threads, quality } => {
             let defaults = TranscodeSettings::default();
@@ -151,6 +162,28 @@ async fn migrate(common: &CommonConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&common.data_dir).with_context(|| format!("cannot create {}", common.data_dir.display()))?;
     anb_sql::Database::connect(&anb_wiring::database_url(common).await?, 1).await.context("database")?;
     tracing::info!("database schema up to date");
+    Ok(())
+}
+
+async fn retry(common: &CommonConfig, ids: &[i64]) -> anyhow::Result<()> {
+    use anb_domain::ports::{VideoRepository, VideoRepositoryError};
+    std::fs::create_dir_all(&common.data_dir).with_context(|| format!("cannot create {}", common.data_dir.display()))?;
+    // Two connections: a refused move is explained by reading the video beside its transaction.
+    let database = anb_sql::Database::connect(&anb_wiring::database_url(common).await?, 2).await.context("database")?;
+    let videos = database.videos();
+    let mut refused = 0;
+    for &id in ids {
+        let outcome = match videos.retry_failed(anb_domain::VideoId(id)).await {
+            Ok(()) => "queued again".to_owned(),
+            Err(VideoRepositoryError::NotFound) => "not retried: no such video".to_owned(),
+            Err(VideoRepositoryError::InvalidTransition { from, .. }) => format!("not retried: it is {from}, not failed"),
+            Err(VideoRepositoryError::Backend(e)) => return Err(e).context("database"),
+        };
+        refused += usize::from(!outcome.starts_with("queued"));
+        tracing::info!(video_id = id, outcome, "retry");
+        println!("video {id}: {outcome}");
+    }
+    anyhow::ensure!(refused == 0, "{refused} of {} videos not retried", ids.len());
     Ok(())
 }
 
