@@ -3,7 +3,7 @@
 //! provisioned by `anb-worker provision`. Uploads spread over both web
 //! servers are processed exactly once; a worker killed mid-transcode, a
 //! stream that cannot be decoded and a web server killed right after its
-//! commit lose nothing. The same again on RabbitMQ in [`rabbitmq`].
+//! commit lose nothing. The same again on RabbitMQ and Kafka in [`brokers`].
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -13,8 +13,8 @@ use anb_aws::SqsQueue;
 use anb_e2e::{Clips, TestApp, Worker, binary, video_ids_logged};
 use anb_testkit::{Moto, Postgres};
 
+mod brokers;
 mod login_limits;
-mod rabbitmq;
 mod secrets;
 
 /// Settings every process of the cluster shares.

@@ -96,8 +96,8 @@ pub struct CommonConfig {
     #[arg(long, env = "ANB_S3_BUCKET")]
     pub s3_bucket: Option<String>,
 
-    /// The job queue: `database` (a table beside the videos), `sqs` or
-    /// `rabbitmq`.
+    /// The job queue: `database` (a table beside the videos), `sqs`,
+    /// `rabbitmq` or `kafka`.
     #[arg(long, env = "ANB_QUEUE", value_enum, default_value_t = QueueKind::Database)]
     pub queue: QueueKind,
 
@@ -116,6 +116,23 @@ pub struct CommonConfig {
     /// queues (`NAME.dead`, `NAME.failed`, `NAME.delay.5s`, …).
     #[arg(long, env = "ANB_AMQP_QUEUE", default_value = "anb.jobs")]
     pub amqp_queue: String,
+
+    /// The Kafka brokers to start from, with `ANB_QUEUE=kafka`:
+    /// `host:port[,host:port…]` (plaintext).
+    #[arg(long, env = "ANB_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+
+    /// Name of the Kafka jobs topic, and prefix of the other topics
+    /// (`NAME.retry`, `NAME.dead`) and consumer groups (`NAME.workers`,
+    /// `NAME.dead-letters`).
+    #[arg(long, env = "ANB_KAFKA_TOPIC", default_value = "anb.jobs")]
+    pub kafka_topic: String,
+
+    /// Partitions of each Kafka topic when created (by `anb-worker
+    /// provision` or the first process): at most this many worker processes
+    /// share the jobs.
+    #[arg(long, env = "ANB_KAFKA_PARTITIONS", default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub kafka_partitions: i32,
 
     /// Whether this process relays jobs from the database outbox to the
     /// queue (with an external queue; at least one process must).
@@ -160,6 +177,7 @@ pub enum QueueKind {
     Database,
     Sqs,
     Rabbitmq,
+    Kafka,
 }
 
 impl CommonConfig {

@@ -5,7 +5,7 @@
 //!
 //! Adapters are chosen here, by configuration: SQLite or PostgreSQL
 //! (`anb-sql`), local files or S3 (`anb-files`, `anb-aws`), the database
-//! queue, SQS or RabbitMQ (`anb-amqp`). The GStreamer transcoder (`anb-gstreamer`) is linked only
+//! queue, SQS, RabbitMQ (`anb-amqp`) or Kafka (`anb-kafka`). The GStreamer transcoder (`anb-gstreamer`) is linked only
 //! with the `transcoder` feature, and built only when the process runs
 //! workers, so a web-only host needs no GStreamer.
 
@@ -26,6 +26,7 @@ use anb_aws::{S3Storage, SqsQueue};
 use anb_domain::ports::{HealthCheck, JobQueue, ObjectStorage, Transcoder};
 use anb_domain::{BackendError, UploadRules};
 use anb_files::{LocalFileStorage, LocalScratch, UrlSigner};
+use anb_kafka::{KafkaQueue, KafkaSettings};
 use anb_mp4::Mp4BoxProbe;
 use anb_sql::{Database, LeasedQueue, OutboxRelay};
 pub use clock::SystemClock;
@@ -114,6 +115,9 @@ pub fn validate(config: &CommonConfig, role: &Role) -> Result<(), StartupError> 
             .filter(|u| !u.expose().is_empty())
             .ok_or_else(|| StartupError::Config("ANB_AMQP_URL (--amqp-url) must name the broker with ANB_QUEUE=rabbitmq".into()))?;
         AmqpUrl::parse(url.expose()).map_err(|e| StartupError::Config(format!("ANB_AMQP_URL: {e}")))?;
+    }
+    if config.queue == QueueKind::Kafka && config.kafka_brokers.as_deref().is_none_or(|b| b.trim().is_empty()) {
+        return Err(StartupError::Config("ANB_KAFKA_BROKERS (--kafka-brokers) must name the brokers with ANB_QUEUE=kafka".into()));
     }
     if config.database_secret.is_some() && config.database_url.is_some() {
         return Err(StartupError::Config("set ANB_DATABASE_URL or ANB_DATABASE_SECRET, not both".into()));
@@ -221,6 +225,22 @@ impl Services {
                 });
                 // A lost connection gives a held job back to the broker: the lease keeps its worker going.
                 (Arc::new(LeasedQueue::new(amqp, database.clone())), relay, sweeper)
+            }
+            _ if config.queue == QueueKind::Kafka => {
+                let kafka = Arc::new(kafka_queue(config, workers).await.map_err(StartupError::Queue)?);
+                let relay = config.outbox_relay.then(|| OutboxRelay::new(database.queue(), kafka.clone(), RELAY_INTERVAL));
+                // The sweeper marks `failed` the videos of jobs in the dead-letter topic.
+                let sweeper = (workers > 0).then(|| {
+                    DeadLetterSweeper::new(
+                        kafka.clone(),
+                        videos.clone(),
+                        clock.clone(),
+                        Arc::new(anb_metrics::MetricsJobEvents),
+                        SWEEP_INTERVAL,
+                    )
+                });
+                // A job read again after its worker died counts from one: the lease counts the takes.
+                (Arc::new(LeasedQueue::new(kafka, database.clone())), relay, sweeper)
             }
             (Some(url), Some(aws)) if config.queue == QueueKind::Sqs => {
                 let sqs = Arc::new(SqsQueue::new(aws, url));
@@ -346,6 +366,21 @@ pub async fn amqp_queue(config: &CommonConfig, workers: u32) -> Result<AmqpQueue
     settings.prefetch = u16::try_from(workers.max(1)).unwrap_or(u16::MAX);
     settings.connection_name = format!("anb-{}-{}", if workers > 0 { "worker" } else { "web" }, std::process::id());
     AmqpQueue::connect(settings).await
+}
+
+/// The Kafka queue of `ANB_KAFKA_BROKERS`, its topics created if missing,
+/// reading `workers` jobs ahead (for `anb-worker provision` too).
+///
+/// # Errors
+/// When the brokers are not named, cannot be reached or refuse the topics.
+pub async fn kafka_queue(config: &CommonConfig, workers: u32) -> Result<KafkaQueue, BackendError> {
+    let brokers = config.kafka_brokers.as_deref().ok_or_else(|| BackendError::internal("ANB_KAFKA_BROKERS is not set"))?;
+    let mut settings = KafkaSettings::new(brokers.trim());
+    settings.prefix.clone_from(&config.kafka_topic);
+    settings.partitions = config.kafka_partitions;
+    settings.read_ahead = usize::try_from(workers.max(1)).unwrap_or(usize::MAX);
+    settings.client_id = format!("anb-{}-{}", if workers > 0 { "worker" } else { "web" }, std::process::id());
+    KafkaQueue::connect(settings).await
 }
 
 /// The database URL and the signing key: from Secrets Manager when the

@@ -58,9 +58,10 @@ enum Command {
     },
     /// Create what the configuration names, when missing: the S3 bucket
     /// (ANB_STORAGE=s3), the SQS queue and its dead-letter queue with a
-    /// redrive after ANB_MAX_ATTEMPTS receives (ANB_QUEUE=sqs), or the
-    /// RabbitMQ exchange, queues and bindings (ANB_QUEUE=rabbitmq); print
-    /// their names and URLs as `KEY=value` lines.
+    /// redrive after ANB_MAX_ATTEMPTS receives (ANB_QUEUE=sqs), the
+    /// RabbitMQ exchange, queues and bindings (ANB_QUEUE=rabbitmq), or the
+    /// Kafka topics (ANB_QUEUE=kafka); print their names and URLs as
+    /// `KEY=value` lines.
     Provision {
         /// Name of the job queue; the dead-letter queue is NAME-dlq.
         #[arg(long, env = "ANB_SQS_QUEUE_NAME", default_value = "anb-videos")]
@@ -220,9 +221,20 @@ async fn provision(common: &CommonConfig, queue_name: &str) -> anyhow::Result<()
         println!("ANB_AMQP_FAILED_QUEUE={}", topology.failed());
         provisioned = true;
     }
+    if common.queue == QueueKind::Kafka {
+        let queue = anb_wiring::kafka_queue(common, 0).await.context("Kafka")?;
+        let topics = queue.topics();
+        tracing::info!(topics = ?topics.all(), partitions = common.kafka_partitions, "topics ready");
+        println!("ANB_KAFKA_TOPIC={}", topics.jobs());
+        println!("ANB_KAFKA_RETRY_TOPIC={}", topics.retry());
+        println!("ANB_KAFKA_DEAD_LETTER_TOPIC={}", topics.dead());
+        println!("ANB_KAFKA_GROUP={}", topics.workers_group());
+        provisioned = true;
+    }
     anyhow::ensure!(
         provisioned,
-        "nothing to provision: the data directory and the database queue need none (set ANB_STORAGE=s3, or ANB_QUEUE=sqs or rabbitmq)"
+        "nothing to provision: the data directory and the database queue need none (set ANB_STORAGE=s3, or ANB_QUEUE=sqs, rabbitmq or \
+         kafka)"
     );
     Ok(())
 }
