@@ -324,24 +324,35 @@ impl KafkaQueue {
     }
 
     /// Leaves the group: offsets settled so far are committed, jobs held or
-    /// read ahead are left to the partitions' next owner. A later receive
-    /// joins again.
+    /// read ahead are left to the partitions' next owner (their receipts
+    /// end). A later receive joins again. Worker processes call it at
+    /// shutdown, so their partitions move at once rather than after the
+    /// session timeout.
     pub async fn close(&self) {
-        let reader = self.shared.reader.lock().await.take();
-        let dead = self.shared.dead.lock().await.take();
-        if let Some(reader) = reader {
-            reader.task.abort();
-            let floors = self.lock().floors();
-            self.lock().clear();
-            let consumer = reader.consumer;
+        let mut reader = self.shared.reader.lock().await;
+        if let Some(Reader { consumer, task }) = reader.take() {
+            task.abort();
+            let _ = task.await;
+            let floors = {
+                let mut state = self.lock();
+                let floors = state.floors();
+                state.clear();
+                floors
+            };
+            // Committing and leaving wait for the brokers (a few ms, or
+            // their timeout): off the runtime's threads.
             let _ = tokio::task::spawn_blocking(move || {
-                let _ = commit(&*consumer, floors, CommitMode::Sync);
+                if let Err(error) = commit(&*consumer, floors, CommitMode::Sync) {
+                    tracing::warn!(%error, "committing on close");
+                }
                 consumer.unsubscribe();
                 drop(consumer);
             })
             .await;
+            self.lock().clear();
         }
-        if let Some(dead) = dead {
+        drop(reader);
+        if let Some(dead) = self.shared.dead.lock().await.take() {
             let topic = self.shared.topics.dead();
             let _ = tokio::task::spawn_blocking(move || {
                 if let Some((partition, offset)) = dead.last {
@@ -370,6 +381,9 @@ impl KafkaQueue {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
+            // Eager rebalancing: every partition is revoked, then the new
+            // assignment given, which is what `State` expects.
+            .set("partition.assignment.strategy", "range,roundrobin")
             .set("session.timeout.ms", millis(settings.session_timeout))
             .set("heartbeat.interval.ms", millis(settings.session_timeout / 4))
             .create_with_context(Group { state: self.shared.state.clone() })
@@ -395,7 +409,11 @@ impl KafkaQueue {
                 (state.ready_len() >= read_ahead, state.assignments)
             };
             if now_assignments != assignments {
-                // A new assignment starts unpaused.
+                // librdkafka keeps a partition paused through a rebalance
+                // that gives it back: start each assignment unpaused.
+                if let Ok(assignment) = consumer.assignment() {
+                    let _ = consumer.resume(&assignment);
+                }
                 (paused, assignments) = (false, now_assignments);
             }
             if full != paused
@@ -437,19 +455,37 @@ impl KafkaQueue {
                 state.arrive(Pending { at, job, receives }, due, now_ms()) && state.ready_len() > 0
             }
             _ => {
-                // Not ours to act on: to the dead-letter topic, where it can be looked at.
-                tracing::error!(topic = %at.topic, partition = at.partition, offset = at.offset, "a message that is not a job: dead-lettered");
-                let headers = OwnedHeaders::new().insert(Header { key: REASON_HEADER, value: Some("not a job") });
-                let payload = message.payload().unwrap_or_default();
-                if self.produce(&self.shared.topics.dead(), "", payload, headers).await.is_ok() {
-                    let settled = self.lock().arrive_settled(&at);
-                    if let Some(moved) = settled {
-                        self.committed(&at, moved).await;
-                    }
+                // Not ours to act on: to the dead-letter topic, where it can
+                // be looked at. Its offset stays open (nothing after it is
+                // committed) until it is there.
+                if self.lock().hold_open(&at) {
+                    tracing::error!(topic = %at.topic, partition = at.partition, offset = at.offset, "a message that is not a job: dead-lettered");
+                    let payload = message.payload().unwrap_or_default().to_vec();
+                    tokio::spawn(self.clone().set_aside(at, payload));
                 }
                 false
             }
         }
+    }
+
+    /// Writes a message that is not a job to the dead-letter topic, trying
+    /// again until it is there, then settles its offset.
+    async fn set_aside(self, at: Position, payload: Vec<u8>) {
+        let dead = self.shared.topics.dead();
+        let mut pause = Duration::from_secs(1);
+        loop {
+            let headers = OwnedHeaders::new().insert(Header { key: REASON_HEADER, value: Some("not a job") });
+            match self.produce(&dead, "", &payload, headers).await {
+                Ok(()) => break,
+                Err(error) => {
+                    tracing::warn!(%error, "setting a message that is not a job aside; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+        let moved = self.lock().done(&at);
+        self.committed(&at, moved).await;
     }
 
     /// Writes a message to `topic`, waiting for the brokers' acknowledgement.
@@ -481,7 +517,16 @@ impl KafkaQueue {
 
     /// Writes a copy of a held job to `topic`, then settles the original;
     /// when the copy cannot be written, the job goes back first in line.
-    async fn move_to(&self, pending: Pending, topic: &str, headers: OwnedHeaders) -> Result<(), QueueError> {
+    /// It runs as a task of its own: a caller that gives up waiting does
+    /// not leave the job's offset open for good.
+    async fn move_to(&self, pending: Pending, topic: String, headers: OwnedHeaders) -> Result<(), QueueError> {
+        let queue = self.clone();
+        tokio::spawn(async move { queue.move_now(pending, &topic, headers).await })
+            .await
+            .map_err(|e| QueueError::Backend(BackendError::internal(format!("moving a job: {e}"))))?
+    }
+
+    async fn move_now(&self, pending: Pending, topic: &str, headers: OwnedHeaders) -> Result<(), QueueError> {
         let receives = pending.receives.to_string();
         let headers = headers.insert(Header { key: RECEIVES_HEADER, value: Some(receives.as_str()) });
         let copy = encode(&pending.job)?;
@@ -542,8 +587,13 @@ impl JobQueue for KafkaQueue {
     }
 
     async fn ack(&self, receipt: &Receipt) -> Result<(), QueueError> {
-        let pending = self.lock().settle(receipt)?;
-        self.settle(&pending).await;
+        let (at, moved) = {
+            let mut state = self.lock();
+            let pending = state.settle(receipt)?;
+            let moved = state.done(&pending.at);
+            (pending.at, moved)
+        };
+        self.committed(&at, moved).await;
         Ok(())
     }
 
@@ -556,22 +606,22 @@ impl JobQueue for KafkaQueue {
         }
         let due = (now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX))).to_string();
         let headers = OwnedHeaders::new().insert(Header { key: DUE_HEADER, value: Some(due.as_str()) });
-        let retry = self.shared.topics.retry();
-        self.move_to(pending, &retry, headers).await
+        self.move_to(pending, self.shared.topics.retry(), headers).await
     }
 
     async fn dead_letter(&self, receipt: &Receipt, reason: &str) -> Result<(), QueueError> {
         let pending = self.lock().settle(receipt)?;
         let reason: String = reason.chars().take(1000).collect();
         let headers = OwnedHeaders::new().insert(Header { key: REASON_HEADER, value: Some(reason.as_str()) });
-        let dead = self.shared.topics.dead();
-        self.move_to(pending, &dead, headers).await
+        self.move_to(pending, self.shared.topics.dead(), headers).await
     }
 }
 
 /// The sweeper's reader of the dead-letter topic: each dead job is handed
-/// out once to the sweepers' group (its offset committed at the next call)
-/// and stays in the topic (so `hide_for` has nothing to hide).
+/// out once to the sweepers' group (its offset committed at the next call,
+/// whether or not the sweeper managed to mark its video: at most once, as
+/// the worker that dead-letters a job marks its video `failed` first) and
+/// stays in the topic (so `hide_for` has nothing to hide).
 #[async_trait]
 impl DeadLetterQueue for KafkaQueue {
     async fn next_dead_letter(&self, _hide_for: Duration) -> Result<Option<Job>, QueueError> {
@@ -695,18 +745,22 @@ fn partitions(list: &TopicPartitionList) -> impl Iterator<Item = Partition> + '_
 }
 
 impl ConsumerContext for Group {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
-            tracing::info!(partitions = list.count(), "rebalance: partitions revoked");
-            self.lock().revoke(partitions(list));
+            let lost = consumer.assignment_lost();
+            tracing::info!(partitions = list.count(), lost, "rebalance: partitions revoked");
+            self.lock().revoke(partitions(list), lost);
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(list) => {
                 tracing::info!(partitions = list.count(), "rebalance: partitions assigned");
-                self.lock().assign(&partitions(list).collect::<HashSet<_>>());
+                let kept = self.lock().assign(&partitions(list).collect::<HashSet<_>>());
+                if let Err(error) = commit(consumer, kept, CommitMode::Async) {
+                    tracing::debug!(%error, "commit after the rebalance left for later");
+                }
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(error) => tracing::warn!(%error, "rebalance failed"),

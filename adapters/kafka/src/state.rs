@@ -88,18 +88,6 @@ impl State {
         true
     }
 
-    /// A message read from the log that never reaches a job loop (not a
-    /// job), settled at once: `None` when it was known already, else the
-    /// offset to commit if the partition's committed point moved.
-    pub fn arrive_settled(&mut self, at: &Position) -> Option<Option<i64>> {
-        let track = self.tracks.entry(at.partition()).or_default();
-        if at.offset < track.floor || track.open.contains_key(&at.offset) {
-            return None;
-        }
-        track.open.insert(at.offset, true);
-        Some(self.done(at))
-    }
-
     /// Moves the copies due by `now_ms` to the jobs ready; how many moved.
     pub fn promote(&mut self, now_ms: i64) -> usize {
         let later = self.delayed.split_off(&(now_ms.saturating_add(1), 0));
@@ -124,7 +112,9 @@ impl State {
                 self.ready.push_front(held.pending);
             }
         }
-        let mut pending = self.ready.pop_front()?;
+        // Jobs of partitions in a rebalance wait for its end (they may move away).
+        let index = self.ready.iter().position(|p| !self.revoked.contains(&p.at.partition()))?;
+        let mut pending = self.ready.remove(index)?;
         pending.receives = pending.receives.saturating_add(1);
         self.serial += 1;
         let receipt = format!("{}/{}/{}/{}", pending.at.topic, pending.at.partition, pending.at.offset, self.serial);
@@ -152,8 +142,11 @@ impl State {
     }
 
     /// Marks the offset settled; the offset to commit when the partition's
-    /// committed point moves (Kafka commits the next offset to read).
+    /// committed point moves (Kafka commits the next offset to read). None
+    /// during a rebalance that took the partition: the assignment that ends
+    /// it commits the partitions kept ([`State::assign`]).
     pub fn done(&mut self, at: &Position) -> Option<i64> {
+        let revoked = self.revoked.contains(&at.partition());
         let track = self.tracks.get_mut(&at.partition())?;
         if let Some(settled) = track.open.get_mut(&at.offset) {
             *settled = true;
@@ -168,7 +161,19 @@ impl State {
             track.floor = offset + 1;
             moved = Some(offset + 1);
         }
-        moved
+        moved.filter(|_| !revoked)
+    }
+
+    /// A message that must be dealt with before its partition's committed
+    /// point passes it, but never reaches a job loop (one that is not a
+    /// job, while it is set aside): `false` when it was known already.
+    pub fn hold_open(&mut self, at: &Position) -> bool {
+        let track = self.tracks.entry(at.partition()).or_default();
+        if at.offset < track.floor || track.open.contains_key(&at.offset) {
+            return false;
+        }
+        track.open.insert(at.offset, false);
+        true
     }
 
     /// Where each partition's settled prefix ends (to commit on close).
@@ -176,22 +181,36 @@ impl State {
         self.tracks.iter().filter(|(_, t)| t.floor > 0).map(|(p, t)| (p.clone(), t.floor)).collect()
     }
 
-    /// A rebalance takes these partitions away; what we know of them is
-    /// kept until the assignment that ends it (they may come back).
-    pub fn revoke(&mut self, partitions: impl IntoIterator<Item = Partition>) {
-        self.revoked.extend(partitions);
+    /// A rebalance takes these partitions away. What we know of them is
+    /// kept until the assignment that ends it (they may come back), unless
+    /// the assignment was `lost` (our session ended: another worker may own
+    /// them already), when it is forgotten at once.
+    pub fn revoke(&mut self, partitions: impl IntoIterator<Item = Partition>, lost: bool) {
+        if lost {
+            self.forget(&partitions.into_iter().collect());
+        } else {
+            self.revoked.extend(partitions);
+        }
     }
 
     /// The assignment that ends a rebalance: partitions taken away and not
     /// given back are forgotten, with their jobs (held receipts end; the
     /// partition's new owner reads them again from the committed offset).
-    pub fn assign(&mut self, assigned: &HashSet<Partition>) {
+    /// Returns the committed points of the partitions kept, to commit now
+    /// (settles during the rebalance committed nothing).
+    pub fn assign(&mut self, assigned: &HashSet<Partition>) -> Vec<(Partition, i64)> {
         self.assignments += 1;
         let gone: HashSet<Partition> = self.revoked.drain().filter(|p| !assigned.contains(p)).collect();
+        self.forget(&gone);
+        self.floors().into_iter().filter(|(p, _)| assigned.contains(p)).collect()
+    }
+
+    fn forget(&mut self, gone: &HashSet<Partition>) {
         if gone.is_empty() {
             return;
         }
         tracing::info!(partitions = gone.len(), "partitions moved to another worker");
+        self.revoked.retain(|p| !gone.contains(p));
         self.tracks.retain(|p, _| !gone.contains(p));
         self.ready.retain(|p| !gone.contains(&p.at.partition()));
         self.delayed.retain(|_, p| !gone.contains(&p.at.partition()));
@@ -280,13 +299,44 @@ mod tests {
         state.arrive(pending(1), None, 0);
         state.arrive(pending(2), None, 0);
         let held = state.take(Instant::now(), Duration::from_secs(10)).unwrap();
-        state.revoke([partition()]);
+        state.revoke([partition()], false);
+        assert!(state.take(Instant::now(), Duration::from_secs(10)).is_none(), "nothing handed out during a rebalance");
+        let settled = state.settle(&held.receipt).unwrap();
+        state.requeue(settled);
         state.assign(&HashSet::from([partition()]));
+        let held = state.take(Instant::now(), Duration::from_secs(10)).unwrap();
         assert!(state.extend(&held.receipt, Instant::now()).is_ok(), "given back: kept");
-        state.revoke([partition()]);
+        state.revoke([partition()], false);
         state.assign(&HashSet::new());
         assert_eq!(state.extend(&held.receipt, Instant::now()), Err(QueueError::ReceiptExpired));
         assert_eq!(state.ready_len(), 0);
         assert!(state.arrive(pending(1), None, 0), "the partition is read afresh if it comes back");
+        state.take(Instant::now(), Duration::from_secs(10)).unwrap();
+        state.revoke([partition()], true);
+        assert_eq!(state.ready_len(), 0, "a lost assignment is forgotten at once");
+    }
+
+    #[test]
+    fn the_partitions_kept_through_a_rebalance_are_committed_at_its_end() {
+        let mut state = State::default();
+        state.arrive(pending(1), None, 0);
+        let held = state.take(Instant::now(), Duration::from_secs(10)).unwrap();
+        state.revoke([partition()], false);
+        let settled = state.settle(&held.receipt).unwrap();
+        assert_eq!(state.done(&settled.at), None);
+        assert_eq!(state.assign(&HashSet::from([partition()])), vec![(partition(), 2)]);
+    }
+
+    #[test]
+    fn an_offset_held_open_stops_the_commits_until_settled() {
+        let mut state = State::default();
+        assert!(state.hold_open(&pending(1).at));
+        assert!(!state.hold_open(&pending(1).at), "known");
+        state.arrive(pending(2), None, 0);
+        let held = state.take(Instant::now(), Duration::from_secs(10)).unwrap();
+        assert_eq!(held.job.video_id.0, 2, "never handed out itself");
+        state.settle(&held.receipt).unwrap();
+        assert_eq!(state.done(&pending(2).at), None, "1 is still open");
+        assert_eq!(state.done(&pending(1).at), Some(3));
     }
 }

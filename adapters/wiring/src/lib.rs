@@ -160,7 +160,27 @@ pub struct Services {
     scratch: Option<LocalScratch>,
     relay: Option<OutboxRelay>,
     sweeper: Option<DeadLetterSweeper>,
+    /// A broker connection to close once the background work has ended.
+    broker: Option<Broker>,
     workers: u32,
+}
+
+/// A broker whose clients say goodbye: RabbitMQ gets its deliveries back at
+/// once, Kafka moves the partitions of a leaving worker at once (rather than
+/// after its session timeout).
+#[derive(Debug, Clone)]
+enum Broker {
+    Amqp(Arc<AmqpQueue>),
+    Kafka(Arc<KafkaQueue>),
+}
+
+impl Broker {
+    async fn close(&self) {
+        match self {
+            Self::Amqp(queue) => queue.close().await,
+            Self::Kafka(queue) => queue.close().await,
+        }
+    }
 }
 
 impl Services {
@@ -208,9 +228,11 @@ impl Services {
             ..ProcessorSettings::default()
         };
         let workers = role.workers();
+        let mut broker = None;
         let (queue, relay, sweeper): (Arc<dyn JobQueue>, _, _) = match (&config.sqs_queue_url, &aws) {
             _ if config.queue == QueueKind::Rabbitmq => {
                 let amqp = Arc::new(amqp_queue(config, workers).await.map_err(StartupError::Queue)?);
+                broker = Some(Broker::Amqp(amqp.clone()));
                 let relay = config.outbox_relay.then(|| OutboxRelay::new(database.queue(), amqp.clone(), RELAY_INTERVAL));
                 // Jobs the broker dead-letters by its delivery limit (every
                 // attempt cut short) have no worker left to mark them.
@@ -228,6 +250,7 @@ impl Services {
             }
             _ if config.queue == QueueKind::Kafka => {
                 let kafka = Arc::new(kafka_queue(config, workers).await.map_err(StartupError::Queue)?);
+                broker = Some(Broker::Kafka(kafka.clone()));
                 let relay = config.outbox_relay.then(|| OutboxRelay::new(database.queue(), kafka.clone(), RELAY_INTERVAL));
                 // The sweeper marks `failed` the videos of jobs in the dead-letter topic.
                 let sweeper = (workers > 0).then(|| {
@@ -316,6 +339,7 @@ impl Services {
             scratch,
             relay,
             sweeper,
+            broker,
             workers,
         })
     }
@@ -348,7 +372,7 @@ impl Services {
             dead_letter_sweeper = self.sweeper.is_some(),
             "background work started"
         );
-        Background { tasks }
+        Background { tasks, broker: self.broker.clone() }
     }
 }
 
@@ -419,15 +443,20 @@ pub async fn database_url(config: &CommonConfig) -> Result<String, StartupError>
 #[derive(Debug)]
 pub struct Background {
     tasks: Vec<JoinHandle<()>>,
+    broker: Option<Broker>,
 }
 
 impl Background {
-    /// Waits for every task to end (they end at shutdown).
+    /// Waits for every task to end (they end at shutdown), then closes the
+    /// broker connection, if any.
     pub async fn join(self) {
         for task in self.tasks {
             if let Err(error) = task.await {
                 tracing::error!(%error, "a background task failed");
             }
+        }
+        if let Some(broker) = self.broker {
+            broker.close().await;
         }
     }
 }
