@@ -130,7 +130,8 @@ deploy-check: deploy-tools package-deps
 		$(DEPLOY_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/deploy
 
 ## test: formatting, lints, the layering and unused dependencies, then every test
-## (unit, in-process API, contract, end-to-end, and the page in a real browser)
+## (unit, in-process API, contract, end-to-end, the page in a real browser, and the web
+## tier's smoke load with thresholds)
 CARGO_MACHETE_VERSION := 0.9.2
 test: deps test-deps test-tools browser-deps package-deps deploy-tools
 	$(CARGO) fmt --all -- --check
@@ -141,6 +142,7 @@ test: deps test-deps test-tools browser-deps package-deps deploy-tools
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
 	tests/browser/run.sh $(TARGET_DIR)/debug/anb-web
+	bench/web/smoke.sh $(TARGET_DIR)/debug
 	$(MAKE) --no-print-directory package-check deploy-check
 
 ## screenshots: the page at phone and laptop widths, into docs/screenshots (the README shows them)
