@@ -538,8 +538,25 @@ mod tests {
         }
     }
 
-    fn scratch_root() -> PathBuf {
-        std::env::temp_dir().join(format!("anb-worker-test-{}", uuid::Uuid::new_v4()))
+    /// A test's own scratch root, removed when it is dropped.
+    struct ScratchRoot(PathBuf);
+
+    impl Drop for ScratchRoot {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    impl std::ops::Deref for ScratchRoot {
+        type Target = Path;
+
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    fn scratch_root() -> ScratchRoot {
+        ScratchRoot(std::env::temp_dir().join(format!("anb-worker-test-{}", uuid::Uuid::new_v4())))
     }
 
     fn assert_scratch_empty(root: &Path) {
@@ -719,7 +736,8 @@ mod tests {
     async fn the_loop_stops_when_shutdown_comes_while_idle() {
         let mut m = Mocks::new();
         m.queue.expect_receive().times(1).returning(|_| Ok(None));
-        let processor = m.hanging_processor(&scratch_root(), true);
+        let root = scratch_root();
+        let processor = m.hanging_processor(&root, true);
         let stop = shutdown_on(tokio::time::sleep(Duration::from_millis(50)));
         tokio::time::timeout(Duration::from_secs(5), processor.run(stop)).await.expect("run returned on shutdown");
     }

@@ -1,5 +1,6 @@
 //! Password hashing (argon2id) and access tokens (JWT, HS256).
 
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use anb_domain::ports::{AccessToken, PasswordHasher, TokenError, TokenIssuer};
@@ -10,9 +11,27 @@ use argon2::{Argon2, PasswordHash as PhcHash};
 use async_trait::async_trait;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Password hashes computed at once, at most: one per core. Each takes
+/// 19 MiB for its ~30 ms; unbounded, 600 log-ins arriving together took
+/// the web server to 10 GB (bench/web, the voting-week ramp). The others
+/// wait their turn, which costs what the cores could not give anyway.
+static HASHING: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::new(hashing_slots())));
+
+/// How many password hashes run at once, at most.
+pub fn hashing_slots() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
+/// A turn to hash, held by the blocking task until it ends (also when the
+/// request that asked for it has gone).
+async fn turn() -> Result<OwnedSemaphorePermit, BackendError> {
+    HASHING.clone().acquire_owned().await.map_err(|e| BackendError::internal(format!("hashing turn: {e}")))
+}
 
 /// argon2id with the crate's defaults (OWASP: m=19 MiB, t=2, p=1), run on the
-/// blocking pool so it never stalls the async workers.
+/// blocking pool so it never stalls the async workers, one per core at most.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Argon2Hasher;
 
@@ -20,7 +39,9 @@ pub struct Argon2Hasher;
 impl PasswordHasher for Argon2Hasher {
     async fn hash(&self, password: &Password) -> Result<PasswordHash, BackendError> {
         let password = password.clone();
+        let turn = turn().await?;
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             let salt = SaltString::generate(&mut OsRng);
             Argon2::default()
                 .hash_password(password.expose().as_bytes(), &salt)
@@ -33,7 +54,9 @@ impl PasswordHasher for Argon2Hasher {
 
     async fn verify(&self, password: &Password, hash: &PasswordHash) -> bool {
         let (password, hash) = (password.clone(), hash.0.clone());
+        let Ok(turn) = turn().await else { return false };
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             PhcHash::new(&hash).is_ok_and(|parsed| Argon2::default().verify_password(password.expose().as_bytes(), &parsed).is_ok())
         })
         .await
@@ -94,6 +117,42 @@ impl TokenIssuer for JwtTokenIssuer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn hashes_run_one_per_core_at_most_and_give_their_turn_back() {
+        let hash = Argon2Hasher.hash(&Password::new("S3cure!pass").unwrap()).await.unwrap();
+        let slots = hashing_slots();
+        let burst = join_in_order((0..slots * 4).map(|_| {
+            let hash = hash.clone();
+            tokio::spawn(async move { Argon2Hasher.verify(&Password::candidate("S3cure!pass"), &hash).await })
+        }));
+        let probe = tokio::spawn(async {
+            let mut lowest = usize::MAX;
+            for _ in 0..100 {
+                lowest = lowest.min(HASHING.available_permits());
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            lowest
+        });
+        assert!(burst.await.into_iter().all(|ok| ok), "every verification succeeds, in turn");
+        assert_eq!(probe.await.unwrap(), 0, "the burst took every turn");
+        // (Another test of this process may hash meanwhile: give it a moment.)
+        let start = std::time::Instant::now();
+        while HASHING.available_permits() != slots && start.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(HASHING.available_permits(), slots, "and gave them back");
+    }
+
+    /// Awaits every task, in order.
+    async fn join_in_order(tasks: impl Iterator<Item = tokio::task::JoinHandle<bool>>) -> Vec<bool> {
+        let tasks: Vec<_> = tasks.collect();
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+        results
+    }
 
     #[tokio::test]
     async fn hashes_are_argon2id_and_verify_only_the_right_password() {

@@ -41,8 +41,22 @@ pub fn init_metrics(
     anb_metrics::install(service, output)
 }
 
-/// Caps glibc's malloc arenas at two by restarting the process (same pid,
-/// same arguments) with `MALLOC_ARENA_MAX=2`, unless the variable is set.
+/// How glibc's malloc should behave in a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Memory {
+    /// Two arenas ([`cap_malloc_arenas`]).
+    Worker,
+    /// Two arenas, and blocks of 4 MB or more mapped on their own, so that
+    /// they go back to the system when freed: a password hash takes 19 MiB
+    /// for a moment, and with glibc's moving threshold 200 log-ins at once
+    /// left the web server at 286 MB (40 MB with it fixed; the log-ins took
+    /// 4.7 s instead of 4.0 s; docs/benchmarks.md).
+    Web,
+}
+
+/// Restarts the process (same pid, same arguments) with `MALLOC_ARENA_MAX=2`,
+/// and for [`Memory::Web`] `MALLOC_MMAP_THRESHOLD_=4194304`, unless
+/// `MALLOC_ARENA_MAX` is set already (by the unit, or by the restart).
 ///
 /// glibc gives each thread that allocates its own arena and rarely returns
 /// their free memory; a worker's decoder, scaler and encoder threads hand
@@ -50,7 +64,7 @@ pub fn init_metrics(
 /// measured the same speed and 70 MB less peak RSS with two jobs at once
 /// (609 MB to 540 MB, `bench/worker.py`, docs/benchmarks.md). Call it
 /// first thing in `main`.
-pub fn cap_malloc_arenas() {
+pub fn cap_malloc_arenas(memory: Memory) {
     const VARIABLE: &str = "MALLOC_ARENA_MAX";
     if !cfg!(target_os = "linux") || std::env::var_os(VARIABLE).is_some() {
         return;
@@ -62,6 +76,9 @@ pub fn cap_malloc_arenas() {
         let mut command = std::process::Command::new(exe);
         if let Some(arg0) = args.next() {
             command.arg0(arg0);
+        }
+        if memory == Memory::Web && std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+            command.env("MALLOC_MMAP_THRESHOLD_", "4194304");
         }
         let error = command.args(args).env(VARIABLE, "2").exec();
         eprintln!("note: could not restart with {VARIABLE}=2 ({error}); going on without it");
@@ -75,8 +92,11 @@ pub fn cores() -> u32 {
 
 /// What both binaries' `main` does: caps the malloc arenas, then runs
 /// `body` on a multi-threaded Tokio runtime.
-pub fn main_with<F: std::future::Future<Output = std::process::ExitCode>>(body: impl FnOnce() -> F) -> std::process::ExitCode {
-    cap_malloc_arenas();
+pub fn main_with<F: std::future::Future<Output = std::process::ExitCode>>(
+    memory: Memory,
+    body: impl FnOnce() -> F,
+) -> std::process::ExitCode {
+    cap_malloc_arenas(memory);
     match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime.block_on(body()),
         Err(e) => {

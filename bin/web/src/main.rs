@@ -19,7 +19,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    runtime::main_with(serve)
+    runtime::main_with(runtime::Memory::Web, serve)
 }
 
 async fn serve() -> ExitCode {

@@ -97,7 +97,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    runtime::main_with(work)
+    runtime::main_with(runtime::Memory::Worker, work)
 }
 
 async fn work() -> ExitCode {

@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""The web tier under load: goose scenarios against the release anb-web.
+
+For each database (SQLite, PostgreSQL) and data-set size it seeds a fresh
+database (anb-bench-seed), starts the release anb-web on loopback with no
+workers, and for each scenario and user count runs anb-bench-load with a
+ramp and a hold, while sampling the server's CPU and RSS from /proc. It
+prints one markdown table (requests/s, p50/p95/p99, errors, server CPU and
+peak RSS; the load generator shares the 2 cores) and writes the raw rows to
+target/bench-results/web.json; with --plot, the latency over time of the
+voting-week runs as docs/web-latency.png.
+
+  cargo build --release --bins
+  python3 bench/web/run.py --db sqlite postgres --size small \\
+      --scenario votingweek --users 100 300 600 1000
+"""
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+RELEASE = TARGET / "release"
+RESULTS = TARGET / "bench-results"
+VENV = TARGET / "bench-venv"
+PLOT = ROOT / "docs" / "web-latency.png"
+POSTGRES = os.environ.get("ANB_BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Sampler(threading.Thread):
+    """CPU seconds and peak RSS of a process, sampled every 0.25 s."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.stop, self.peak_kb = pid, threading.Event(), 0
+        self.cpu_start = self.cpu()
+
+    def cpu(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+
+    def run(self) -> None:
+        while not self.stop.wait(0.25):
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+
+    def finish(self) -> tuple[float, int]:
+        self.stop.set()
+        self.join()
+        return self.cpu() - self.cpu_start, self.peak_kb // 1024
+
+
+class Database:
+    """A fresh, seeded database of one kind and size."""
+
+    def __init__(self, kind: str, size: str, scratch: Path):
+        self.kind = kind
+        if kind == "sqlite":
+            self.url = f"sqlite://{scratch}/anb.db?mode=rwc"
+        else:
+            self.admin = POSTGRES
+            self.url = POSTGRES.rsplit("/", 1)[0] + "/anb_bench_web"
+            self.psql(f"DROP DATABASE IF EXISTS anb_bench_web WITH (FORCE)")
+            self.psql("CREATE DATABASE anb_bench_web")
+        out = subprocess.run([RELEASE / "anb-bench-seed", "--database-url", self.url, "--size", size],
+                             check=True, capture_output=True, text=True)
+        print(out.stdout.strip(), file=sys.stderr)
+
+    def psql(self, sql: str) -> None:
+        subprocess.run(["psql", "-q", self.admin, "-c", sql], check=True)
+
+    def drop(self) -> None:
+        if self.kind == "postgres":
+            self.psql("DROP DATABASE IF EXISTS anb_bench_web WITH (FORCE)")
+
+
+def serve(database: Database, scratch: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = dict(os.environ, ANB_DATA_DIR=str(scratch), ANB_DATABASE_URL=database.url, ANB_WORKERS="0",
+               ANB_HTTP_ADDR=f"127.0.0.1:{port}", RUST_LOG="warn",
+               ANB_JWT_SECRET="bench-web-secret-of-at-least-32-characters")
+    web = subprocess.Popen([RELEASE / "anb-web"], env=env, stdout=subprocess.DEVNULL, stderr=open(scratch / "web.log", "w"))
+    host = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return web, host
+        except OSError:
+            time.sleep(0.05)
+    web.kill()
+    sys.exit(f"anb-web did not start: {(scratch / 'web.log').read_text()}")
+
+
+def attack(host: str, scenario: str, users: int, ramp: int, hold: int, size: str, scratch: Path, web: subprocess.Popen,
+           log: Path | None) -> dict:
+    report = scratch / f"{scenario}-{users}.json"
+    args = [RELEASE / "anb-bench-load", "--host", host, "--scenarios", scenario, "--quiet",
+            "--test-plan", f"{users},{ramp}s;{users},{hold}s;0,0s", "--report-file", str(report)]
+    if log:
+        args += ["--request-log", str(log), "--request-format", "csv"]
+    sampler = Sampler(web.pid)
+    sampler.start()
+    started = time.monotonic()
+    subprocess.run(args, check=True, cwd=scratch, env=dict(os.environ, ANB_BENCH_SIZE=size), stdout=subprocess.DEVNULL)
+    cpu, rss = sampler.finish()
+    wall = time.monotonic() - started
+    data = json.loads(report.read_text())
+    total = next(r for r in data["raw_request_metrics"] if r["name"] == "Aggregated")
+    times = next(r for r in data["raw_response_metrics"] if r["name"] == "Aggregated")
+    requests = total["number_of_requests"]
+    return {
+        "scenario": scenario, "users": users, "requests": requests, "rps": round(total["requests_per_second"]),
+        "p50": times["percentile_50"], "p95": times["percentile_95"], "p99": times["percentile_99"],
+        "errors": total["number_of_failures"], "server_cpu_percent": round(100 * cpu / wall),
+        "server_cpu_ms_per_request": round(1000 * cpu / max(requests, 1), 3), "server_peak_rss_mb": rss,
+    }
+
+
+def latency_series(log: Path) -> list[tuple[int, float]]:
+    """p99 of each second of a request log (CSV), in ms."""
+    import csv
+    buckets: dict[int, list[int]] = {}
+    with log.open() as f:
+        for row in csv.DictReader(f):
+            buckets.setdefault(int(row["elapsed"]) // 1000, []).append(int(row["response_time"]))
+    series = []
+    for second in sorted(buckets):
+        times = sorted(buckets[second])
+        series.append((second, times[min(len(times) - 1, int(0.99 * len(times)))]))
+    return series
+
+
+def plot(rows: list[dict]) -> None:
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "matplotlib==3.9.2"], check=True)
+    script = """
+import json, sys
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+rows = json.load(open(sys.argv[1]))
+fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+for r in rows:
+    t, p = zip(*r["series"])
+    ax.plot(t, p, label=f"{r['db']}, {r['users']} users: {r['rps']} req/s, p99 {r['p99']} ms")
+ax.set_xlabel("seconds since the ramp started")
+ax.set_ylabel("p99 latency of each second (ms)")
+ax.set_title("anb-web (release, 2 cores shared with goose): voting-week mix")
+ax.set_yscale("log")
+ax.grid(alpha=0.3)
+ax.legend(fontsize=8)
+fig.tight_layout()
+fig.savefig(sys.argv[2])
+"""
+    data = RESULTS / "web-series.json"
+    data.write_text(json.dumps(rows))
+    subprocess.run([str(python), "-c", script, str(data), str(PLOT)], check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", nargs="+", default=["sqlite", "postgres"], choices=["sqlite", "postgres"])
+    parser.add_argument("--size", nargs="+", default=["small"], choices=["small", "large"])
+    parser.add_argument("--scenario", nargs="+", default=["votingweek"], choices=["votingweek", "rankings", "publiclist"])
+    parser.add_argument("--users", type=int, nargs="+", default=[100, 300, 600, 1000])
+    parser.add_argument("--ramp", type=int, default=10, help="seconds to reach the users")
+    parser.add_argument("--hold", type=int, default=30, help="seconds at the users")
+    parser.add_argument("--plot", action="store_true", help="write docs/web-latency.png from the voting-week runs")
+    args = parser.parse_args()
+    for binary in ["anb-web", "anb-bench-seed", "anb-bench-load"]:
+        if not (RELEASE / binary).exists():
+            sys.exit(f"{RELEASE / binary} not found: cargo build --release --bins")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    rows, series = [], []
+    for size in args.size:
+        for kind in args.db:
+            with tempfile.TemporaryDirectory(prefix="anb-bench-web-") as scratch:
+                scratch = Path(scratch)
+                database = Database(kind, size, scratch)
+                try:
+                    for scenario in args.scenario:
+                        for users in args.users:
+                            print(f"{kind} {size} {scenario} {users} users ...", file=sys.stderr)
+                            # A server of its own for each run: its peak RSS is this run's.
+                            web, host = serve(database, scratch)
+                            log = scratch / "requests.csv" if args.plot and scenario == "votingweek" else None
+                            try:
+                                row = attack(host, scenario, users, args.ramp, args.hold, size, scratch, web, log)
+                            finally:
+                                web.terminate()
+                                web.wait()
+                            row.update(db=kind, size=size)
+                            rows.append(row)
+                            if log:
+                                series.append({**row, "series": latency_series(log)})
+                                log.unlink()
+                finally:
+                    database.drop()
+    (RESULTS / "web.json").write_text(json.dumps(rows, indent=1))
+    print("| database | size | scenario | users | req/s | p50 ms | p95 ms | p99 ms | errors | server CPU | CPU ms/request | server peak RSS |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['db']} | {r['size']} | {r['scenario']} | {r['users']} | {r['rps']} | {r['p50']} | {r['p95']} | {r['p99']} | "
+              f"{r['errors']} | {r['server_cpu_percent']} % | {r['server_cpu_ms_per_request']} | {r['server_peak_rss_mb']} MB |")
+    if series:
+        plot(series)
+
+
+if __name__ == "__main__":
+    main()
