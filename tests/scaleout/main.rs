@@ -12,9 +12,12 @@ use std::time::{Duration, Instant};
 use anb_aws::SqsQueue;
 use anb_e2e::{Clips, TestApp, Worker, binary, video_ids_logged};
 use anb_testkit::{Moto, Postgres};
+use common::{counts, logs, upload};
 
 mod brokers;
+mod common;
 mod login_limits;
+mod rabbitmq;
 mod secrets;
 
 /// Settings every process of the cluster shares.
@@ -71,27 +74,6 @@ impl Cluster {
         env.push(("ANB_WORKERS".to_owned(), "1".to_owned()));
         Worker::spawn(&env)
     }
-}
-
-/// Uploads `clip` as `title` through `web` and returns the new video's id.
-async fn upload(web: &TestApp, token: &str, title: &str, clip: &std::path::Path) -> i64 {
-    let (status, body) = web.upload(token, Some(title), Some(clip)).await;
-    assert_eq!(status, 201, "{body}");
-    let (_, mine) = web.get("/api/videos", Some(token)).await;
-    mine.as_array().unwrap().iter().find(|v| v["title"] == title).and_then(|v| v["video_id"].as_i64()).expect("the upload is listed")
-}
-
-fn logs(workers: &[Worker]) -> String {
-    workers.iter().map(Worker::log).collect::<Vec<_>>().join("\n")
-}
-
-/// How many times each video id appears in `ids`.
-fn counts(ids: &[i64]) -> HashMap<i64, usize> {
-    let mut counts = HashMap::new();
-    for id in ids {
-        *counts.entry(*id).or_default() += 1;
-    }
-    counts
 }
 
 #[tokio::test]

@@ -179,7 +179,10 @@ impl KafkaSettings {
 
     fn client(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", &self.brokers).set("client.id", &self.client_id);
+        // A request a broker never answers (one restarting, say) is given
+        // up after 10 s and sent again, not after librdkafka's 60 s: the
+        // group's session is 10 s too.
+        config.set("bootstrap.servers", &self.brokers).set("client.id", &self.client_id).set("socket.timeout.ms", "10000");
         config
     }
 }
