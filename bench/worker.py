@@ -36,6 +36,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plotting import plotting_python  # noqa: E402
 from transcode import INPUTS, ROOT, WORKER, make_input  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -130,10 +131,7 @@ def run(sources: list[Path], jobs: int, concurrency: int) -> dict:
 
 
 def plot(rows: list[dict]) -> None:
-    python = VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "matplotlib==3.9.2"], check=True)
+    python = plotting_python(VENV)
     script = """
 import json, sys
 import matplotlib

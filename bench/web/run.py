@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+from plotting import plotting_python  # noqa: E402
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 RELEASE = TARGET / "release"
 RESULTS = TARGET / "bench-results"
@@ -147,10 +149,7 @@ def latency_series(log: Path) -> list[tuple[int, float]]:
 
 
 def plot(rows: list[dict]) -> None:
-    python = VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "matplotlib==3.9.2"], check=True)
+    python = plotting_python(VENV)
     script = """
 import json, sys
 import matplotlib

@@ -49,8 +49,8 @@ pub enum Memory {
     /// Two arenas, and blocks of 4 MB or more mapped on their own, so that
     /// they go back to the system when freed: a password hash takes 19 MiB
     /// for a moment, and with glibc's moving threshold 200 log-ins at once
-    /// left the web server at 286 MB (40 MB with it fixed; the log-ins took
-    /// 4.7 s instead of 4.0 s; docs/benchmarks.md).
+    /// left the web server at about 500 MB instead of about 40 MB
+    /// (`bench/web/logins.py`, docs/benchmarks.md).
     Web,
 }
 
