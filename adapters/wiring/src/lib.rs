@@ -23,7 +23,7 @@ use anb_application::{
 };
 use anb_auth::{Argon2Hasher, JwtTokenIssuer};
 use anb_aws::{S3Storage, SqsQueue};
-use anb_domain::ports::{HealthCheck, JobQueue, ObjectStorage, Transcoder};
+use anb_domain::ports::{DeadLetterQueue, HealthCheck, JobQueue, ObjectStorage, Transcoder};
 use anb_domain::{BackendError, UploadRules};
 use anb_files::{LocalFileStorage, LocalScratch, UrlSigner};
 use anb_kafka::{KafkaQueue, KafkaSettings};
@@ -230,40 +230,27 @@ impl Services {
         let workers = role.workers();
         let mut broker = None;
         let (queue, relay, sweeper): (Arc<dyn JobQueue>, _, _) = match (&config.sqs_queue_url, &aws) {
-            _ if config.queue == QueueKind::Rabbitmq => {
-                let amqp = Arc::new(amqp_queue(config, workers).await.map_err(StartupError::Queue)?);
-                broker = Some(Broker::Amqp(amqp.clone()));
-                let relay = config.outbox_relay.then(|| OutboxRelay::new(database.queue(), amqp.clone(), RELAY_INTERVAL));
-                // Jobs the broker dead-letters by its delivery limit (every
-                // attempt cut short) have no worker left to mark them.
+            _ if matches!(config.queue, QueueKind::Rabbitmq | QueueKind::Kafka) => {
+                let (jobs, dead): (Arc<dyn JobQueue>, Arc<dyn DeadLetterQueue>) = if config.queue == QueueKind::Rabbitmq {
+                    let amqp = Arc::new(amqp_queue(config, workers).await.map_err(StartupError::Queue)?);
+                    broker = Some(Broker::Amqp(amqp.clone()));
+                    (amqp.clone(), amqp)
+                } else {
+                    let kafka = Arc::new(kafka_queue(config, workers).await.map_err(StartupError::Queue)?);
+                    broker = Some(Broker::Kafka(kafka.clone()));
+                    (kafka.clone(), kafka)
+                };
+                let relay = config.outbox_relay.then(|| OutboxRelay::new(database.queue(), jobs.clone(), RELAY_INTERVAL));
+                // Jobs dead-lettered with no worker left to mark their videos
+                // (RabbitMQ's delivery limit, every attempt cut short) are
+                // marked `failed` by the worker hosts' sweep.
                 let sweeper = (workers > 0).then(|| {
-                    DeadLetterSweeper::new(
-                        amqp.clone(),
-                        videos.clone(),
-                        clock.clone(),
-                        Arc::new(anb_metrics::MetricsJobEvents),
-                        SWEEP_INTERVAL,
-                    )
+                    DeadLetterSweeper::new(dead, videos.clone(), clock.clone(), Arc::new(anb_metrics::MetricsJobEvents), SWEEP_INTERVAL)
                 });
-                // A lost connection gives a held job back to the broker: the lease keeps its worker going.
-                (Arc::new(LeasedQueue::new(amqp, database.clone())), relay, sweeper)
-            }
-            _ if config.queue == QueueKind::Kafka => {
-                let kafka = Arc::new(kafka_queue(config, workers).await.map_err(StartupError::Queue)?);
-                broker = Some(Broker::Kafka(kafka.clone()));
-                let relay = config.outbox_relay.then(|| OutboxRelay::new(database.queue(), kafka.clone(), RELAY_INTERVAL));
-                // The sweeper marks `failed` the videos of jobs in the dead-letter topic.
-                let sweeper = (workers > 0).then(|| {
-                    DeadLetterSweeper::new(
-                        kafka.clone(),
-                        videos.clone(),
-                        clock.clone(),
-                        Arc::new(anb_metrics::MetricsJobEvents),
-                        SWEEP_INTERVAL,
-                    )
-                });
-                // A job read again after its worker died counts from one: the lease counts the takes.
-                (Arc::new(LeasedQueue::new(kafka, database.clone())), relay, sweeper)
+                // A lost connection (RabbitMQ) or a rebalance (Kafka) hands a
+                // held job out again: the lease keeps its worker going, and
+                // counts the takes where the broker's count starts over.
+                (Arc::new(LeasedQueue::new(jobs, database.clone())), relay, sweeper)
             }
             (Some(url), Some(aws)) if config.queue == QueueKind::Sqs => {
                 let sqs = Arc::new(SqsQueue::new(aws, url));
