@@ -6,6 +6,7 @@
 //! files or S3, the database queue or SQS.
 
 pub mod accounts;
+pub mod cache;
 pub mod login;
 pub mod public;
 pub mod sweeper;
@@ -13,6 +14,7 @@ pub mod videos;
 pub mod worker;
 
 pub use accounts::{Accounts, AccountsPorts, AuthError, LogInError, SignUp, SignUpError};
+pub use cache::{DEFAULT_CACHE_TTL, PageCache};
 pub use login::LoginLimits;
 pub use public::{PublicQueryError, Showcase, VoteError};
 pub use sweeper::DeadLetterSweeper;

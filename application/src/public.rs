@@ -6,6 +6,7 @@ use std::time::Duration;
 use anb_domain::ports::{ObjectStorage, VideoRepository, VoteRepository, VoteRepositoryError};
 use anb_domain::{BackendError, CityFilter, Page, PublicVideo, RankingEntry, UserId, VideoId};
 
+use crate::cache::{PageCache, rankings_key, videos_key};
 use crate::videos::{storage_backend, video_backend};
 
 /// Why a public listing was refused.
@@ -43,6 +44,7 @@ pub struct Showcase {
     votes: Arc<dyn VoteRepository>,
     storage: Arc<dyn ObjectStorage>,
     url_ttl: Duration,
+    cache: Arc<PageCache>,
 }
 
 /// Default page size of the public video list.
@@ -58,7 +60,15 @@ impl Showcase {
         storage: Arc<dyn ObjectStorage>,
         url_ttl: Duration,
     ) -> Self {
-        Self { videos, votes, storage, url_ttl }
+        Self { videos, votes, storage, url_ttl, cache: Arc::new(PageCache::disabled()) }
+    }
+
+    /// Keeps the pages of the list and the ranking in `cache` (shared with
+    /// whatever else invalidates it).
+    #[must_use]
+    pub fn with_cache(mut self, cache: Arc<PageCache>) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// Processed videos, most voted first.
@@ -73,13 +83,20 @@ impl Showcase {
         offset: Option<i64>,
     ) -> Result<Vec<PublicVideoView>, PublicQueryError> {
         let page = page(limit.unwrap_or(DEFAULT_VIDEO_LIMIT), offset.unwrap_or(0))?;
-        let videos = self.videos.list_public(city_filter(city), page).await.map_err(video_backend)?;
-        let mut views = Vec::with_capacity(videos.len());
-        for video in videos {
-            let processed_url = self.storage.signed_url(&video.processed_key, self.url_ttl).await.map_err(storage_backend)?;
-            views.push(PublicVideoView { video, processed_url });
-        }
-        Ok(views)
+        let city = city_filter(city);
+        let key = videos_key(&city, page);
+        let (videos, storage, url_ttl) = (self.videos.clone(), self.storage.clone(), self.url_ttl);
+        // The links are signed for `url_ttl`, far longer than a page is kept.
+        let build = async move {
+            let videos = videos.list_public(city, page).await.map_err(video_backend)?;
+            let mut views = Vec::with_capacity(videos.len());
+            for video in videos {
+                let processed_url = storage.signed_url(&video.processed_key, url_ttl).await.map_err(storage_backend)?;
+                views.push(PublicVideoView { video, processed_url });
+            }
+            Ok(views)
+        };
+        Ok(self.cache.videos(key, build).await?)
     }
 
     /// One vote by `voter` for a public video.
@@ -92,7 +109,9 @@ impl Showcase {
             VoteRepositoryError::DuplicateVote => VoteError::AlreadyVoted,
             VoteRepositoryError::VideoNotPublic => VoteError::NotFound,
             VoteRepositoryError::Backend(e) => VoteError::Backend(e),
-        })
+        })?;
+        self.cache.invalidate().await;
+        Ok(())
     }
 
     /// Players ranked by votes.
@@ -106,10 +125,16 @@ impl Showcase {
         offset: Option<i64>,
     ) -> Result<Vec<RankingEntry>, PublicQueryError> {
         let page = page(limit.unwrap_or(DEFAULT_RANKING_LIMIT), offset.unwrap_or(0))?;
-        self.votes.rankings(city_filter(city), page).await.map_err(|e| match e {
-            VoteRepositoryError::Backend(e) => PublicQueryError::Backend(e),
-            other => PublicQueryError::Backend(BackendError::internal(other.to_string())),
-        })
+        let city = city_filter(city);
+        let key = rankings_key(&city, page);
+        let votes = self.votes.clone();
+        let build = async move {
+            votes.rankings(city, page).await.map_err(|e| match e {
+                VoteRepositoryError::Backend(e) => e,
+                other => BackendError::internal(other.to_string()),
+            })
+        };
+        Ok(self.cache.rankings(key, build).await?)
     }
 }
 

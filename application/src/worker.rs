@@ -18,6 +18,7 @@ use anb_domain::{BackendError, Delivery, ObjectKey, ProgressSink, Receipt, Video
 use futures::future::{BoxFuture, Either, Shared, select};
 use tracing::Instrument;
 
+use crate::cache::PageCache;
 use crate::videos::{storage_backend, video_backend};
 
 /// How often a running job's progress is written to its video, at most.
@@ -90,6 +91,7 @@ pub struct Processor {
     clock: Arc<dyn Clock>,
     events: Arc<dyn JobEvents>,
     settings: ProcessorSettings,
+    pages: Arc<PageCache>,
 }
 
 /// The ports a [`Processor`] works through.
@@ -108,7 +110,14 @@ impl Processor {
     /// Wires the worker to its ports.
     pub fn new(ports: ProcessorPorts, settings: ProcessorSettings) -> Self {
         let ProcessorPorts { videos, queue, storage, transcoder, scratch, clock, events } = ports;
-        Self { videos, queue, storage, transcoder, scratch, clock, events, settings }
+        Self { videos, queue, storage, transcoder, scratch, clock, events, settings, pages: Arc::new(PageCache::disabled()) }
+    }
+
+    /// Marks the public pages in `pages` stale whenever a video turns public.
+    #[must_use]
+    pub fn with_cache(mut self, pages: Arc<PageCache>) -> Self {
+        self.pages = pages;
+        self
     }
 
     /// Runs jobs until `shutdown` resolves; an in-flight job is given back
@@ -215,6 +224,7 @@ impl Processor {
         self.storage.put_file(&key, &scratch.output).await.map_err(storage_backend)?;
         match self.videos.mark_processed(id, &key, self.clock.now()).await {
             Ok(()) => {
+                self.pages.invalidate().await;
                 tracing::info!(output_seconds = report.duration.as_secs_f64(), "video processed");
                 self.events.record(JobEvent::Succeeded { transcode: self.since(transcoding), since_upload: self.since(video.uploaded_at) });
                 Ok(Outcome::Done)

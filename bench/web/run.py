@@ -12,10 +12,14 @@ voting-week runs as docs/web-latency.png.
 
   cargo build --release --bins
   python3 bench/web/run.py --db sqlite postgres --size small \\
-      --scenario votingweek --users 100 300 600 1000
+      --scenario votingweek --cache memory off --users 100 300 600 1000
+
+--cache redis uses ANB_BENCH_REDIS_URL, else the Redis on 127.0.0.1:6379,
+else a throwaway redis-server.
 """
 
 import argparse
+import itertools
 import json
 import os
 import socket
@@ -92,11 +96,38 @@ class Database:
             self.psql("DROP DATABASE IF EXISTS anb_bench_web WITH (FORCE)")
 
 
-def serve(database: Database, scratch: Path) -> tuple[subprocess.Popen, str]:
+def redis_url() -> str:
+    """ANB_BENCH_REDIS_URL, else a Redis on 127.0.0.1:6379 if one answers,
+    else a throwaway redis-server (stopped when the run ends)."""
+    url = os.environ.get("ANB_BENCH_REDIS_URL")
+    if url:
+        return url
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            if s.recv(5) == b"+PONG":
+                return "redis://127.0.0.1:6379"
+    except OSError:
+        pass
+    port = free_port()
+    server = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    THROWAWAY.append(server)
+    time.sleep(0.5)
+    return f"redis://127.0.0.1:{port}"
+
+
+THROWAWAY: list[subprocess.Popen] = []
+
+
+def serve(database: Database, scratch: Path, cache: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = dict(os.environ, ANB_DATA_DIR=str(scratch), ANB_DATABASE_URL=database.url, ANB_WORKERS="0",
-               ANB_HTTP_ADDR=f"127.0.0.1:{port}", RUST_LOG="warn",
+               ANB_HTTP_ADDR=f"127.0.0.1:{port}", RUST_LOG="warn", ANB_CACHE=cache,
                ANB_JWT_SECRET="bench-web-secret-of-at-least-32-characters")
+    if cache == "redis":
+        # A prefix of the run's own: nothing cached by an earlier run is read.
+        env.update(ANB_REDIS_URL=redis_url(), ANB_REDIS_PREFIX=f"anb-bench-{port}-{time.time_ns()}")
     web = subprocess.Popen([RELEASE / "anb-web"], env=env, stdout=subprocess.DEVNULL, stderr=open(scratch / "web.log", "w"))
     host = f"http://127.0.0.1:{port}"
     for _ in range(200):
@@ -159,7 +190,7 @@ rows = json.load(open(sys.argv[1]))
 fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
 for r in rows:
     t, p = zip(*r["series"])
-    ax.plot(t, p, label=f"{r['db']}, {r['users']} users: {r['rps']} req/s, p99 {r['p99']} ms")
+    ax.plot(t, p, label=f"{r['db']}, cache {r['cache']}, {r['users']} users: {r['rps']} req/s, p99 {r['p99']} ms")
 ax.set_xlabel("seconds since the ramp started")
 ax.set_ylabel("p99 latency of each second (ms)")
 ax.set_title("anb-web (release, 2 cores shared with goose): voting-week mix")
@@ -182,6 +213,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, nargs="+", default=[100, 300, 600, 1000])
     parser.add_argument("--ramp", type=int, default=10, help="seconds to reach the users")
     parser.add_argument("--hold", type=int, default=30, help="seconds at the users")
+    parser.add_argument("--cache", nargs="+", default=["memory"], choices=["memory", "redis", "off"],
+                        help="the page cache of anb-web (ANB_CACHE)")
     parser.add_argument("--plot", action="store_true", help="write docs/web-latency.png from the voting-week runs")
     args = parser.parse_args()
     for binary in ["anb-web", "anb-bench-seed", "anb-bench-load"]:
@@ -195,29 +228,32 @@ def main() -> None:
                 scratch = Path(scratch)
                 database = Database(kind, size, scratch)
                 try:
-                    for scenario in args.scenario:
-                        for users in args.users:
-                            print(f"{kind} {size} {scenario} {users} users ...", file=sys.stderr)
-                            # A server of its own for each run: its peak RSS is this run's.
-                            web, host = serve(database, scratch)
-                            log = scratch / "requests.csv" if args.plot and scenario == "votingweek" else None
-                            try:
-                                row = attack(host, scenario, users, args.ramp, args.hold, size, scratch, web, log)
-                            finally:
-                                web.terminate()
-                                web.wait()
-                            row.update(db=kind, size=size)
-                            rows.append(row)
-                            if log:
-                                series.append({**row, "series": latency_series(log)})
-                                log.unlink()
+                    for scenario, cache, users in itertools.product(args.scenario, args.cache, args.users):
+                        print(f"{kind} {size} {scenario} cache {cache} {users} users ...", file=sys.stderr)
+                        # A server of its own for each run: its peak RSS is this run's.
+                        web, host = serve(database, scratch, cache)
+                        log = scratch / "requests.csv" if args.plot and scenario == "votingweek" else None
+                        try:
+                            row = attack(host, scenario, users, args.ramp, args.hold, size, scratch, web, log)
+                        finally:
+                            web.terminate()
+                            web.wait()
+                        row.update(db=kind, size=size, cache=cache)
+                        rows.append(row)
+                        if log:
+                            series.append({**row, "series": latency_series(log)})
+                            log.unlink()
                 finally:
                     database.drop()
+    for server in THROWAWAY:
+        server.terminate()
     (RESULTS / "web.json").write_text(json.dumps(rows, indent=1))
-    print("| database | size | scenario | users | req/s | p50 ms | p95 ms | p99 ms | errors | server CPU | CPU ms/request | server peak RSS |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| database | size | scenario | cache | users | req/s | p50 ms | p95 ms | p99 ms | errors | server CPU | CPU ms/request "
+          "| server peak RSS |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['db']} | {r['size']} | {r['scenario']} | {r['users']} | {r['rps']} | {r['p50']} | {r['p95']} | {r['p99']} | "
+        print(f"| {r['db']} | {r['size']} | {r['scenario']} | {r['cache']} | {r['users']} | {r['rps']} | {r['p50']} | {r['p95']} | "
+              f"{r['p99']} | "
               f"{r['errors']} | {r['server_cpu_percent']} % | {r['server_cpu_ms_per_request']} | {r['server_peak_rss_mb']} MB |")
     if series:
         plot(series)

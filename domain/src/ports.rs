@@ -530,3 +530,39 @@ pub struct NoJobEvents;
 impl JobEvents for NoJobEvents {
     fn record(&self, _: JobEvent) {}
 }
+
+/// What a [`Cache`] holds under a key, and the generation it is at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheLookup {
+    /// Changes on every [`Cache::invalidate`]; the caller keeps in each
+    /// entry the generation it was built at, and an entry of another
+    /// generation is stale.
+    pub generation: u64,
+    /// The entry, unless missing or expired.
+    pub value: Option<std::sync::Arc<[u8]>>,
+}
+
+/// Short-lived entries (the public pages) that one or many processes share,
+/// and one invalidation counter. An optimisation: callers treat every error
+/// as a miss.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait Cache: Send + Sync + 'static {
+    /// The current generation and the entry under `key`, in one call.
+    ///
+    /// # Errors
+    /// [`BackendError`] when the cache cannot be reached.
+    async fn lookup(&self, key: &str) -> Result<CacheLookup, BackendError>;
+
+    /// Keeps `value` under `key` for `ttl`, replacing any entry there.
+    ///
+    /// # Errors
+    /// [`BackendError`] when the cache cannot be reached.
+    async fn store(&self, key: &str, value: std::sync::Arc<[u8]>, ttl: Duration) -> Result<(), BackendError>;
+
+    /// Moves to a new generation: every entry stored before is stale.
+    ///
+    /// # Errors
+    /// [`BackendError`] when the cache cannot be reached.
+    async fn invalidate(&self) -> Result<(), BackendError>;
+}

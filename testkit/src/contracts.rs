@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anb_domain::ports::{JobQueue, ObjectStorage, StorageError};
+use anb_domain::ports::{Cache, JobQueue, ObjectStorage, StorageError};
 use anb_domain::{Job, ObjectKey};
 
 /// Put, get, replace, delete (twice), and a missing object, on `store`;
@@ -74,4 +74,36 @@ pub async fn queue_delivers_at_least_once(queue: &dyn JobQueue, job: &Job) {
     queue.ack(&third.receipt).await.unwrap();
     queue.release(&first.receipt, Duration::ZERO).await.ok();
     assert!(queue.receive(second).await.unwrap().is_none(), "an acknowledged job is gone");
+}
+
+/// Entries round-trip byte for byte and apart from each other, expire after
+/// their time to live, and an invalidation changes the generation that
+/// lookups report (entries stored before it may stay, marked by the caller
+/// with the generation they were built at). `cache` holds nothing yet.
+pub async fn cache_keeps_entries_until_they_expire_or_are_invalidated(cache: &dyn Cache) {
+    let minute = Duration::from_secs(60);
+    let empty = cache.lookup("videos:20:0:").await.unwrap();
+    assert_eq!(empty.value, None, "an empty cache has no entry");
+
+    let page: std::sync::Arc<[u8]> = (0..=255u8).cycle().take(300_000).collect::<Vec<_>>().into();
+    cache.store("videos:20:0:", page.clone(), minute).await.unwrap();
+    cache.store("videos:20:0:bogotá", std::sync::Arc::from(&b"other"[..]), minute).await.unwrap();
+    let found = cache.lookup("videos:20:0:").await.unwrap();
+    assert_eq!(found.value.as_deref(), Some(&*page), "a stored entry comes back byte for byte");
+    assert_eq!(found.generation, empty.generation, "storing does not change the generation");
+    assert_eq!(cache.lookup("videos:20:0:bogotá").await.unwrap().value.as_deref(), Some(&b"other"[..]));
+    cache.store("videos:20:0:bogotá", std::sync::Arc::from(&b"newer"[..]), minute).await.unwrap();
+    assert_eq!(cache.lookup("videos:20:0:bogotá").await.unwrap().value.as_deref(), Some(&b"newer"[..]), "a store replaces");
+
+    cache.store("rankings:10:0:", std::sync::Arc::from(&b"short"[..]), Duration::from_millis(300)).await.unwrap();
+    assert!(cache.lookup("rankings:10:0:").await.unwrap().value.is_some());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(cache.lookup("rankings:10:0:").await.unwrap().value, None, "an entry is gone after its time to live");
+
+    cache.invalidate().await.unwrap();
+    let after = cache.lookup("videos:20:0:").await.unwrap();
+    assert_ne!(after.generation, empty.generation, "an invalidation changes the generation");
+    cache.invalidate().await.unwrap();
+    let again = cache.lookup("videos:20:0:").await.unwrap().generation;
+    assert!(again != after.generation && again != empty.generation, "every invalidation gives a new generation");
 }

@@ -3,7 +3,8 @@
 //!   (even when it panics or is killed): a PostgreSQL server (the one
 //!   `ANB_TEST_DATABASE_URL` names, else a throwaway cluster from the
 //!   installed PostgreSQL binaries), a moto server, the S3 and SQS
-//!   emulator, and a RabbitMQ broker ([`RabbitMq`], [`RabbitBroker`]);
+//!   emulator, a RabbitMQ broker ([`RabbitMq`], [`RabbitBroker`]) and a
+//!   Redis server ([`Redis`], [`RedisServer`]);
 //! - [`contracts`], the behaviour every adapter of a port must show;
 //! - fixtures such as [`scramble_sample_data`].
 //!
@@ -13,8 +14,10 @@
 
 pub mod contracts;
 mod rabbitmq;
+mod redis;
 
 pub use rabbitmq::{RabbitBroker, RabbitMq};
+pub use redis::{Redis, RedisServer};
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

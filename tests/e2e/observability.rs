@@ -141,6 +141,12 @@ async fn metrics_and_logs_follow_real_traffic_and_a_processed_video() {
     assert!(vote["span"]["request_id"].as_str().is_some_and(|id| id.len() == 36), "{vote}");
     assert_eq!(vote["status"], 200);
     assert!(vote["millis"].is_u64());
+    let refused = handled.iter().find(|e| e["status"] == 400).expect("a refused upload is logged");
+    assert!(refused["span"]["request_id"].as_str().is_some_and(|id| id.len() == 36), "{refused}");
+    assert!(
+        !handled.iter().any(|e| e["span"]["method"] == "GET" && e["status"] == 200),
+        "successful reads are logged at debug, not info: {handled:?}"
+    );
     let job_lines: Vec<Value> =
         worker.log().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|e| e["message"] == "video processed").collect();
     assert_eq!(job_lines.len(), 1);

@@ -15,6 +15,7 @@ use anb_testkit::{Moto, Postgres};
 use common::{counts, logs, upload};
 
 mod brokers;
+mod cache;
 mod common;
 mod login_limits;
 mod rabbitmq;

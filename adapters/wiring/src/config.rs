@@ -134,6 +134,32 @@ pub struct CommonConfig {
     #[arg(long, env = "ANB_KAFKA_PARTITIONS", default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..=1000))]
     pub kafka_partitions: i32,
 
+    /// Where the public pages (the list of videos, the ranking) are kept for
+    /// up to `ANB_CACHE_TTL` seconds: `memory` (in this process), `redis`
+    /// (one Redis that every web server and worker shares, at
+    /// `ANB_REDIS_URL`) or `off`. Default: `redis` when `ANB_REDIS_URL` is
+    /// set, else `memory`.
+    #[arg(long, env = "ANB_CACHE", value_enum)]
+    pub cache: Option<CacheKind>,
+
+    /// The Redis of the page cache: `redis://[:password@]host:6379[/db]`, or
+    /// `rediss://` for TLS. A Redis that is away only means pages come
+    /// from the database until it is back.
+    #[arg(long, env = "ANB_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<Secret>,
+
+    /// Prefix of the page cache's keys in Redis (`PREFIX:page:…`,
+    /// `PREFIX:generation`): deployments sharing one Redis use different ones.
+    #[arg(long, env = "ANB_REDIS_PREFIX", default_value = "anb")]
+    pub redis_prefix: String,
+
+    /// Seconds a cached page lives at most. A vote or a video turning public
+    /// shows at once on every server sharing the cache; this bounds how long
+    /// a server with its own (`memory`) cache, or a lost invalidation, can
+    /// show a page without it.
+    #[arg(long, env = "ANB_CACHE_TTL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub cache_ttl: u64,
+
     /// Whether this process relays jobs from the database outbox to the
     /// queue (with an external queue; at least one process must).
     #[arg(long, env = "ANB_OUTBOX_RELAY", default_value_t = true, action = clap::ArgAction::Set)]
@@ -164,6 +190,14 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where the public pages are cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CacheKind {
+    Memory,
+    Redis,
+    Off,
+}
+
 /// Where stored files live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StorageKind {
@@ -181,6 +215,11 @@ pub enum QueueKind {
 }
 
 impl CommonConfig {
+    /// The page cache to use.
+    pub fn cache_kind(&self) -> CacheKind {
+        self.cache.unwrap_or(if self.redis_url.is_some() { CacheKind::Redis } else { CacheKind::Memory })
+    }
+
     /// The database URL to use.
     pub fn database_url(&self) -> String {
         match &self.database_url {

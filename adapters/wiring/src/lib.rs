@@ -19,10 +19,12 @@ use std::time::Duration;
 
 use anb_amqp::{AmqpQueue, AmqpSettings, AmqpUrl};
 use anb_application::{
-    Accounts, AccountsPorts, DeadLetterSweeper, LoginLimits, Processor, ProcessorPorts, ProcessorSettings, Showcase, Shutdown, Videos,
+    Accounts, AccountsPorts, DeadLetterSweeper, LoginLimits, PageCache, Processor, ProcessorPorts, ProcessorSettings, Showcase, Shutdown,
+    Videos,
 };
 use anb_auth::{Argon2Hasher, JwtTokenIssuer};
 use anb_aws::{S3Storage, SqsQueue};
+use anb_cache::{MemoryCache, RedisCache};
 use anb_domain::ports::{DeadLetterQueue, HealthCheck, JobQueue, ObjectStorage, Transcoder};
 use anb_domain::{BackendError, UploadRules};
 use anb_files::{LocalFileStorage, LocalScratch, UrlSigner};
@@ -32,7 +34,7 @@ use anb_sql::{Database, LeasedQueue, OutboxRelay};
 pub use clock::SystemClock;
 use tokio::task::JoinHandle;
 
-use crate::config::{CommonConfig, QueueKind, StorageKind};
+use crate::config::{CacheKind, CommonConfig, QueueKind, StorageKind};
 
 /// How often an idle outbox relay looks for new jobs.
 const RELAY_INTERVAL: Duration = Duration::from_millis(200);
@@ -119,6 +121,14 @@ pub fn validate(config: &CommonConfig, role: &Role) -> Result<(), StartupError> 
     if config.queue == QueueKind::Kafka && config.kafka_brokers.as_deref().is_none_or(|b| b.trim().is_empty()) {
         return Err(StartupError::Config("ANB_KAFKA_BROKERS (--kafka-brokers) must name the brokers with ANB_QUEUE=kafka".into()));
     }
+    if config.cache_kind() == CacheKind::Redis {
+        let url = config
+            .redis_url
+            .as_ref()
+            .filter(|u| !u.expose().is_empty())
+            .ok_or_else(|| StartupError::Config("ANB_REDIS_URL (--redis-url) must name the server with ANB_CACHE=redis".into()))?;
+        RedisCache::new(url.expose(), &config.redis_prefix).map_err(|e| StartupError::Config(format!("ANB_REDIS_URL: {}", e.message)))?;
+    }
     if config.database_secret.is_some() && config.database_url.is_some() {
         return Err(StartupError::Config("set ANB_DATABASE_URL or ANB_DATABASE_SECRET, not both".into()));
     }
@@ -183,6 +193,31 @@ impl Broker {
     }
 }
 
+/// The public pages' cache the configuration asks for. A Redis that does not
+/// answer at start is not fatal: pages come from the database until it does.
+///
+/// # Errors
+/// [`StartupError::Config`] when `ANB_REDIS_URL` is not a Redis URL.
+async fn page_cache(config: &CommonConfig) -> Result<PageCache, StartupError> {
+    let ttl = Duration::from_secs(config.cache_ttl);
+    match (config.cache_kind(), &config.redis_url) {
+        (CacheKind::Off, _) => Ok(PageCache::disabled()),
+        (CacheKind::Memory, _) => Ok(PageCache::new(Arc::new(MemoryCache::default()), ttl)),
+        (CacheKind::Redis, Some(url)) => {
+            let redis = RedisCache::new(url.expose(), &config.redis_prefix)
+                .map_err(|e| StartupError::Config(format!("ANB_REDIS_URL: {}", e.message)))?;
+            match redis.ping().await {
+                Ok(()) => tracing::info!(server = redis.server(), "public pages cached in Redis"),
+                Err(error) => tracing::warn!(%error, "Redis does not answer: public pages come from the database until it does"),
+            }
+            Ok(PageCache::new(Arc::new(redis), ttl))
+        }
+        (CacheKind::Redis, None) => {
+            Err(StartupError::Config("ANB_REDIS_URL (--redis-url) must name the server with ANB_CACHE=redis".into()))
+        }
+    }
+}
+
 impl Services {
     /// Checks the settings ([`validate`]), prepares the data directory,
     /// connects to the database (migrating it) and builds every adapter.
@@ -201,6 +236,7 @@ impl Services {
         let aws = if uses_aws { Some(anb_aws::sdk_config().await) } else { None };
         let (database_url, key) = secrets(config, aws.as_ref()).await?;
         let database = Database::connect(&database_url, config.database_pool).await.map_err(StartupError::Database)?;
+        let pages = Arc::new(page_cache(config).await?);
         let clock = Arc::new(SystemClock);
         let (users, videos, votes) = (Arc::new(database.users()), Arc::new(database.videos()), Arc::new(database.votes()));
         let base_url = match role {
@@ -302,7 +338,7 @@ impl Services {
                 clock: clock.clone(),
                 events: Arc::new(anb_metrics::MetricsJobEvents),
             };
-            (Some(Processor::new(ports, settings)), Some(scratch))
+            (Some(Processor::new(ports, settings).with_cache(pages.clone())), Some(scratch))
         } else {
             (None, None)
         };
@@ -319,7 +355,7 @@ impl Services {
                 login,
             ),
             videos: Videos::new(videos.clone(), storage.clone(), Arc::new(Mp4BoxProbe), clock, UploadRules::default(), config.url_ttl()),
-            showcase: Showcase::new(videos, votes, storage, config.url_ttl()),
+            showcase: Showcase::new(videos, votes, storage, config.url_ttl()).with_cache(pages),
             health: Arc::new(database),
             files,
             processor,

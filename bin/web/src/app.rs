@@ -327,6 +327,9 @@ fn normalise_path(request: &mut Request) {
     }
 }
 
+/// A read that takes this long is logged at info even when it succeeds.
+const SLOW_REQUEST: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Gives every request an id (the client's `x-request-id`, else a new one),
 /// logs the request under it with its route, returns the id in
 /// `x-request-id`, and counts the request and its time by route and status.
@@ -358,6 +361,7 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
         // The route's template (`/api/videos/{video_id}`), not the path: a
         // bounded set of values for logs and metrics.
         let route = self.1.template(request.uri().path()).unwrap_or_else(|| "unmatched".to_owned());
+        let read = matches!(*request.method(), poem::http::Method::GET | poem::http::Method::HEAD);
         let span = tracing::info_span!("request", request_id = %id, method = %request.method(), route = %route);
         async move {
             let started = std::time::Instant::now();
@@ -371,7 +375,16 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
             let (status, elapsed) = (response.status().as_u16(), started.elapsed());
             metrics::counter!(anb_metrics::names::HTTP_REQUESTS, "route" => route.clone(), "status" => status.to_string()).increment(1);
             metrics::histogram!(anb_metrics::names::HTTP_DURATION, "route" => route).record(elapsed.as_secs_f64() * 1000.0);
-            tracing::info!(status, millis = elapsed.as_millis() as u64, "handled");
+            // A line for every read at thousands a second would cost more
+            // than the reads: successful reads are at debug, everything
+            // else at info (5xx at warn, slow reads at info), each under the
+            // request's span and so with its id.
+            let millis = elapsed.as_millis() as u64;
+            match status {
+                500.. => tracing::warn!(status, millis, "handled"),
+                _ if !read || status >= 400 || elapsed >= SLOW_REQUEST => tracing::info!(status, millis, "handled"),
+                _ => tracing::debug!(status, millis, "handled"),
+            }
             Ok(response)
         }
         .instrument(span)

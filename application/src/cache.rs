@@ -1,0 +1,557 @@
+//! Short-lived copies of the public pages (the list of videos and the
+//! ranking), kept in a [`Cache`] that every web server may share.
+//!
+//! - **Fresh within the expiry, usually at once.** Each entry records the
+//!   cache's generation when it was built; a vote, a video turning public or
+//!   a deletion bumps the generation ([`PageCache::invalidate`]), so the
+//!   next read rebuilds. The expiry bounds what a lost invalidation (a
+//!   cache that could not be reached, a server with its own in-process
+//!   cache) can leave stale.
+//! - **One rebuild at a time.** Readers that miss the same entry at the same
+//!   generation wait for one build (a stampede costs one query per entry and
+//!   web server, not one per request).
+//! - **The cache is an optimisation.** When it fails, pages are built from
+//!   the database and the failure is logged now and then.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anb_domain::ports::{Cache, CacheLookup};
+use anb_domain::{BackendError, CityFilter, ObjectKey, Page, PublicVideo, RankingEntry, VideoId};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+
+use crate::public::PublicVideoView;
+
+/// How long an entry lives by default, in seconds.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Cities longer than this are not cached: no real one is, and a key per
+/// arbitrary string would let anyone fill the cache.
+const MAX_CACHED_CITY: usize = 100;
+
+/// The format of an encoded entry; bumped when it changes, so that servers
+/// of two versions sharing a cache never read each other's entries.
+const FORMAT: u8 = 1;
+
+type Flight = Shared<BoxFuture<'static, Result<Arc<[u8]>, BackendError>>>;
+type Flights = Arc<Mutex<HashMap<(String, u64), InFlight>>>;
+
+/// The public pages' cache policy over a [`Cache`] port.
+pub struct PageCache {
+    store: Option<Arc<dyn Cache>>,
+    ttl: Duration,
+    flights: Flights,
+    serials: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl PageCache {
+    /// Pages kept in `store` for `ttl`.
+    pub fn new(store: Arc<dyn Cache>, ttl: Duration) -> Self {
+        Self { store: Some(store), ttl, flights: Arc::default(), serials: AtomicU64::new(0), failures: AtomicU64::new(0) }
+    }
+
+    /// Every page built from the database on every request.
+    pub fn disabled() -> Self {
+        Self { store: None, ttl: Duration::ZERO, flights: Arc::default(), serials: AtomicU64::new(0), failures: AtomicU64::new(0) }
+    }
+
+    /// Whether pages are cached at all.
+    pub fn enabled(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// Marks every cached page stale (after a vote, a video turning public,
+    /// a deletion). A failure is logged, not returned: the change it follows
+    /// has happened, and the expiry bounds how long pages miss it.
+    pub async fn invalidate(&self) {
+        if let Some(store) = &self.store
+            && let Err(error) = store.invalidate().await
+        {
+            self.failed("invalidating the page cache", &error);
+        }
+    }
+
+    /// The page under `key` (`None`: do not cache this one), from the cache
+    /// when it is fresh, else from `build`, once for all the readers that
+    /// want it at the same time.
+    async fn fetch<T, B>(&self, key: Option<String>, build: B) -> Result<T, BackendError>
+    where
+        T: Encoded,
+        B: Future<Output = Result<T, BackendError>> + Send + 'static,
+    {
+        let (Some(store), Some(key)) = (&self.store, key) else { return build.await };
+        let generation = match store.lookup(&key).await {
+            Ok(CacheLookup { generation, value }) => {
+                if let Some(page) = value.as_deref().and_then(|bytes| decode::<T>(bytes, Some(generation))) {
+                    return Ok(page);
+                }
+                generation
+            }
+            Err(error) => {
+                // Still one build at a time while the cache is away.
+                self.failed("reading the page cache", &error);
+                u64::MAX
+            }
+        };
+        let flight = self.flight(store, key, generation, build);
+        let bytes = flight.await?;
+        decode::<T>(&bytes, None).ok_or_else(|| BackendError::internal("a page just encoded does not decode"))
+    }
+
+    /// The build under way for (`key`, `generation`), or a new one.
+    fn flight<T, B>(&self, store: &Arc<dyn Cache>, key: String, generation: u64, build: B) -> FlightGuard
+    where
+        T: Encoded,
+        B: Future<Output = Result<T, BackendError>> + Send + 'static,
+    {
+        let id = (key, generation);
+        let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = flights.entry(id.clone()).or_insert_with(|| {
+            let (store, ttl, key) = (store.clone(), self.ttl, id.0.clone());
+            let flight = async move {
+                let page = build.await?;
+                let bytes: Arc<[u8]> = encode(&page, generation).into();
+                if generation != u64::MAX {
+                    // A failed store only costs the next reader a build.
+                    if let Err(error) = store.store(&key, bytes.clone(), ttl).await {
+                        tracing::debug!(%error, "storing a page in the cache");
+                    }
+                }
+                Ok(bytes)
+            };
+            let serial = self.serials.fetch_add(1, Ordering::Relaxed);
+            InFlight { serial, readers: 0, flight: flight.boxed().shared() }
+        });
+        entry.readers += 1;
+        FlightGuard { flight: entry.flight.clone(), serial: entry.serial, id, flights: self.flights.clone(), left: false }
+    }
+
+    /// Logs the first cache failure and then one in a thousand.
+    fn failed(&self, what: &str, error: &BackendError) {
+        let count = self.failures.fetch_add(1, Ordering::Relaxed);
+        if count.is_multiple_of(1000) {
+            tracing::warn!(%error, failures = count + 1, "{what} failed; serving from the database");
+        }
+    }
+}
+
+/// A build under way and how many readers wait for it.
+struct InFlight {
+    serial: u64,
+    readers: usize,
+    flight: Flight,
+}
+
+/// A reader's share of a build. A finished build leaves the table with its
+/// first reader to see it done (later readers find the page in the cache),
+/// an abandoned one with its last reader: none stays there.
+struct FlightGuard {
+    flight: Flight,
+    serial: u64,
+    id: (String, u64),
+    flights: Flights,
+    left: bool,
+}
+
+impl Future for FlightGuard {
+    type Output = Result<Arc<[u8]>, BackendError>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let result = std::task::ready!(self.flight.poll_unpin(cx));
+        self.leave(true);
+        std::task::Poll::Ready(result)
+    }
+}
+
+impl FlightGuard {
+    fn leave(&mut self, finished: bool) {
+        if std::mem::replace(&mut self.left, true) {
+            return;
+        }
+        let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = flights.get_mut(&self.id).filter(|e| e.serial == self.serial) {
+            entry.readers -= 1;
+            if finished || entry.readers == 0 {
+                flights.remove(&self.id);
+            }
+        }
+    }
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        self.leave(false);
+    }
+}
+
+/// The key of a page of the public list, `None` when not cached.
+pub(crate) fn videos_key(city: &CityFilter, page: Page) -> Option<String> {
+    key("videos", city, page)
+}
+
+/// The key of a page of the ranking, `None` when not cached.
+pub(crate) fn rankings_key(city: &CityFilter, page: Page) -> Option<String> {
+    key("rankings", city, page)
+}
+
+fn key(what: &str, city: &CityFilter, page: Page) -> Option<String> {
+    let city = city.key().unwrap_or("");
+    (city.len() <= MAX_CACHED_CITY).then(|| format!("{what}:{}:{}:{city}", page.limit, page.offset))
+}
+
+impl PageCache {
+    /// A page of the public list.
+    pub(crate) async fn videos<B>(&self, key: Option<String>, build: B) -> Result<Vec<PublicVideoView>, BackendError>
+    where
+        B: Future<Output = Result<Vec<PublicVideoView>, BackendError>> + Send + 'static,
+    {
+        self.fetch(key, build).await
+    }
+
+    /// A page of the ranking.
+    pub(crate) async fn rankings<B>(&self, key: Option<String>, build: B) -> Result<Vec<RankingEntry>, BackendError>
+    where
+        B: Future<Output = Result<Vec<RankingEntry>, BackendError>> + Send + 'static,
+    {
+        self.fetch(key, build).await
+    }
+}
+
+/// A page as bytes: a small length-prefixed format, read defensively (an
+/// entry from another version or a corrupt one is a miss, never a fault).
+trait Encoded: Sized + Send + Sync + 'static {
+    fn write(&self, out: &mut Writer);
+    fn read(input: &mut Reader<'_>) -> Option<Self>;
+}
+
+fn encode<T: Encoded>(page: &T, generation: u64) -> Vec<u8> {
+    let mut out = Writer(Vec::with_capacity(1024));
+    out.0.push(FORMAT);
+    out.u64(generation);
+    page.write(&mut out);
+    out.0
+}
+
+/// The page in `bytes` if it reads whole and was built at `generation`
+/// (when one is expected).
+fn decode<T: Encoded>(bytes: &[u8], generation: Option<u64>) -> Option<T> {
+    let mut input = Reader(bytes);
+    let (format, built) = (input.byte()?, input.u64()?);
+    if format != FORMAT || generation.is_some_and(|g| g != built) {
+        return None;
+    }
+    let page = T::read(&mut input)?;
+    input.0.is_empty().then_some(page)
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u64(&mut self, value: u64) {
+        self.0.extend_from_slice(&value.to_le_bytes());
+    }
+
+    fn i64(&mut self, value: i64) {
+        self.0.extend_from_slice(&value.to_le_bytes());
+    }
+
+    fn str(&mut self, value: &str) {
+        self.u64(value.len() as u64);
+        self.0.extend_from_slice(value.as_bytes());
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&first, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(first)
+    }
+
+    fn bytes<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        self.bytes().map(u64::from_le_bytes)
+    }
+
+    fn i64(&mut self) -> Option<i64> {
+        self.bytes().map(i64::from_le_bytes)
+    }
+
+    fn string(&mut self) -> Option<String> {
+        let len = usize::try_from(self.u64()?).ok()?;
+        if len > self.0.len() {
+            return None;
+        }
+        let (text, rest) = self.0.split_at(len);
+        self.0 = rest;
+        String::from_utf8(text.to_vec()).ok()
+    }
+
+    /// A count of items, each at least `min_size` bytes long.
+    fn count(&mut self, min_size: usize) -> Option<usize> {
+        let count = usize::try_from(self.u64()?).ok()?;
+        (count.checked_mul(min_size)? <= self.0.len()).then_some(count)
+    }
+}
+
+impl<T: Encoded> Encoded for Vec<T> {
+    fn write(&self, out: &mut Writer) {
+        out.u64(self.len() as u64);
+        for item in self {
+            item.write(out);
+        }
+    }
+
+    fn read(input: &mut Reader<'_>) -> Option<Self> {
+        let count = input.count(16)?;
+        (0..count).map(|_| T::read(input)).collect()
+    }
+}
+
+impl Encoded for PublicVideoView {
+    fn write(&self, out: &mut Writer) {
+        out.i64(self.video.id.0);
+        out.i64(self.video.votes);
+        out.str(&self.video.title);
+        out.str(&self.video.username);
+        out.str(&self.video.city);
+        out.str(self.video.processed_key.as_str());
+        out.str(&self.processed_url);
+    }
+
+    fn read(input: &mut Reader<'_>) -> Option<Self> {
+        let (id, votes) = (input.i64()?, input.i64()?);
+        let (title, username, city) = (input.string()?, input.string()?, input.string()?);
+        let processed_key = ObjectKey::parse(&input.string()?).ok()?;
+        let processed_url = input.string()?;
+        Some(Self { video: PublicVideo { id: VideoId(id), title, username, city, processed_key, votes }, processed_url })
+    }
+}
+
+impl Encoded for RankingEntry {
+    fn write(&self, out: &mut Writer) {
+        out.i64(self.position);
+        out.i64(self.votes);
+        out.str(&self.username);
+        out.str(&self.city);
+    }
+
+    fn read(input: &mut Reader<'_>) -> Option<Self> {
+        let (position, votes) = (input.i64()?, input.i64()?);
+        Some(Self { position, votes, username: input.string()?, city: input.string()? })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use async_trait::async_trait;
+
+    use super::*;
+
+    /// A cache in a map, which can be told to fail.
+    #[derive(Default)]
+    struct MapCache {
+        entries: Mutex<HashMap<String, Arc<[u8]>>>,
+        generation: AtomicU64,
+        failing: std::sync::atomic::AtomicBool,
+    }
+
+    impl MapCache {
+        fn check(&self) -> Result<(), BackendError> {
+            if self.failing.load(Ordering::SeqCst) { Err(BackendError::unavailable("cache down")) } else { Ok(()) }
+        }
+    }
+
+    #[async_trait]
+    impl Cache for MapCache {
+        async fn lookup(&self, key: &str) -> Result<CacheLookup, BackendError> {
+            self.check()?;
+            let value = self.entries.lock().unwrap().get(key).cloned();
+            Ok(CacheLookup { generation: self.generation.load(Ordering::SeqCst), value })
+        }
+
+        async fn store(&self, key: &str, value: Arc<[u8]>, _: Duration) -> Result<(), BackendError> {
+            self.check()?;
+            self.entries.lock().unwrap().insert(key.to_owned(), value);
+            Ok(())
+        }
+
+        async fn invalidate(&self) -> Result<(), BackendError> {
+            self.check()?;
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    fn ranking(votes: i64) -> Vec<RankingEntry> {
+        vec![RankingEntry { position: 1, username: "Ana Pérez".into(), city: "Bogotá".into(), votes }]
+    }
+
+    /// A build that counts its runs and answers `votes`, after `delay`.
+    fn build(
+        runs: &Arc<AtomicUsize>,
+        votes: i64,
+        delay: Duration,
+    ) -> impl Future<Output = Result<Vec<RankingEntry>, BackendError>> + Send + 'static {
+        let runs = runs.clone();
+        async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(delay).await;
+            Ok(ranking(votes))
+        }
+    }
+
+    fn key() -> Option<String> {
+        rankings_key(&CityFilter::any(), Page { limit: 10, offset: 0 })
+    }
+
+    #[tokio::test]
+    async fn a_page_is_built_once_and_again_after_an_invalidation() {
+        let store = Arc::new(MapCache::default());
+        let pages = PageCache::new(store.clone(), Duration::from_secs(5));
+        let runs = Arc::new(AtomicUsize::new(0));
+        assert_eq!(pages.rankings(key(), build(&runs, 1, Duration::ZERO)).await.unwrap(), ranking(1));
+        assert_eq!(pages.rankings(key(), build(&runs, 2, Duration::ZERO)).await.unwrap(), ranking(1), "served from the cache");
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        pages.invalidate().await;
+        assert_eq!(pages.rankings(key(), build(&runs, 3, Duration::ZERO)).await.unwrap(), ranking(3), "rebuilt after the vote");
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert!(pages.flights.lock().unwrap().is_empty(), "no build stays in the table");
+    }
+
+    #[tokio::test]
+    async fn readers_of_a_missing_page_share_one_build() {
+        let pages = Arc::new(PageCache::new(Arc::new(MapCache::default()), Duration::from_secs(5)));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let readers: Vec<_> = (0..50)
+            .map(|_| {
+                let (pages, build) = (pages.clone(), build(&runs, 7, Duration::from_millis(100)));
+                tokio::spawn(async move { pages.rankings(key(), build).await })
+            })
+            .collect();
+        for reader in readers {
+            assert_eq!(reader.await.unwrap().unwrap(), ranking(7));
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "fifty readers, one query");
+        assert!(pages.flights.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_build_under_way_when_the_generation_moves_is_not_joined() {
+        let store = Arc::new(MapCache::default());
+        let pages = Arc::new(PageCache::new(store.clone(), Duration::from_secs(5)));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let early = {
+            let (pages, build) = (pages.clone(), build(&runs, 1, Duration::from_millis(200)));
+            tokio::spawn(async move { pages.rankings(key(), build).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // A vote lands while the first build runs: a reader after it must
+        // not get the page the first build read before the vote.
+        pages.invalidate().await;
+        let late = pages.rankings(key(), build(&runs, 2, Duration::ZERO)).await.unwrap();
+        assert_eq!(late, ranking(2));
+        assert_eq!(early.await.unwrap().unwrap(), ranking(1));
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        // The early build stored its page last, marked with its older
+        // generation: it is a miss, never served.
+        assert_eq!(pages.rankings(key(), build(&runs, 3, Duration::ZERO)).await.unwrap(), ranking(3));
+    }
+
+    #[tokio::test]
+    async fn a_failing_cache_serves_from_the_database() {
+        let store = Arc::new(MapCache::default());
+        store.failing.store(true, Ordering::SeqCst);
+        let pages = PageCache::new(store.clone(), Duration::from_secs(5));
+        let runs = Arc::new(AtomicUsize::new(0));
+        assert_eq!(pages.rankings(key(), build(&runs, 4, Duration::ZERO)).await.unwrap(), ranking(4));
+        assert_eq!(pages.rankings(key(), build(&runs, 5, Duration::ZERO)).await.unwrap(), ranking(5));
+        pages.invalidate().await;
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert_eq!(pages.failures.load(Ordering::SeqCst), 3, "two lookups and an invalidation failed");
+    }
+
+    #[tokio::test]
+    async fn a_failed_build_is_not_kept() {
+        let pages = PageCache::new(Arc::new(MapCache::default()), Duration::from_secs(5));
+        let failing = async { Err::<Vec<RankingEntry>, _>(BackendError::unavailable("database down")) };
+        assert_eq!(pages.rankings(key(), failing).await.unwrap_err().message, "database down");
+        let runs = Arc::new(AtomicUsize::new(0));
+        assert_eq!(pages.rankings(key(), build(&runs, 1, Duration::ZERO)).await.unwrap(), ranking(1));
+        assert!(pages.flights.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn readers_that_give_up_leave_no_build_behind() {
+        let pages = Arc::new(PageCache::new(Arc::new(MapCache::default()), Duration::from_secs(5)));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let gone = tokio::time::timeout(Duration::from_millis(20), pages.rankings(key(), build(&runs, 1, Duration::from_secs(60)))).await;
+        assert!(gone.is_err());
+        assert!(pages.flights.lock().unwrap().is_empty(), "an abandoned build is dropped with its last reader");
+        assert_eq!(pages.rankings(key(), build(&runs, 2, Duration::ZERO)).await.unwrap(), ranking(2));
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_or_foreign_entry_is_a_miss() {
+        let store = Arc::new(MapCache::default());
+        let pages = PageCache::new(store.clone(), Duration::from_secs(5));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let key = key().unwrap();
+        let good = encode(&ranking(9), 0);
+        let mut other_format = good.clone();
+        other_format[0] = FORMAT + 1;
+        let mut long_count = good.clone();
+        long_count[9..17].copy_from_slice(&u64::MAX.to_le_bytes());
+        for (i, bad) in
+            [vec![], good[..good.len() - 1].to_vec(), other_format, long_count, [good.clone(), vec![0]].concat()].into_iter().enumerate()
+        {
+            store.entries.lock().unwrap().insert(key.clone(), bad.into());
+            assert_eq!(pages.rankings(Some(key.clone()), build(&runs, 1, Duration::ZERO)).await.unwrap(), ranking(1), "case {i}");
+            assert_eq!(runs.load(Ordering::SeqCst), i + 1, "case {i} was a miss");
+        }
+        assert_eq!(decode::<Vec<RankingEntry>>(&good, Some(0)), Some(ranking(9)));
+        assert_eq!(decode::<Vec<RankingEntry>>(&good, Some(1)), None, "another generation");
+    }
+
+    #[test]
+    fn pages_round_trip_and_keys_tell_pages_apart() {
+        let view = PublicVideoView {
+            video: PublicVideo {
+                id: VideoId(3),
+                title: "Triple ✓".into(),
+                username: "Ana".into(),
+                city: "Bogotá".into(),
+                processed_key: ObjectKey::parse("processed/x.mp4").unwrap(),
+                votes: 12,
+            },
+            processed_url: "/files/processed/x.mp4?expires=1&signature=ab".into(),
+        };
+        let bytes = encode(&vec![view.clone(), view.clone()], 42);
+        assert_eq!(decode::<Vec<PublicVideoView>>(&bytes, Some(42)), Some(vec![view.clone(), view]));
+        let page = Page { limit: 20, offset: 0 };
+        let keys = [
+            videos_key(&CityFilter::any(), page),
+            videos_key(&CityFilter::city("Bogotá"), page),
+            videos_key(&CityFilter::any(), Page { limit: 20, offset: 20 }),
+            rankings_key(&CityFilter::any(), page),
+        ];
+        let distinct: std::collections::HashSet<_> = keys.iter().collect();
+        assert_eq!(distinct.len(), keys.len());
+        assert_eq!(videos_key(&CityFilter::city("BOGOTÁ"), page), videos_key(&CityFilter::city("bogotá"), page));
+        assert_eq!(videos_key(&CityFilter::city(&"x".repeat(101)), page), None, "an absurd city is not cached");
+    }
+}
