@@ -24,7 +24,7 @@ TEST_VENV := $(TARGET_DIR)/test-venv
 export ANB_MOTO_SERVER ?= $(abspath $(TEST_VENV))/bin/moto_server
 export ANB_SCHEMATHESIS ?= $(abspath $(TEST_VENV))/bin/schemathesis
 
-.PHONY: run run-scaleout build deps test-deps test-tools browser-deps package-deps deploy-tools package package-check deploy-check test check fmt clippy clean fuzz screenshots
+.PHONY: run run-scaleout build bench-web deps test-deps test-tools browser-deps package-deps deploy-tools package package-check deploy-check test check fmt clippy clean fuzz screenshots
 
 ## run: install what is missing, build in release mode, serve on http://127.0.0.1:8080 (Swagger UI at /docs)
 run: deps
@@ -153,6 +153,17 @@ test: deps test-deps test-tools browser-deps package-deps deploy-tools
 	tests/browser/run.sh $(TARGET_DIR)/debug/anb-web
 	bench/web/smoke.sh $(TARGET_DIR)/debug
 	$(MAKE) --no-print-directory package-check deploy-check
+
+## bench-web: the web tier's tables and plot in docs/benchmarks.md (about 40 minutes on 2 cores):
+## the public pages with and without the cache, the voting-week ramp, 50 uploads of 97 MB at once
+BENCH_WEB_HOLD ?= 30
+bench-web: deps test-deps
+	$(CARGO) build --release --bins
+	python3 bench/web/run.py --db sqlite postgres --size small large --scenario rankings publiclist \
+		--cache off memory redis --users 600 --hold $(BENCH_WEB_HOLD)
+	python3 bench/web/run.py --db sqlite postgres --size large --scenario votingweek --users 100 300 600 1000 \
+		--hold $(BENCH_WEB_HOLD) --plot
+	python3 bench/web/uploads.py --uploads 50
 
 ## screenshots: the page at phone and laptop widths, into docs/screenshots (the README shows them)
 screenshots: deps browser-deps

@@ -2,9 +2,10 @@
 //! ranking), kept in a [`Cache`] that every web server may share.
 //!
 //! - **Fresh within the expiry, usually at once.** Each entry records the
-//!   cache's generation when it was built; a vote, a video turning public or
-//!   a deletion bumps the generation ([`PageCache::invalidate`]), so the
-//!   next read rebuilds. The expiry bounds what a lost invalidation (a
+//!   cache's generation when it was built; a vote or a video turning public
+//!   bumps the generation ([`PageCache::invalidate`]), so the next read
+//!   rebuilds. (Deleting needs nothing: only videos that never went public
+//!   can be deleted.) The expiry bounds what a lost invalidation (a
 //!   cache that could not be reached, a server with its own in-process
 //!   cache) can leave stale.
 //! - **One rebuild at a time.** Readers that miss the same entry at the same
@@ -38,7 +39,9 @@ const MAX_CACHED_CITY: usize = 100;
 const FORMAT: u8 = 1;
 
 type Flight = Shared<BoxFuture<'static, Result<Arc<[u8]>, BackendError>>>;
-type Flights = Arc<Mutex<HashMap<(String, u64), InFlight>>>;
+/// Builds under way by (key, generation, local epoch).
+type FlightId = (String, u64, u64);
+type Flights = Arc<Mutex<HashMap<FlightId, InFlight>>>;
 
 /// The public pages' cache policy over a [`Cache`] port.
 pub struct PageCache {
@@ -46,18 +49,33 @@ pub struct PageCache {
     ttl: Duration,
     flights: Flights,
     serials: AtomicU64,
+    epoch: AtomicU64,
     failures: AtomicU64,
 }
 
 impl PageCache {
     /// Pages kept in `store` for `ttl`.
     pub fn new(store: Arc<dyn Cache>, ttl: Duration) -> Self {
-        Self { store: Some(store), ttl, flights: Arc::default(), serials: AtomicU64::new(0), failures: AtomicU64::new(0) }
+        Self {
+            store: Some(store),
+            ttl,
+            flights: Arc::default(),
+            serials: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }
     }
 
     /// Every page built from the database on every request.
     pub fn disabled() -> Self {
-        Self { store: None, ttl: Duration::ZERO, flights: Arc::default(), serials: AtomicU64::new(0), failures: AtomicU64::new(0) }
+        Self {
+            store: None,
+            ttl: Duration::ZERO,
+            flights: Arc::default(),
+            serials: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }
     }
 
     /// Whether pages are cached at all.
@@ -65,10 +83,13 @@ impl PageCache {
         self.store.is_some()
     }
 
-    /// Marks every cached page stale (after a vote, a video turning public,
-    /// a deletion). A failure is logged, not returned: the change it follows
-    /// has happened, and the expiry bounds how long pages miss it.
+    /// Marks every cached page stale (after a vote, a video turning public).
+    /// A failure is logged, not returned: the change it follows has
+    /// happened, and the expiry bounds how long pages miss it.
     pub async fn invalidate(&self) {
+        // Builds under way in this process are not joined from now on, even
+        // when the cache cannot be told.
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         if let Some(store) = &self.store
             && let Err(error) = store.invalidate().await
         {
@@ -85,8 +106,14 @@ impl PageCache {
         B: Future<Output = Result<T, BackendError>> + Send + 'static,
     {
         let (Some(store), Some(key)) = (&self.store, key) else { return build.await };
+        // Read before the lookup: a build joined later started after it.
+        let epoch = self.epoch.load(Ordering::Acquire);
         let generation = match store.lookup(&key).await {
             Ok(CacheLookup { generation, value }) => {
+                if self.failures.load(Ordering::Relaxed) != 0 {
+                    // Back: the next failure is logged at once.
+                    self.failures.store(0, Ordering::Relaxed);
+                }
                 if let Some(page) = value.as_deref().and_then(|bytes| decode::<T>(bytes, Some(generation))) {
                     return Ok(page);
                 }
@@ -98,18 +125,18 @@ impl PageCache {
                 u64::MAX
             }
         };
-        let flight = self.flight(store, key, generation, build);
+        let flight = self.flight(store, (key, generation, epoch), build);
         let bytes = flight.await?;
         decode::<T>(&bytes, None).ok_or_else(|| BackendError::internal("a page just encoded does not decode"))
     }
 
-    /// The build under way for (`key`, `generation`), or a new one.
-    fn flight<T, B>(&self, store: &Arc<dyn Cache>, key: String, generation: u64, build: B) -> FlightGuard
+    /// The build under way for `id`, or a new one.
+    fn flight<T, B>(&self, store: &Arc<dyn Cache>, id: FlightId, build: B) -> FlightGuard
     where
         T: Encoded,
         B: Future<Output = Result<T, BackendError>> + Send + 'static,
     {
-        let id = (key, generation);
+        let generation = id.1;
         let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = flights.entry(id.clone()).or_insert_with(|| {
             let (store, ttl, key) = (store.clone(), self.ttl, id.0.clone());
@@ -131,7 +158,7 @@ impl PageCache {
         FlightGuard { flight: entry.flight.clone(), serial: entry.serial, id, flights: self.flights.clone(), left: false }
     }
 
-    /// Logs the first cache failure and then one in a thousand.
+    /// Logs the first failure of an outage, then one in a thousand.
     fn failed(&self, what: &str, error: &BackendError) {
         let count = self.failures.fetch_add(1, Ordering::Relaxed);
         if count.is_multiple_of(1000) {
@@ -153,7 +180,7 @@ struct InFlight {
 struct FlightGuard {
     flight: Flight,
     serial: u64,
-    id: (String, u64),
+    id: FlightId,
     flights: Flights,
     left: bool,
 }
@@ -483,6 +510,26 @@ mod tests {
         pages.invalidate().await;
         assert_eq!(runs.load(Ordering::SeqCst), 2);
         assert_eq!(pages.failures.load(Ordering::SeqCst), 3, "two lookups and an invalidation failed");
+        store.failing.store(false, Ordering::SeqCst);
+        assert_eq!(pages.rankings(key(), build(&runs, 6, Duration::ZERO)).await.unwrap(), ranking(6));
+        assert_eq!(pages.failures.load(Ordering::SeqCst), 0, "back: the next outage is logged at once");
+    }
+
+    #[tokio::test]
+    async fn with_the_cache_away_a_reader_after_a_local_vote_does_not_join_an_earlier_build() {
+        let store = Arc::new(MapCache::default());
+        store.failing.store(true, Ordering::SeqCst);
+        let pages = Arc::new(PageCache::new(store, Duration::from_secs(5)));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let early = {
+            let (pages, build) = (pages.clone(), build(&runs, 1, Duration::from_millis(200)));
+            tokio::spawn(async move { pages.rankings(key(), build).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        pages.invalidate().await;
+        assert_eq!(pages.rankings(key(), build(&runs, 2, Duration::ZERO)).await.unwrap(), ranking(2), "not the build from before the vote");
+        assert_eq!(early.await.unwrap().unwrap(), ranking(1));
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

@@ -38,7 +38,7 @@ RELEASE = TARGET / "release"
 RESULTS = TARGET / "bench-results"
 VENV = TARGET / "bench-venv"
 PLOT = ROOT / "docs" / "web-latency.png"
-POSTGRES = os.environ.get("ANB_BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+POSTGRES: str | None = os.environ.get("ANB_BENCH_POSTGRES_URL")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -72,6 +72,51 @@ class Sampler(threading.Thread):
         return self.cpu() - self.cpu_start, self.peak_kb // 1024
 
 
+def answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def postgres_url() -> str:
+    """ANB_BENCH_POSTGRES_URL, else the server on 127.0.0.1:5432 if one
+    answers, else a throwaway cluster from the installed PostgreSQL binaries
+    (stopped and removed when the run ends)."""
+    global POSTGRES
+    if POSTGRES:
+        return POSTGRES
+    if answers(5432):
+        POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
+        return POSTGRES
+    import atexit
+    import glob
+    import shutil
+    initdb = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not initdb:
+        sys.exit("no PostgreSQL server: set ANB_BENCH_POSTGRES_URL, or install the postgresql package (make test-deps does)")
+    bindir = Path(initdb[-1]).parent
+    root = Path(tempfile.mkdtemp(prefix="anb-bench-pg-"))
+    run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if run_as:
+        shutil.chown(root, "postgres")
+    port = free_port()
+    subprocess.run(run_as + [bindir / "initdb", "-D", root / "data", "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(run_as + [bindir / "pg_ctl", "-D", root / "data", "-l", root / "log", "-w", "-o",
+                             f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=200", "start"],
+                   check=True, stdout=subprocess.DEVNULL)
+
+    def stop() -> None:
+        subprocess.run(run_as + [bindir / "pg_ctl", "-D", root / "data", "-m", "immediate", "stop"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(root, ignore_errors=True)
+    atexit.register(stop)
+    POSTGRES = f"postgres://postgres@127.0.0.1:{port}/postgres"
+    return POSTGRES
+
+
 class Database:
     """A fresh, seeded database of one kind and size."""
 
@@ -80,8 +125,8 @@ class Database:
         if kind == "sqlite":
             self.url = f"sqlite://{scratch}/anb.db?mode=rwc"
         else:
-            self.admin = POSTGRES
-            self.url = POSTGRES.rsplit("/", 1)[0] + "/anb_bench_web"
+            self.admin = postgres_url()
+            self.url = self.admin.rsplit("/", 1)[0] + "/anb_bench_web"
             self.psql(f"DROP DATABASE IF EXISTS anb_bench_web WITH (FORCE)")
             self.psql("CREATE DATABASE anb_bench_web")
         out = subprocess.run([RELEASE / "anb-bench-seed", "--database-url", self.url, "--size", size],

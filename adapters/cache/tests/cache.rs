@@ -39,9 +39,9 @@ async fn two_redis_caches_with_one_prefix_share_entries_and_invalidations() {
 }
 
 #[tokio::test]
-async fn a_memory_cache_keeps_at_most_its_capacity() {
-    let cache = MemoryCache::new(3);
+async fn a_memory_cache_keeps_at_most_its_entries_and_bytes() {
     let minute = Duration::from_secs(60);
+    let cache = MemoryCache::new(3, 1 << 20);
     for key in ["a", "b", "c", "d"] {
         cache.store(key, Arc::from(key.as_bytes()), minute).await.unwrap();
     }
@@ -49,14 +49,22 @@ async fn a_memory_cache_keeps_at_most_its_capacity() {
     assert_eq!(cache.lookup("d").await.unwrap().value, None, "a full cache keeps the entries it has");
     cache.store("a", Arc::from(&b"A"[..]), minute).await.unwrap();
     assert_eq!(cache.lookup("a").await.unwrap().value.as_deref(), Some(&b"A"[..]), "replacing needs no room");
-    cache.store("short", Arc::from(&b"x"[..]), minute).await.unwrap();
-    let short = MemoryCache::new(2);
+
+    let small = MemoryCache::new(100, 1000);
+    small.store("x", Arc::from(vec![1u8; 600]), minute).await.unwrap();
+    small.store("y", Arc::from(vec![2u8; 600]), minute).await.unwrap();
+    assert_eq!(small.lookup("y").await.unwrap().value, None, "past the bytes it may hold");
+    assert_eq!(small.bytes(), 601);
+    small.invalidate().await.unwrap();
+    assert_eq!((small.len(), small.bytes()), (0, 0), "an invalidation frees everything");
+
+    let short = MemoryCache::new(2, 1 << 20);
     short.store("x", Arc::from(&b"x"[..]), Duration::from_millis(10)).await.unwrap();
     short.store("y", Arc::from(&b"y"[..]), Duration::from_millis(10)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(30)).await;
     short.store("z", Arc::from(&b"z"[..]), minute).await.unwrap();
     assert_eq!(short.lookup("z").await.unwrap().value.as_deref(), Some(&b"z"[..]), "expired entries make room");
-    assert_eq!(short.len(), 1);
+    assert_eq!((short.len(), short.bytes()), (1, 2));
 }
 
 #[tokio::test]
@@ -89,8 +97,10 @@ async fn a_redis_that_goes_away_fails_calls_quickly_and_is_used_again_when_back(
 
 #[test]
 fn a_bad_url_is_refused_without_repeating_it() {
-    let error = RedisCache::new("http://user:hunter2@example", "p").err().expect("not a Redis URL");
-    assert!(!error.to_string().contains("hunter2"), "{error}");
+    for url in ["http://user:hunter2@example", "rediss://:hunter2@example:6379", "redis://:hunter2@[::1"] {
+        let error = RedisCache::new(url, "p").err().expect("not a redis:// URL");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+    }
 }
 
 #[tokio::test]

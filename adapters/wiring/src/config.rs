@@ -142,9 +142,9 @@ pub struct CommonConfig {
     #[arg(long, env = "ANB_CACHE", value_enum)]
     pub cache: Option<CacheKind>,
 
-    /// The Redis of the page cache: `redis://[:password@]host:6379[/db]`, or
-    /// `rediss://` for TLS. A Redis that is away only means pages come
-    /// from the database until it is back.
+    /// The Redis of the page cache: `redis://[:password@]host:6379[/db]`
+    /// (no TLS: a Redis in the private network). A Redis that is away only
+    /// means pages come from the database until it is back.
     #[arg(long, env = "ANB_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<Secret>,
 

@@ -121,6 +121,12 @@ pub fn validate(config: &CommonConfig, role: &Role) -> Result<(), StartupError> 
     if config.queue == QueueKind::Kafka && config.kafka_brokers.as_deref().is_none_or(|b| b.trim().is_empty()) {
         return Err(StartupError::Config("ANB_KAFKA_BROKERS (--kafka-brokers) must name the brokers with ANB_QUEUE=kafka".into()));
     }
+    if config.cache_kind() != CacheKind::Off && config.cache_ttl >= config.url_ttl {
+        return Err(StartupError::Config(format!(
+            "ANB_CACHE_TTL ({} s) must be shorter than ANB_URL_TTL ({} s): cached pages hand out signed links",
+            config.cache_ttl, config.url_ttl
+        )));
+    }
     if config.cache_kind() == CacheKind::Redis {
         let url = config
             .redis_url
