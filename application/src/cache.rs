@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anb_domain::ports::{Cache, CacheLookup};
-use anb_domain::{BackendError, CityFilter, ObjectKey, Page, PublicVideo, RankingEntry, VideoId};
+use anb_domain::{BackendError, CityFilter, Page, RankingEntry, VideoId};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
@@ -349,21 +349,18 @@ impl<T: Encoded> Encoded for Vec<T> {
 
 impl Encoded for PublicVideoView {
     fn write(&self, out: &mut Writer) {
-        out.i64(self.video.id.0);
-        out.i64(self.video.votes);
-        out.str(&self.video.title);
-        out.str(&self.video.username);
-        out.str(&self.video.city);
-        out.str(self.video.processed_key.as_str());
+        out.i64(self.id.0);
+        out.i64(self.votes);
+        out.str(&self.title);
+        out.str(&self.username);
+        out.str(&self.city);
         out.str(&self.processed_url);
     }
 
     fn read(input: &mut Reader<'_>) -> Option<Self> {
         let (id, votes) = (input.i64()?, input.i64()?);
-        let (title, username, city) = (input.string()?, input.string()?, input.string()?);
-        let processed_key = ObjectKey::parse(&input.string()?).ok()?;
-        let processed_url = input.string()?;
-        Some(Self { video: PublicVideo { id: VideoId(id), title, username, city, processed_key, votes }, processed_url })
+        let (title, username, city, processed_url) = (input.string()?, input.string()?, input.string()?, input.string()?);
+        Some(Self { id: VideoId(id), title, username, city, votes, processed_url })
     }
 }
 
@@ -577,14 +574,11 @@ mod tests {
     #[test]
     fn pages_round_trip_and_keys_tell_pages_apart() {
         let view = PublicVideoView {
-            video: PublicVideo {
-                id: VideoId(3),
-                title: "Triple ✓".into(),
-                username: "Ana".into(),
-                city: "Bogotá".into(),
-                processed_key: ObjectKey::parse("processed/x.mp4").unwrap(),
-                votes: 12,
-            },
+            id: VideoId(3),
+            title: "Triple ✓".into(),
+            username: "Ana".into(),
+            city: "Bogotá".into(),
+            votes: 12,
             processed_url: "/files/processed/x.mp4?expires=1&signature=ab".into(),
         };
         let bytes = encode(&vec![view.clone(), view.clone()], 42);

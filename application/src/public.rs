@@ -30,11 +30,23 @@ pub enum VoteError {
     Backend(#[from] BackendError),
 }
 
-/// A public video with a link to watch it.
-#[derive(Debug, Clone, PartialEq)]
+/// A public video with a link to watch it (what the public list shows: no
+/// storage key).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicVideoView {
-    pub video: PublicVideo,
+    pub id: VideoId,
+    pub title: String,
+    pub username: String,
+    pub city: String,
+    pub votes: i64,
     pub processed_url: String,
+}
+
+impl PublicVideoView {
+    fn new(video: PublicVideo, processed_url: String) -> Self {
+        let PublicVideo { id, title, username, city, votes, .. } = video;
+        Self { id, title, username, city, votes, processed_url }
+    }
 }
 
 /// Public use cases.
@@ -92,7 +104,7 @@ impl Showcase {
             let mut views = Vec::with_capacity(videos.len());
             for video in videos {
                 let processed_url = storage.signed_url(&video.processed_key, url_ttl).await.map_err(storage_backend)?;
-                views.push(PublicVideoView { video, processed_url });
+                views.push(PublicVideoView::new(video, processed_url));
             }
             Ok(views)
         };

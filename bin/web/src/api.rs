@@ -24,6 +24,7 @@ const EVENTS_POLL: Duration = Duration::from_secs(1);
 const EVENTS_LIFETIME: Duration = Duration::from_secs(600);
 
 use crate::nullable::Nullable;
+use crate::payload::SerdeJson;
 use crate::problem::ApiError;
 use crate::upload::UploadForm;
 
@@ -293,7 +294,7 @@ enum DeleteResponse {
     Ok(Json<DeletedBody>),
 }
 
-#[derive(Object)]
+#[derive(Object, serde::Serialize)]
 struct PublicVideoItem {
     video_id: i64,
     title: String,
@@ -306,7 +307,7 @@ struct PublicVideoItem {
 #[derive(ApiResponse)]
 enum PublicListResponse {
     #[oai(status = 200)]
-    Ok(Json<Vec<PublicVideoItem>>),
+    Ok(SerdeJson<Vec<PublicVideoItem>>),
 }
 
 #[derive(ApiResponse)]
@@ -315,7 +316,7 @@ enum VoteResponse {
     Ok(Json<MessageBody>),
 }
 
-#[derive(Object)]
+#[derive(Object, serde::Serialize)]
 struct RankingItem {
     /// Rank in the whole (filtered) ranking.
     position: i64,
@@ -327,7 +328,7 @@ struct RankingItem {
 #[derive(ApiResponse)]
 enum RankingResponse {
     #[oai(status = 200)]
-    Ok(Json<Vec<RankingItem>>),
+    Ok(SerdeJson<Vec<RankingItem>>),
 }
 
 fn message(text: &str) -> Json<MessageBody> {
@@ -529,16 +530,16 @@ impl Api {
     ) -> Answer<PublicListResponse> {
         let videos = self.showcase.list_videos(city.0.as_deref(), limit.0, offset.0).await?;
         let links = Links::of(request, self.behind_proxy);
-        Ok(PublicListResponse::Ok(Json(
+        Ok(PublicListResponse::Ok(SerdeJson(
             videos
                 .into_iter()
                 .map(|v| PublicVideoItem {
-                    video_id: v.video.id.0,
-                    title: v.video.title,
-                    username: v.video.username,
-                    city: v.video.city,
+                    video_id: v.id.0,
+                    title: v.title,
+                    username: v.username,
+                    city: v.city,
                     processed_url: links.absolute(v.processed_url),
-                    votes: v.video.votes,
+                    votes: v.votes,
                 })
                 .collect(),
         )))
@@ -561,7 +562,7 @@ impl Api {
         #[oai(validator(minimum(value = "0")))] offset: Query<Option<i64>>,
     ) -> Answer<RankingResponse> {
         let entries = self.showcase.rankings(city.0.as_deref(), limit.0, offset.0).await?;
-        Ok(RankingResponse::Ok(Json(
+        Ok(RankingResponse::Ok(SerdeJson(
             entries.into_iter().map(|e| RankingItem { position: e.position, username: e.username, city: e.city, votes: e.votes }).collect(),
         )))
     }

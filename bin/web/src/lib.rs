@@ -8,6 +8,7 @@ pub mod app;
 pub mod files;
 pub mod nullable;
 pub mod page;
+pub mod payload;
 pub mod problem;
 pub mod routes;
 pub mod server;
