@@ -161,7 +161,7 @@ bench-web: deps test-deps
 	$(CARGO) build --release --bins
 	python3 bench/web/run.py --db sqlite postgres --size small large --scenario rankings publiclist \
 		--cache off memory redis --users 600 --hold $(BENCH_WEB_HOLD)
-	python3 bench/web/run.py --db sqlite postgres --size large --scenario votingweek --users 100 300 600 1000 \
+	python3 bench/web/run.py --db sqlite postgres --size small --scenario votingweek --users 100 300 600 1000 \
 		--hold $(BENCH_WEB_HOLD) --plot
 	python3 bench/web/uploads.py --uploads 50
 

@@ -420,7 +420,7 @@ def test_scaling_and_alarms_in_the_template():
     web = res["WebRequestScaling"]["Properties"]["TargetTrackingConfiguration"]
     assert web["PredefinedMetricSpecification"]["PredefinedMetricType"] == "ALBRequestCountPerTarget"
     assert web["TargetValue"] == {"Ref": "WebRequestsPerTarget"}
-    assert tpl["Parameters"]["WebRequestsPerTarget"]["Default"] == 1000
+    assert tpl["Parameters"]["WebRequestsPerTarget"]["Default"] == 60000
     cpu = res["WebCpuScaling"]["Properties"]["TargetTrackingConfiguration"]
     assert (cpu["PredefinedMetricSpecification"]["PredefinedMetricType"], cpu["TargetValue"]) == (
         "ASGAverageCPUUtilization", 60)
