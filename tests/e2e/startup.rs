@@ -22,7 +22,7 @@ async fn settings_that_cannot_work_together_stop_start_up_before_anything_connec
     // The database is unreachable: only a check made before connecting can
     // answer with the setting to fix.
     let unreachable = ("ANB_DATABASE_URL", "postgres://nobody@127.0.0.1:1/anb");
-    let cases: [(&[(&str, &str)], &str); 12] = [
+    let cases: [(&[(&str, &str)], &str); 11] = [
         (&[("ANB_JWT_SECRET", "hunter2-is-too-short")], "at least 32 characters"),
         (&[unreachable], "ANB_JWT_SECRET"),
         (&[("ANB_STORAGE", "s3")], "ANB_S3_BUCKET"),
@@ -34,7 +34,6 @@ async fn settings_that_cannot_work_together_stop_start_up_before_anything_connec
         (&[("ANB_CACHE", "redis"), ("ANB_WORKERS", "0")], "ANB_REDIS_URL"),
         (&[("ANB_REDIS_URL", "http://anb:hunter2@cache"), ("ANB_WORKERS", "0")], "ANB_REDIS_URL"),
         (&[("ANB_REDIS_URL", "rediss://anb:hunter2@cache:6379"), ("ANB_WORKERS", "0")], "TLS"),
-        (&[("ANB_URL_TTL", "10"), ("ANB_CACHE_TTL", "10"), ("ANB_WORKERS", "0")], "ANB_CACHE_TTL"),
     ];
     for (env, named) in cases {
         let (status, log) = start_once(env);

@@ -153,7 +153,8 @@ pub struct CommonConfig {
     #[arg(long, env = "ANB_REDIS_PREFIX", default_value = "anb")]
     pub redis_prefix: String,
 
-    /// Seconds a cached page lives at most. A vote or a video turning public
+    /// Seconds a cached page lives at most (and at most half of
+    /// `ANB_URL_TTL`: cached pages hold signed links). A vote or a video turning public
     /// shows at once on every server sharing the cache; this bounds how long
     /// a server with its own (`memory`) cache, or a lost invalidation, can
     /// show a page without it.

@@ -121,12 +121,6 @@ pub fn validate(config: &CommonConfig, role: &Role) -> Result<(), StartupError> 
     if config.queue == QueueKind::Kafka && config.kafka_brokers.as_deref().is_none_or(|b| b.trim().is_empty()) {
         return Err(StartupError::Config("ANB_KAFKA_BROKERS (--kafka-brokers) must name the brokers with ANB_QUEUE=kafka".into()));
     }
-    if config.cache_kind() != CacheKind::Off && config.cache_ttl >= config.url_ttl {
-        return Err(StartupError::Config(format!(
-            "ANB_CACHE_TTL ({} s) must be shorter than ANB_URL_TTL ({} s): cached pages hand out signed links",
-            config.cache_ttl, config.url_ttl
-        )));
-    }
     if config.cache_kind() == CacheKind::Redis {
         let url = config
             .redis_url
@@ -205,9 +199,15 @@ impl Broker {
 /// # Errors
 /// [`StartupError::Config`] when `ANB_REDIS_URL` is not a Redis URL.
 async fn page_cache(config: &CommonConfig) -> Result<PageCache, StartupError> {
-    let ttl = Duration::from_secs(config.cache_ttl);
+    // Cached pages hand out signed links: a link served from the cache
+    // keeps at least half its lifetime.
+    let ttl = Duration::from_secs(config.cache_ttl.min(config.url_ttl / 2));
+    if ttl.as_secs() < config.cache_ttl {
+        tracing::info!(cache_ttl = ttl.as_secs(), url_ttl = config.url_ttl, "pages are cached for at most half of ANB_URL_TTL");
+    }
     match (config.cache_kind(), &config.redis_url) {
         (CacheKind::Off, _) => Ok(PageCache::disabled()),
+        _ if ttl.is_zero() => Ok(PageCache::disabled()),
         (CacheKind::Memory, _) => Ok(PageCache::new(Arc::new(MemoryCache::default()), ttl)),
         (CacheKind::Redis, Some(url)) => {
             let redis = RedisCache::new(url.expose(), &config.redis_prefix)
