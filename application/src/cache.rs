@@ -474,26 +474,37 @@ mod tests {
         assert!(pages.flights.lock().unwrap().is_empty());
     }
 
-    #[tokio::test]
-    async fn a_build_under_way_when_the_generation_moves_is_not_joined() {
+    /// A vote lands while a build runs: a reader after it must not get the
+    /// page that build read before the vote, whether the cache could be
+    /// told (`reachable`) or not.
+    async fn vote_during_a_build(reachable: bool) -> (Arc<PageCache>, Arc<AtomicUsize>) {
         let store = Arc::new(MapCache::default());
-        let pages = Arc::new(PageCache::new(store.clone(), Duration::from_secs(5)));
+        store.failing.store(!reachable, Ordering::SeqCst);
+        let pages = Arc::new(PageCache::new(store, Duration::from_secs(5)));
         let runs = Arc::new(AtomicUsize::new(0));
         let early = {
             let (pages, build) = (pages.clone(), build(&runs, 1, Duration::from_millis(200)));
             tokio::spawn(async move { pages.rankings(key(), build).await })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
-        // A vote lands while the first build runs: a reader after it must
-        // not get the page the first build read before the vote.
         pages.invalidate().await;
-        let late = pages.rankings(key(), build(&runs, 2, Duration::ZERO)).await.unwrap();
-        assert_eq!(late, ranking(2));
+        assert_eq!(pages.rankings(key(), build(&runs, 2, Duration::ZERO)).await.unwrap(), ranking(2), "not the build from before the vote");
         assert_eq!(early.await.unwrap().unwrap(), ranking(1));
         assert_eq!(runs.load(Ordering::SeqCst), 2);
+        (pages, runs)
+    }
+
+    #[tokio::test]
+    async fn a_build_under_way_when_the_generation_moves_is_not_joined() {
+        let (pages, runs) = vote_during_a_build(true).await;
         // The early build stored its page last, marked with its older
         // generation: it is a miss, never served.
         assert_eq!(pages.rankings(key(), build(&runs, 3, Duration::ZERO)).await.unwrap(), ranking(3));
+    }
+
+    #[tokio::test]
+    async fn with_the_cache_away_a_reader_after_a_local_vote_does_not_join_an_earlier_build() {
+        vote_during_a_build(false).await;
     }
 
     #[tokio::test]
@@ -510,23 +521,6 @@ mod tests {
         store.failing.store(false, Ordering::SeqCst);
         assert_eq!(pages.rankings(key(), build(&runs, 6, Duration::ZERO)).await.unwrap(), ranking(6));
         assert_eq!(pages.failures.load(Ordering::SeqCst), 0, "back: the next outage is logged at once");
-    }
-
-    #[tokio::test]
-    async fn with_the_cache_away_a_reader_after_a_local_vote_does_not_join_an_earlier_build() {
-        let store = Arc::new(MapCache::default());
-        store.failing.store(true, Ordering::SeqCst);
-        let pages = Arc::new(PageCache::new(store, Duration::from_secs(5)));
-        let runs = Arc::new(AtomicUsize::new(0));
-        let early = {
-            let (pages, build) = (pages.clone(), build(&runs, 1, Duration::from_millis(200)));
-            tokio::spawn(async move { pages.rankings(key(), build).await })
-        };
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        pages.invalidate().await;
-        assert_eq!(pages.rankings(key(), build(&runs, 2, Duration::ZERO)).await.unwrap(), ranking(2), "not the build from before the vote");
-        assert_eq!(early.await.unwrap().unwrap(), ranking(1));
-        assert_eq!(runs.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
