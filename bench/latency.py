@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""The wait one user sees: from an upload's 201 to `processed`, against the
+ffmpeg command line on the same file, in the same run.
+
+Starts the release anb-web with its defaults (SQLite, local files, one
+embedded worker) on a free loopback port, signs up one player, then for each
+input (45 s of 1080p30, landscape and portrait, made once with ffmpeg as
+bench/transcode.py makes them) and each run: uploads it with curl, polls the
+video every 0.1 s until it is `processed`, and runs bench/transcode.py's
+ffmpeg command line on the same file. Prints a markdown table of both times
+and their ratio (ffmpeg's time / ours: above 1 means the user waits less
+than the ffmpeg command line takes), each run and the median.
+
+  cargo build --release --bins
+  python3 bench/latency.py --runs 3
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from transcode import INPUTS, TARGET, ffmpeg_baseline, make_input  # noqa: E402
+
+WEB = TARGET / "release" / "anb-web"
+INPUT_DIR = TARGET / "bench-results" / "inputs"
+CASES = ["landscape-50MB", "portrait-50MB"]
+
+
+def request(base: str, path: str, body: dict | None = None, token: str | None = None) -> dict | list:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(base + path, data=data, method="POST" if data else "GET",
+                                 headers={"content-type": "application/json"})
+    if token:
+        req.add_header("authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=30) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_us(base: str, token: str, video: Path, title: str) -> float:
+    """Seconds from the upload's 201 to `processed`."""
+    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", f"authorization: Bearer {token}",
+                          "-F", f"title={title}", "-F", f"video_file=@{video};type=video/mp4", base + "/api/videos/upload"],
+                         capture_output=True, text=True, check=True)
+    answered = time.monotonic()
+    if out.stdout.strip() != "201":
+        sys.exit(f"upload answered {out.stdout.strip()}")
+    mine = request(base, "/api/videos", token=token)
+    video_id = next(v["video_id"] for v in mine if v["title"] == title)
+    while True:
+        detail = request(base, f"/api/videos/{video_id}", token=token)
+        if detail["status"] == "processed":
+            return time.monotonic() - answered
+        if detail["status"] == "failed":
+            sys.exit(f"{title} failed: {detail}")
+        if time.monotonic() - answered > 600:
+            sys.exit(f"{title} still {detail['status']} after 10 minutes")
+        time.sleep(0.1)
+
+
+def ffmpeg_time(video: Path, work: Path) -> float:
+    started = time.monotonic()
+    subprocess.run(ffmpeg_baseline(video, work / "ffmpeg-out.mp4"), check=True)
+    return time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    if not WEB.exists():
+        sys.exit(f"{WEB} not found: cargo build --release --bins")
+    INPUT_DIR.mkdir(parents=True, exist_ok=True)
+    inputs = {}
+    for name in CASES:
+        path = INPUT_DIR / f"{name}.mp4"
+        if not path.exists():
+            print(f"making {path} ...", file=sys.stderr)
+            make_input(path, *INPUTS[name])
+        inputs[name] = path
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="anb-bench-latency-") as work:
+        work = Path(work)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = dict(os.environ, ANB_DATA_DIR=str(work / "data"), ANB_HTTP_ADDR=f"127.0.0.1:{port}", RUST_LOG="warn")
+        web = subprocess.Popen([WEB], env=env, stdout=subprocess.DEVNULL, stderr=open(work / "web.log", "w"))
+        try:
+            for _ in range(200):
+                try:
+                    request(base, "/api/health")
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            request(base, "/api/auth/signup", {"first_name": "Lat", "last_name": "Ency", "email": "latency@example.com",
+                                               "password1": "S3cure!pass", "password2": "S3cure!pass", "city": "Cali",
+                                               "country": "Colombia"})
+            token = request(base, "/api/auth/login", {"email": "latency@example.com", "password": "S3cure!pass"})["access_token"]
+            for name, path in inputs.items():
+                for run in range(1, args.runs + 1):
+                    ours = wait_for_us(base, token, path, f"{name} run {run}")
+                    theirs = ffmpeg_time(path, work)
+                    rows.append({"input": name, "run": run, "ours_s": round(ours, 2), "ffmpeg_s": round(theirs, 2),
+                                 "ratio": round(theirs / ours, 2)})
+                    print(f"{name} run {run}: ours {ours:.2f} s, ffmpeg {theirs:.2f} s", file=sys.stderr)
+        finally:
+            web.terminate()
+            web.wait()
+    (TARGET / "bench-results" / "latency.json").write_text(json.dumps(rows, indent=1))
+    print("| input | run | upload's 201 → processed (ours) | ffmpeg command line | ratio (ffmpeg / ours) |")
+    print("|---|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['input']} | {r['run']} | {r['ours_s']} s | {r['ffmpeg_s']} s | {r['ratio']} |")
+    for name in inputs:
+        mine = [r for r in rows if r["input"] == name]
+        ours, theirs = statistics.median(r["ours_s"] for r in mine), statistics.median(r["ffmpeg_s"] for r in mine)
+        print(f"| {name} | median | {ours:.2f} s | {theirs:.2f} s | {theirs / ours:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
