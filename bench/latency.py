@@ -23,32 +23,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from api import free_port, player, request, wait_until_up  # noqa: E402
 from transcode import INPUTS, TARGET, ffmpeg_baseline, make_input  # noqa: E402
 
 WEB = TARGET / "release" / "anb-web"
 INPUT_DIR = TARGET / "bench-results" / "inputs"
 CASES = ["landscape-50MB", "portrait-50MB"]
-
-
-def request(base: str, path: str, body: dict | None = None, token: str | None = None) -> dict | list:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(base + path, data=data, method="POST" if data else "GET",
-                                 headers={"content-type": "application/json"})
-    if token:
-        req.add_header("authorization", f"Bearer {token}")
-    with urllib.request.urlopen(req, timeout=30) as response:
-        return json.loads(response.read() or b"{}")
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_us(base: str, token: str, video: Path, title: str) -> float:
@@ -100,16 +83,8 @@ def main() -> None:
         env = dict(os.environ, ANB_DATA_DIR=str(work / "data"), ANB_HTTP_ADDR=f"127.0.0.1:{port}", RUST_LOG="warn")
         web = subprocess.Popen([WEB], env=env, stdout=subprocess.DEVNULL, stderr=open(work / "web.log", "w"))
         try:
-            for _ in range(200):
-                try:
-                    request(base, "/api/health")
-                    break
-                except OSError:
-                    time.sleep(0.05)
-            request(base, "/api/auth/signup", {"first_name": "Lat", "last_name": "Ency", "email": "latency@example.com",
-                                               "password1": "S3cure!pass", "password2": "S3cure!pass", "city": "Cali",
-                                               "country": "Colombia"})
-            token = request(base, "/api/auth/login", {"email": "latency@example.com", "password": "S3cure!pass"})["access_token"]
+            wait_until_up(base)
+            token = player(base, "latency@example.com")
             for name, path in inputs.items():
                 for run in range(1, args.runs + 1):
                     ours = wait_for_us(base, token, path, f"{name} run {run}")

@@ -32,6 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
+from api import free_port  # noqa: E402
 from plotting import plotting_python  # noqa: E402
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 RELEASE = TARGET / "release"
@@ -40,12 +41,6 @@ VENV = TARGET / "bench-venv"
 PLOT = ROOT / "docs" / "web-latency.png"
 POSTGRES: str | None = os.environ.get("ANB_BENCH_POSTGRES_URL")
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Sampler(threading.Thread):

@@ -22,11 +22,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import RELEASE, RESULTS, Sampler, free_port  # noqa: E402
+from run import RELEASE, RESULTS, Sampler  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from api import free_port, player, wait_until_up  # noqa: E402
 
 LIMIT = 104_857_600
 
@@ -48,15 +50,6 @@ def make_input() -> Path:
     return path
 
 
-def call(base: str, path: str, body: dict, token: str | None = None) -> dict:
-    request = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST",
-                                     headers={"content-type": "application/json"})
-    if token:
-        request.add_header("authorization", f"Bearer {token}")
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read() or b"{}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--uploads", type=int, default=50)
@@ -72,19 +65,8 @@ def main() -> None:
         env = dict(os.environ, ANB_DATA_DIR=str(scratch), ANB_WORKERS="0", ANB_HTTP_ADDR=f"127.0.0.1:{port}", RUST_LOG="warn")
         web = subprocess.Popen([RELEASE / "anb-web"], env=env, stdout=subprocess.DEVNULL, stderr=open(scratch / "web.log", "w"))
         try:
-            for _ in range(200):
-                try:
-                    urllib.request.urlopen(base + "/api/health", timeout=1)
-                    break
-                except OSError:
-                    time.sleep(0.05)
-            tokens = []
-            for i in range(args.uploads):
-                email = f"uploader{i}@example.com"
-                call(base, "/api/auth/signup", {"first_name": "Up", "last_name": f"Loader{i}", "email": email,
-                                                "password1": "S3cure!pass", "password2": "S3cure!pass", "city": "Cali",
-                                                "country": "Colombia"})
-                tokens.append(call(base, "/api/auth/login", {"email": email, "password": "S3cure!pass"})["access_token"])
+            wait_until_up(base)
+            tokens = [player(base, f"uploader{i}@example.com", f"Loader{i}") for i in range(args.uploads)]
             sampler = Sampler(web.pid)
             sampler.start()
             started = time.monotonic()
