@@ -80,8 +80,11 @@ def main() -> None:
         work = Path(work)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        env = dict(os.environ, ANB_DATA_DIR=str(work / "data"), ANB_HTTP_ADDR=f"127.0.0.1:{port}", RUST_LOG="warn")
-        web = subprocess.Popen([WEB], env=env, stdout=subprocess.DEVNULL, stderr=open(work / "web.log", "w"))
+        # The worker's and the transcoder's step timings, as JSON lines.
+        env = dict(os.environ, ANB_DATA_DIR=str(work / "data"), ANB_HTTP_ADDR=f"127.0.0.1:{port}", ANB_LOG_FORMAT="json",
+                   RUST_LOG="warn,anb_application::worker=info,anb_gstreamer=info")
+        log = work / "web.log"
+        web = subprocess.Popen([WEB], env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
         try:
             wait_until_up(base)
             token = player(base, "latency@example.com")
@@ -90,7 +93,7 @@ def main() -> None:
                     ours = wait_for_us(base, token, path, f"{name} run {run}")
                     theirs = ffmpeg_time(path, work)
                     rows.append({"input": name, "run": run, "ours_s": round(ours, 2), "ffmpeg_s": round(theirs, 2),
-                                 "ratio": round(theirs / ours, 2)})
+                                 "ratio": round(theirs / ours, 2), "steps": last_steps(log)})
                     print(f"{name} run {run}: ours {ours:.2f} s, ffmpeg {theirs:.2f} s", file=sys.stderr)
         finally:
             web.terminate()
@@ -104,6 +107,49 @@ def main() -> None:
         mine = [r for r in rows if r["input"] == name]
         ours, theirs = statistics.median(r["ours_s"] for r in mine), statistics.median(r["ffmpeg_s"] for r in mine)
         print(f"| {name} | median | {ours:.2f} s | {theirs:.2f} s | {theirs / ours:.2f} |")
+    print()
+    print("Where our wait went (medians over the runs, ms; from the worker's and the transcoder's logs):")
+    print()
+    print("| input | " + " | ".join(label for label, _ in STEPS) + " |")
+    print("|---|" + "---:|" * len(STEPS))
+    for name in inputs:
+        mine = [r["steps"] for r in rows if r["input"] == name and r["steps"]]
+        cells = [f"{statistics.median(s[key] for s in mine):.0f}" if mine else "?" for _, key in STEPS]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+# The steps between the 201 and `processed`, as logged (field names of the
+# "processing started", "transcoded" and "video processed" events).
+STEPS = [
+    ("queue pick-up", "waited_ms"),
+    ("copy in", "fetch_ms"),
+    ("probe", "probe_ms"),
+    ("pipeline start (to the first encoded frame)", "first_frame_ms"),
+    ("transcode", "transcode_ms"),
+    ("store", "store_ms"),
+    ("status and the rest", "rest_ms"),
+    ("upload row to processed", "since_upload_ms"),
+]
+
+
+def last_steps(log: Path) -> dict:
+    """The step timings of the last job in the log."""
+    steps = {}
+    for line in log.read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        message = event.get("message")
+        if message == "transcoded":
+            steps = {k: event[k] for k in ("probe_ms", "first_frame_ms") if k in event}
+        elif message == "video processed":
+            steps.update({k: event[k] for k in ("waited_ms", "fetch_ms", "transcode_ms", "store_ms", "since_upload_ms")})
+    if "since_upload_ms" not in steps:
+        return {}
+    accounted = sum(steps.get(k, 0) for k in ("waited_ms", "fetch_ms", "transcode_ms", "store_ms"))
+    steps["rest_ms"] = steps["since_upload_ms"] - accounted
+    return steps
 
 
 if __name__ == "__main__":

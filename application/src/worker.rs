@@ -185,9 +185,11 @@ impl Processor {
             Err(VideoRepositoryError::InvalidTransition { .. }) => return Ok(Outcome::Skipped("video already final")),
             Err(VideoRepositoryError::Backend(e)) => return Err(e.into()),
         }
-        tracing::info!("processing started");
-        self.events.record(JobEvent::Started { waited: self.since(video.uploaded_at) });
+        let waited = self.since(video.uploaded_at);
+        tracing::info!(waited_ms = millis(waited), "processing started");
+        self.events.record(JobEvent::Started { waited });
 
+        let fetching = self.clock.now();
         match self.storage.get_to_file(&video.original_key, &scratch.input).await {
             Ok(()) => {}
             Err(StorageError::NotFound) => {
@@ -199,6 +201,7 @@ impl Processor {
             Err(StorageError::Backend(e)) => return Err(e.into()),
         }
 
+        let fetched = self.since(fetching);
         let progress = ProgressSink::new();
         let transcoding = self.clock.now();
         let transcode = pin!(self.transcoder.transcode(&scratch.input, &scratch.output, &progress));
@@ -220,13 +223,25 @@ impl Processor {
             Either::Right((Either::Right(_), _)) => return Ok(Outcome::Interrupted),
         };
 
+        let transcoded = self.since(transcoding);
+        let storing = self.clock.now();
         let key = ObjectKey::processed(video.task_id);
         self.storage.put_file(&key, &scratch.output).await.map_err(storage_backend)?;
+        let stored = self.since(storing);
         match self.videos.mark_processed(id, &key, self.clock.now()).await {
             Ok(()) => {
                 self.pages.invalidate().await;
-                tracing::info!(output_seconds = report.duration.as_secs_f64(), "video processed");
-                self.events.record(JobEvent::Succeeded { transcode: self.since(transcoding), since_upload: self.since(video.uploaded_at) });
+                // Where the wait between the upload and `processed` went (bench/latency.py reads these).
+                tracing::info!(
+                    output_seconds = report.duration.as_secs_f64(),
+                    waited_ms = millis(waited),
+                    fetch_ms = millis(fetched),
+                    transcode_ms = millis(transcoded),
+                    store_ms = millis(stored),
+                    since_upload_ms = millis(self.since(video.uploaded_at)),
+                    "video processed"
+                );
+                self.events.record(JobEvent::Succeeded { transcode: transcoded, since_upload: self.since(video.uploaded_at) });
                 Ok(Outcome::Done)
             }
             Err(VideoRepositoryError::NotFound) => {
@@ -352,6 +367,11 @@ fn queue_backend(error: QueueError) -> BackendError {
         QueueError::Backend(e) => e,
         QueueError::ReceiptExpired => BackendError::internal("receipt expired on receive"),
     }
+}
+
+/// Whole milliseconds, as the logs count them.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Gives other futures of the same task a turn (a clock whose sleep returns

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! videotestsrc (intro card) -> textoverlay ----------------------------\
-//! filesrc -> qtdemux -(video)-> decodebin -> videoconvert -> videoscale   concat -> identity -> queue
+//! filesrc -> qtdemux -(video)-> decodebin -> videoconvert -> anbscale     concat -> identity -> queue
 //!    (audio pads stay unlinked)   -> videorate -> caps 1280x720 -> cut at 30 s -> watermark -> /     -> x264enc -> mp4mux(faststart) -> filesink
 //! videotestsrc (outro card) -> textoverlay ----------------------------/
 //! ```
@@ -23,6 +23,9 @@ use anb_domain::ports::{TranscodeError, TranscodeReport, Transcoder};
 use async_trait::async_trait;
 use gstreamer as gst;
 use gstreamer::prelude::*;
+pub use scale::AnbScale;
+
+pub mod scale;
 
 /// What the output looks like; the defaults are docs/video-rules.md.
 #[derive(Debug, Clone)]
@@ -57,9 +60,10 @@ pub struct TranscodeSettings {
     /// x264 B-frames between references (GStreamer's default is 0; x264's
     /// own presets use 3).
     pub bframes: u32,
-    /// `videoscale` method (`bilinear`, `4-tap`, `catrom`, `lanczos`, ...);
-    /// Catmull-Rom measured 0.7 dB above bilinear at the same speed
-    /// (`bench/transcode.py --variants`).
+    /// The scaler's filter: `catrom`, `lanczos`, `mitchell` or `bilinear`
+    /// for [`AnbScale`], our SIMD scaler; `videoscale:<method>` for
+    /// GStreamer's `videoscale` (`bench/transcode.py --variants` compares
+    /// them). Catmull-Rom measured 0.7 dB above bilinear.
     pub scale_method: String,
     /// Give up on one video after this long.
     pub timeout: Duration,
@@ -90,8 +94,13 @@ impl TranscodeSettings {
     /// The defaults, with `cores` shared out among `jobs` jobs running at
     /// once: one thread each when there are as many jobs as cores (or more).
     pub fn for_jobs_at_once(jobs: u32, cores: u32) -> Self {
-        Self { threads: (cores / jobs.max(1)).max(1), ..Self::default() }
+        Self { threads: threads_each(jobs, cores), ..Self::default() }
     }
+}
+
+/// Threads for each of `jobs` jobs on `cores` cores: at least one.
+fn threads_each(jobs: u32, cores: u32) -> u32 {
+    (cores / jobs.max(1)).max(1)
 }
 
 /// Elements the pipeline needs, with the Debian package that has them.
@@ -141,6 +150,7 @@ impl GstTranscoder {
         if !missing.is_empty() {
             return Err(Unavailable::Missing(missing));
         }
+        AnbScale::register().map_err(|e| Unavailable::Init(format!("registering anbscale: {e}")))?;
         Ok(Self { settings: Arc::new(settings) })
     }
 }
@@ -279,11 +289,7 @@ fn add_content(
         );
     }
     let convert = make("videoconvert")?;
-    let scale = gst::ElementFactory::make("videoscale")
-        .property("add-borders", true)
-        .property_from_str("method", &settings.scale_method)
-        .build()
-        .map_err(failed)?;
+    let scale = scaler(&settings.scale_method)?;
     let rate = make("videorate")?;
     let filter = gst::ElementFactory::make("capsfilter").property("caps", caps).build().map_err(failed)?;
     let watermark = gst::ElementFactory::make("textoverlay")
@@ -327,6 +333,27 @@ fn add_content(
     Ok(watermark)
 }
 
+/// The scaler `method` names: one of [`scale::METHODS`] for `anbscale`, or
+/// `videoscale:` and one of `videoscale`'s own methods for GStreamer's
+/// element (kept to compare the two in bench/transcode.py).
+fn scaler(method: &str) -> Result<gst::Element, TranscodeError> {
+    if let Some(method) = method.strip_prefix("videoscale:") {
+        let scale = make("videoscale")?;
+        scale.set_property("add-borders", true);
+        let spec = scale.find_property("method").ok_or_else(|| failed("videoscale has no method"))?;
+        let value = gst::glib::EnumClass::with_type(spec.value_type())
+            .and_then(|class| class.to_value_by_nick(method))
+            .ok_or_else(|| failed(format!("videoscale has no method {method:?}")))?;
+        scale.set_property_from_value("method", &value);
+        return Ok(scale);
+    }
+    if scale::method(method).is_none() {
+        let known: Vec<&str> = scale::METHODS.iter().map(|(name, _)| *name).collect();
+        return Err(failed(format!("unknown scale method {method:?}: one of {}, or videoscale:<method>", known.join(", "))));
+    }
+    gst::ElementFactory::make("anbscale").property("method", method).build().map_err(failed)
+}
+
 /// Notes, in `reached`, the end (ns) of the last frame the encoder took: the
 /// cards and the cut content make one continuous timeline, so this over the
 /// output's length is how much of the job is done.
@@ -364,6 +391,7 @@ fn build(
     let continuous = gst::ElementFactory::make("identity").property("single-segment", true).build().map_err(failed)?;
     let queue = make("queue")?;
     let encoder = gst::ElementFactory::make("x264enc")
+        .name("encoder")
         .property_from_str("speed-preset", &settings.speed_preset)
         .property_from_str("pass", "qual")
         .property("quantizer", settings.quality)
@@ -409,6 +437,7 @@ fn run(
     cancelled: &AtomicBool,
     progress: &ProgressSink,
 ) -> Result<TranscodeReport, TranscodeError> {
+    let started = Instant::now();
     let facts = std::fs::File::open(input)
         .map_err(|e| failed(format!("opening input: {e}")))
         .and_then(|f| anb_mp4::parse(std::io::BufReader::new(f)).map_err(|e| TranscodeError::InvalidInput(e.to_string())))?;
@@ -416,8 +445,18 @@ fn run(
     let content = facts.duration.min(settings.max_content).as_secs_f64();
     let (intro, outro) = card_frames(settings.card, rate);
     let length = content + (intro + outro) as f64 * f64::from(rate.denom()) / f64::from(rate.numer());
+    let probed = started.elapsed();
     let reached = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let pipeline = build(settings, input, output, rate, reached.clone())?;
+    let first_frame = Arc::new(std::sync::OnceLock::new());
+    let first_frame_seen = first_frame.clone();
+    let encoder_sink = pipeline.by_name("encoder").and_then(|encoder| encoder.static_pad("sink"));
+    if let Some(pad) = encoder_sink {
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            first_frame_seen.get_or_init(Instant::now);
+            gst::PadProbeReturn::Remove
+        });
+    }
     let report_progress = || {
         let done = reached.load(Ordering::Relaxed) as f64 / 1e9 / length.max(0.001);
         // 100 % is for a finished file: the muxer's last step comes after the frames.
@@ -427,8 +466,22 @@ fn run(
     let _ = pipeline.set_state(gst::State::Null);
     let _ = std::fs::remove_file(output.with_extension("moov.tmp"));
     result?;
+    // Where one job's time goes: reading the boxes, starting the pipeline
+    // (up to the encoder's first frame), and the whole (bench/latency.py).
+    tracing::info!(
+        probe_ms = millis(probed),
+        first_frame_ms = first_frame.get().map(|at| millis(at.duration_since(started))),
+        total_ms = millis(started.elapsed()),
+        threads = settings.threads,
+        "transcoded"
+    );
     progress.report(100);
     Ok(TranscodeReport { duration: Duration::from_secs_f64(length) })
+}
+
+/// Whole milliseconds, as the logs count them.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Runs the pipeline to its end, calling `tick` every 200 ms meanwhile.
@@ -520,6 +573,7 @@ mod tests {
         assert_eq!(TranscodeSettings::for_jobs_at_once(3, 8).threads, 2);
         assert_eq!(TranscodeSettings::for_jobs_at_once(8, 2).threads, 1);
         assert_eq!(TranscodeSettings::for_jobs_at_once(0, 4).threads, 4, "no workers: a one-off job");
+
         assert_eq!(TranscodeSettings::for_jobs_at_once(1, 2).speed_preset, TranscodeSettings::default().speed_preset);
     }
 

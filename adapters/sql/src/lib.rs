@@ -45,6 +45,11 @@ const MIGRATION_LOCK: i64 = 0x0041_4e42_5f4d_4947; // "ANB_MIG"
 #[derive(Clone, Debug)]
 pub struct Database {
     conn: DatabaseConnection,
+    /// Counts the jobs made visible in this process, so that a worker of
+    /// the same process waiting on the `jobs` table wakes at once
+    /// ([`SeaOrmJobQueue::receive`]); other processes see them on their
+    /// next look.
+    jobs_added: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Database {
@@ -82,7 +87,7 @@ impl Database {
         } else {
             Migrator::up(&conn, None).await.map_err(|e| db_error(&e))?;
         }
-        Ok(Self { conn })
+        Ok(Self { conn, jobs_added: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)) })
     }
 
     /// The pool, for adapters built on it.
@@ -113,6 +118,17 @@ impl Database {
     /// Failed log-ins counted in this database.
     pub fn login_attempts(&self) -> SeaOrmLoginAttempts {
         SeaOrmLoginAttempts { db: self.clone() }
+    }
+
+    /// Tells the workers of this process waiting on the `jobs` table that a
+    /// job is visible (after the transaction that made it so committed).
+    pub(crate) fn job_added(&self) {
+        self.jobs_added.send_modify(|count| *count = count.wrapping_add(1));
+    }
+
+    /// A watch on [`Database::job_added`]: what changes after this call wakes it.
+    pub(crate) fn watch_jobs(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.jobs_added.subscribe()
     }
 
     /// The job queue kept in this database.

@@ -12,6 +12,11 @@ use sea_orm::{ColumnTrait, DatabaseBackend, EntityTrait, FromQueryResult, QueryF
 
 use crate::{Database, db_error, job, millis};
 
+/// Longest a receive waits for a job before answering that there is none.
+const LONG_POLL: Duration = Duration::from_secs(1);
+/// How often a waiting receive looks at the table (for jobs added by other processes).
+const LOOK_AGAIN: Duration = Duration::from_millis(250);
+
 /// State of a job waiting or running.
 pub(crate) const QUEUED: &str = "queued";
 /// State of a job given up on (the dead-letter "queue").
@@ -21,6 +26,9 @@ pub(crate) const DEAD: &str = "dead";
 #[derive(Clone, Debug)]
 pub struct SeaOrmJobQueue {
     db: Database,
+    /// Longest a receive waits for a job, and how often it looks meanwhile.
+    long_poll: Duration,
+    look_again: Duration,
 }
 
 #[derive(Debug, FromQueryResult)]
@@ -33,7 +41,16 @@ struct Taken {
 impl SeaOrmJobQueue {
     /// The queue on `db`.
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self { db, long_poll: LONG_POLL, look_again: LOOK_AGAIN }
+    }
+
+    /// A receive waits up to `long_poll` for a job, looking at the table
+    /// every `look_again` meanwhile (and at once when this process adds one).
+    #[must_use]
+    pub fn with_long_poll(mut self, long_poll: Duration, look_again: Duration) -> Self {
+        self.long_poll = long_poll;
+        self.look_again = look_again.max(Duration::from_millis(1));
+        self
     }
 
     /// Jobs in the dead-letter state, with their last error (for operators
@@ -53,6 +70,29 @@ impl SeaOrmJobQueue {
     pub async fn depth(&self) -> Result<u64, QueueError> {
         use sea_orm::PaginatorTrait;
         job::Entity::find().filter(job::Column::State.eq(QUEUED)).count(self.db.connection()).await.map_err(|e| db_error(&e).into())
+    }
+
+    /// Takes the oldest visible job, if any, hiding it for `visibility`.
+    async fn take(&self, visibility: Duration) -> Result<Option<Delivery>, QueueError> {
+        let now = now_ms();
+        let receipt = uuid::Uuid::new_v4().to_string();
+        // One statement takes the oldest visible job, so two workers never
+        // get the same delivery; PostgreSQL skips rows another worker holds.
+        let lock = if self.db.backend() == DatabaseBackend::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
+        let sql = format!(
+            "UPDATE jobs SET receipt = $1, visible_at = $2, receive_count = receive_count + 1 \
+             WHERE task_id = (SELECT task_id FROM jobs WHERE state = $3 AND visible_at <= $4 \
+                              ORDER BY visible_at, created_at LIMIT 1 {lock}) \
+             RETURNING task_id, video_id, receive_count"
+        );
+        let values = vec![receipt.clone().into(), now.saturating_add(ms(visibility)).into(), QUEUED.into(), now.into()];
+        let taken = Taken::find_by_statement(self.db.statement(&sql, values)).one(self.db.connection()).await.map_err(|e| db_error(&e))?;
+        let Some(taken) = taken else { return Ok(None) };
+        Ok(Some(Delivery {
+            job: to_job(&taken.task_id, taken.video_id)?,
+            receipt: Receipt(receipt),
+            receive_count: u32::try_from(taken.receive_count).unwrap_or(u32::MAX),
+        }))
     }
 
     async fn update_by_receipt(&self, receipt: &Receipt, update: sea_orm::UpdateMany<job::Entity>) -> Result<(), QueueError> {
@@ -98,29 +138,28 @@ impl JobQueue for SeaOrmJobQueue {
             .exec_without_returning(self.db.connection())
             .await
             .map_err(|e| db_error(&e))?;
+        self.db.job_added();
         Ok(())
     }
 
+    /// Takes the oldest visible job; when there is none, waits up to
+    /// [`LONG_POLL`] for one (woken at once by a job added in this process,
+    /// looking again every [`LOOK_AGAIN`] for those of other processes;
+    /// [`SeaOrmJobQueue::with_long_poll`] changes both).
     async fn receive(&self, visibility: Duration) -> Result<Option<Delivery>, QueueError> {
-        let now = now_ms();
-        let receipt = uuid::Uuid::new_v4().to_string();
-        // One statement takes the oldest visible job, so two workers never
-        // get the same delivery; PostgreSQL skips rows another worker holds.
-        let lock = if self.db.backend() == DatabaseBackend::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
-        let sql = format!(
-            "UPDATE jobs SET receipt = $1, visible_at = $2, receive_count = receive_count + 1 \
-             WHERE task_id = (SELECT task_id FROM jobs WHERE state = $3 AND visible_at <= $4 \
-                              ORDER BY visible_at, created_at LIMIT 1 {lock}) \
-             RETURNING task_id, video_id, receive_count"
-        );
-        let values = vec![receipt.clone().into(), now.saturating_add(ms(visibility)).into(), QUEUED.into(), now.into()];
-        let taken = Taken::find_by_statement(self.db.statement(&sql, values)).one(self.db.connection()).await.map_err(|e| db_error(&e))?;
-        let Some(taken) = taken else { return Ok(None) };
-        Ok(Some(Delivery {
-            job: to_job(&taken.task_id, taken.video_id)?,
-            receipt: Receipt(receipt),
-            receive_count: u32::try_from(taken.receive_count).unwrap_or(u32::MAX),
-        }))
+        let deadline = tokio::time::Instant::now() + self.long_poll;
+        let mut added = self.db.watch_jobs();
+        loop {
+            if let Some(delivery) = self.take(visibility).await? {
+                return Ok(Some(delivery));
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            // Woken or timed out, look again.
+            let _ = tokio::time::timeout_at((now + self.look_again).min(deadline), added.changed()).await;
+        }
     }
 
     async fn extend(&self, receipt: &Receipt, visibility: Duration) -> Result<(), QueueError> {
@@ -141,7 +180,11 @@ impl JobQueue for SeaOrmJobQueue {
         let update = job::Entity::update_many()
             .col_expr(job::Column::VisibleAt, Expr::value(now_ms().saturating_add(ms(delay))))
             .col_expr(job::Column::Receipt, Expr::value(Option::<String>::None));
-        self.update_by_receipt(receipt, update).await
+        self.update_by_receipt(receipt, update).await?;
+        if delay.is_zero() {
+            self.db.job_added();
+        }
+        Ok(())
     }
 
     async fn dead_letter(&self, receipt: &Receipt, reason: &str) -> Result<(), QueueError> {

@@ -114,6 +114,7 @@ impl VideoRepository for SeaOrmVideoRepository {
         .await
         .map_err(|e| db_error(&e))?;
         txn.commit().await.map_err(|e| db_error(&e))?;
+        self.db.job_added();
         Ok(to_video(model)?)
     }
 
@@ -227,7 +228,9 @@ impl VideoRepository for SeaOrmVideoRepository {
         .map_err(|e| db_error(&e))?;
         // The lease's count of takes starts over with the attempts.
         txn.execute(self.db.statement("DELETE FROM job_leases WHERE video_id = $1", vec![id.0.into()])).await.map_err(|e| db_error(&e))?;
-        Ok(txn.commit().await.map_err(|e| db_error(&e))?)
+        txn.commit().await.map_err(|e| db_error(&e))?;
+        self.db.job_added();
+        Ok(())
     }
 
     async fn delete_unless_public(&self, id: VideoId) -> Result<Deletion, VideoRepositoryError> {

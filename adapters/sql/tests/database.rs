@@ -317,6 +317,46 @@ async fn concurrent_receivers_never_get_the_same_job() {
 }
 
 #[tokio::test]
+async fn a_waiting_receive_is_handed_a_job_of_its_process_at_once_and_others_on_its_next_look() {
+    for t in databases().await {
+        let owner = t.db.users().create(new_user("w@example.com", "W", "Cali")).await.unwrap().id;
+        // Looks at the table only once a minute: only the notice can wake it in time.
+        let queue = Arc::new(t.db.queue().with_long_poll(Duration::from_secs(60), Duration::from_secs(60)));
+        let waiting = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.receive(Duration::from_secs(60)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished(), "an empty queue makes the receive wait");
+        let video = t.db.videos().create_with_job(new_video(owner, "notified")).await.unwrap();
+        let delivery = tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("woken by the upload").unwrap().unwrap();
+        assert_eq!(delivery.expect("the new job").job.video_id, video.id);
+
+        // A job another process added (another pool on the same database:
+        // no notice) is found on the next look.
+        let other = match t._sqlite_dir.as_ref() {
+            Some(_) => None,
+            None => Some(Database::connect(&t._pg.as_ref().unwrap().url, 2).await.unwrap()),
+        };
+        if let Some(other) = other {
+            let queue = Arc::new(t.db.queue().with_long_poll(Duration::from_secs(30), Duration::from_millis(100)));
+            let waiting = tokio::spawn({
+                let queue = queue.clone();
+                async move { queue.receive(Duration::from_secs(60)).await }
+            });
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let elsewhere = other.videos().create_with_job(new_video(owner, "elsewhere")).await.unwrap();
+            let delivery = tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("found by looking").unwrap().unwrap();
+            assert_eq!(delivery.expect("the other process's job").job.video_id, elsewhere.id);
+        }
+
+        // With nothing to take, a receive answers None once its wait is over.
+        let short = t.db.queue().with_long_poll(Duration::from_millis(300), Duration::from_millis(100));
+        assert!(short.receive(Duration::from_secs(60)).await.unwrap().is_none());
+    }
+}
+
+#[tokio::test]
 async fn failed_log_ins_are_counted_per_key_within_their_window_and_cleared() {
     use anb_domain::ports::LoginAttempts;
     for t in databases().await {

@@ -267,7 +267,11 @@ impl Services {
             heartbeat: Duration::from_secs(config.job_visibility) / 4,
             max_attempts: config.max_attempts,
             retry_delay: Duration::from_secs(config.retry_delay),
-            ..ProcessorSettings::default()
+            // Every queue adapter waits for a job itself (long polling; the
+            // database queue is woken by an upload in the same process), so
+            // a worker looks again at once: a pause here would be a pause
+            // between an upload and its pick-up.
+            idle_wait: Duration::from_millis(20),
         };
         let workers = role.workers();
         let mut broker = None;

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anb_application::worker::shutdown_on;
 use anb_aws::{S3Storage, SqsQueue};
@@ -78,7 +79,8 @@ enum Command {
         /// x264 B-frames.
         #[arg(long)]
         bframes: Option<u32>,
-        /// videoscale method.
+        /// Scaling filter of our scaler (catrom, lanczos, mitchell,
+        /// bilinear), or GStreamer's as videoscale:<method>.
         #[arg(long)]
         scale_method: Option<String>,
         /// x264 subpixel motion refinement (subme).
@@ -93,6 +95,10 @@ enum Command {
         /// x264 constant quality (CRF).
         #[arg(long)]
         quality: Option<u32>,
+        /// Length of each of the intro and outro cards, in seconds (0: no
+        /// cards; for measuring what they cost).
+        #[arg(long)]
+        card_seconds: Option<f64>,
     },
 }
 
@@ -111,7 +117,7 @@ async fn work() -> ExitCode {
         Command::Migrate => migrate(&cli.common).await,
         Command::Retry { video_ids } => retry(&cli.common, &video_ids).await,
         Command::Provision { queue_name } => provision(&cli.common, &queue_name).await,
-        Command::Transcode { input, output, preset, bframes, scale_method, subme, motion_search, threads, quality } => {
+        Command::Transcode { input, output, preset, bframes, scale_method, subme, motion_search, threads, quality, card_seconds } => {
             let defaults = TranscodeSettings::default();
             let settings = TranscodeSettings {
                 speed_preset: preset.unwrap_or(defaults.speed_preset.clone()),
@@ -121,6 +127,14 @@ async fn work() -> ExitCode {
                 motion_search: motion_search.unwrap_or(defaults.motion_search.clone()),
                 threads: threads.unwrap_or(defaults.threads),
                 quality: quality.unwrap_or(defaults.quality),
+                card: match card_seconds.map(Duration::try_from_secs_f64) {
+                    None => defaults.card,
+                    Some(Ok(card)) => card,
+                    Some(Err(e)) => {
+                        eprintln!("anb-worker: --card-seconds: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
                 ..defaults
             };
             transcode(settings, &input, &output).await
