@@ -3,7 +3,8 @@
 # (as a worker runs it at full load: one decoder and encoder thread), summed
 # by library. Usage: bench/profile.sh [input.mp4]
 # Without an input it uses bench/results/inputs/landscape-50MB.mp4, which
-# `python3 bench/worker.py` generates.
+# `python3 bench/worker.py` generates (bench/latency.py makes the same file
+# under $CARGO_TARGET_DIR/bench-results/inputs).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 worker="${CARGO_TARGET_DIR:-$root/target}/release/anb-worker"
@@ -39,4 +40,6 @@ cpu "GStreamer: decode" gst-launch-1.0 -q $decode ! $first30 ! fakesink
 cpu "GStreamer: decode + scale (videoscale catrom)" gst-launch-1.0 -q $decode ! $scale ! $first30 ! fakesink
 cpu "GStreamer: decode + scale + x264 + mp4mux (no cards, no watermark)" gst-launch-1.0 -q $decode ! $scale ! $first30 ! $x264 ! mp4mux ! filesink location="$work/bare.mp4"
 cpu "anb-worker transcode --threads 1 (the whole job)" "$worker" transcode --threads 1 "$input" "$work/job.mp4"
+cpu "the same, without the cards (--card-seconds 0)" "$worker" transcode --threads 1 --card-seconds 0 "$input" "$work/job.mp4"
+cpu "the same, with videoscale (--scale-method videoscale:catrom)" "$worker" transcode --threads 1 --scale-method videoscale:catrom "$input" "$work/job.mp4"
 }
