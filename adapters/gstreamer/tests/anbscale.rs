@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use anb_domain::ProgressSink;
-use anb_domain::ports::{TranscodeError, Transcoder};
+use anb_domain::ports::{TranscodeError, TranscodeReport, Transcoder};
 use anb_gstreamer::{GstTranscoder, TranscodeSettings, write_test_clip};
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -102,15 +102,21 @@ fn the_output_is_close_to_videoscale_catmull_rom_on_the_same_frame() {
     assert!(mean < 1.5 && psnr > 35.0, "mean difference {mean:.2}, PSNR {psnr:.1} dB");
 }
 
-#[test]
-fn an_unknown_method_is_refused_by_name() {
+/// Transcodes a one-second clip with `scale_method`: the result, and the
+/// size of the output file (0 when there is none).
+fn transcode_with(scale_method: &str) -> (Result<TranscodeReport, TranscodeError>, u64) {
     let dir = tempfile::tempdir().unwrap();
     let (input, output) = (dir.path().join("in.mp4"), dir.path().join("out.mp4"));
     write_test_clip(&input, 1, 320, 240, 10, false).unwrap();
-    let settings = TranscodeSettings { scale_method: "sharpest".into(), ..TranscodeSettings::default() };
+    let settings = TranscodeSettings { scale_method: scale_method.into(), ..TranscodeSettings::default() };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let result = runtime.block_on(GstTranscoder::new(settings).unwrap().transcode(&input, &output, &ProgressSink::new()));
-    match result {
+    (result, std::fs::metadata(&output).map(|m| m.len()).unwrap_or(0))
+}
+
+#[test]
+fn an_unknown_method_is_refused_by_name() {
+    match transcode_with("sharpest").0 {
         Err(TranscodeError::Failed(message)) => assert!(message.contains("sharpest") && message.contains("catrom"), "{message}"),
         other => panic!("{other:?}"),
     }
@@ -118,14 +124,8 @@ fn an_unknown_method_is_refused_by_name() {
 
 #[test]
 fn videoscale_stays_available_for_comparison() {
-    let dir = tempfile::tempdir().unwrap();
-    let (input, output) = (dir.path().join("in.mp4"), dir.path().join("out.mp4"));
-    write_test_clip(&input, 1, 320, 240, 10, false).unwrap();
-    let settings = TranscodeSettings { scale_method: "videoscale:bilinear".into(), ..TranscodeSettings::default() };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(GstTranscoder::new(settings).unwrap().transcode(&input, &output, &ProgressSink::new())).expect("transcoded");
-    assert!(std::fs::metadata(&output).unwrap().len() > 0);
-    let bad = TranscodeSettings { scale_method: "videoscale:sharpest".into(), ..TranscodeSettings::default() };
-    let result = runtime.block_on(GstTranscoder::new(bad).unwrap().transcode(&input, &output, &ProgressSink::new()));
+    let (result, size) = transcode_with("videoscale:bilinear");
+    assert!(result.is_ok() && size > 0, "{result:?}, {size} bytes");
+    let result = transcode_with("videoscale:sharpest").0;
     assert!(matches!(&result, Err(TranscodeError::Failed(m)) if m.contains("sharpest")), "{result:?}");
 }
