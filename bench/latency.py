@@ -9,7 +9,8 @@ bench/transcode.py makes them) and each run: uploads it with curl, polls the
 video every 0.1 s until it is `processed`, and runs bench/transcode.py's
 ffmpeg command line on the same file. Prints a markdown table of both times
 and their ratio (ffmpeg's time / ours: above 1 means the user waits less
-than the ffmpeg command line takes), each run and the median.
+than the ffmpeg command line takes), each run and the median; then where
+our wait went, step by step, from the worker's and the transcoder's logs.
 
   cargo build --release --bins
   python3 bench/latency.py --runs 3
