@@ -1,7 +1,8 @@
 //! `anbscale`, the pipeline's scaler: I420 in, I420 out, the picture scaled
 //! to fit the output frame at its display aspect ratio and centred on black,
-//! in one pass per plane with `fast_image_resize`'s SIMD convolution
-//! (AVX2/SSE4.1 on x86, NEON on ARM).
+//! one plane at a time by [`Scaler`]: `fast_image_resize`'s SIMD vertical
+//! pass (AVX2/SSE4.1 on x86, NEON on ARM) down the columns, then down the
+//! rows of the plane turned a quarter.
 //!
 //! GStreamer 1.22's `videoscale` runs its n-tap filters as a scalar gather in
 //! C (docs/benchmarks.md), which made scaling the costliest step after the
@@ -483,7 +484,7 @@ mod element {
             ) -> Result<(), gst::LoggableError> {
                 let (in_par, out_par) = (in_info.par(), out_info.par());
                 // A non-square output pixel stretches the display box the other way.
-                let par = (in_par.numer() * out_par.denom(), in_par.denom() * out_par.numer());
+                let par = (in_par.numer().saturating_mul(out_par.denom()), in_par.denom().saturating_mul(out_par.numer()));
                 let fit = Fit::new(in_info.width(), in_info.height(), par, out_info.width(), out_info.height());
                 gst::debug!(
                     CAT,
