@@ -12,7 +12,8 @@ APT_PACKAGES := pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev 
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CARGO ?= cargo
-# Where cargo puts binaries (honours CARGO_TARGET_DIR, as .ci/run sets it).
+# Where cargo puts binaries: `target`, or CARGO_TARGET_DIR when a user sets it. The scripts
+# given it resolve it themselves, so a relative path works from any directory.
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
 # Tests also need PostgreSQL server binaries (for a throwaway cluster) and a

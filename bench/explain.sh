@@ -6,11 +6,12 @@
 # It creates (and afterwards drops) the database anb_explain on that server;
 # the schema comes from `anb-worker migrate`, the same migrations as always.
 set -euo pipefail
+[ -n "${CARGO_TARGET_DIR:-}" ] && CARGO_TARGET_DIR=$(realpath -m "$CARGO_TARGET_DIR") && export CARGO_TARGET_DIR
 cd "$(dirname "$0")/.."
 admin="${1:-${ANB_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}}"
 url="${admin%/*}/anb_explain"
 # Any build of anb-worker will do: it only runs the migrations.
-target="${CARGO_TARGET_DIR:-target}"
+target="$(realpath -m "${CARGO_TARGET_DIR:-target}")"
 worker="$target/release/anb-worker"
 [ -x "$worker" ] || worker="$target/debug/anb-worker"
 [ -x "$worker" ] || cargo build --bin anb-worker

@@ -7,7 +7,7 @@
 # under $CARGO_TARGET_DIR/bench-results/inputs).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-worker="${CARGO_TARGET_DIR:-$root/target}/release/anb-worker"
+worker="$(realpath -m "${CARGO_TARGET_DIR:-$root/target}")/release/anb-worker"
 input=${1:-$root/bench/results/inputs/landscape-50MB.mp4}
 command -v perf >/dev/null || { echo "perf is missing: apt-get install linux-perf" >&2; exit 1; }
 [ -x "$worker" ] || { echo "$worker not found: cargo build --release --bins" >&2; exit 1; }

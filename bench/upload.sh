@@ -5,9 +5,10 @@
 #
 #   bench/upload.sh [SECONDS]      # default 40
 set -euo pipefail
+[ -n "${CARGO_TARGET_DIR:-}" ] && CARGO_TARGET_DIR=$(realpath -m "$CARGO_TARGET_DIR") && export CARGO_TARGET_DIR
 cd "$(dirname "$0")/.."
 secs="${1:-40}"
-target="${CARGO_TARGET_DIR:-target}"
+target="$(realpath -m "${CARGO_TARGET_DIR:-target}")"
 cargo build --release --bins -q
 work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT

@@ -4,11 +4,13 @@
 # two anb-web (no embedded workers) on :8080 and :8081 and two anb-worker.
 # Ctrl-C stops everything and removes the cluster and emulator state.
 set -euo pipefail
+# CARGO_TARGET_DIR, as cargo reads it, is relative to the caller's directory.
+[ -n "${CARGO_TARGET_DIR:-}" ] && CARGO_TARGET_DIR=$(realpath -m "$CARGO_TARGET_DIR") && export CARGO_TARGET_DIR
 cd "$(dirname "$0")/.."
 
-target="${CARGO_TARGET_DIR:-target}"
+target="$(realpath -m "${CARGO_TARGET_DIR:-target}")"
 bin="$target/release"
-moto="${ANB_MOTO_SERVER:-$target/test-venv/bin/moto_server}"
+moto="$(realpath -m "${ANB_MOTO_SERVER:-$target/test-venv/bin/moto_server}")"
 root="$(mktemp -d /tmp/anb-scaleout.XXXXXX)"
 chmod 755 "$root"   # the cluster may belong to the postgres user
 pids=()

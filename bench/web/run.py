@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 from api import free_port  # noqa: E402
 from plotting import plotting_python  # noqa: E402
-TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")).resolve()
 RELEASE = TARGET / "release"
 RESULTS = TARGET / "bench-results"
 VENV = TARGET / "bench-venv"

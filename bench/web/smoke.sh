@@ -4,9 +4,11 @@
 # given build of anb-web on a free loopback port, and 8 goose users of the
 # voting-week mix for 30 s. Fails when a request fails or the p99 passes
 # 500 ms (a debug build on 2 shared cores is far under it). Usage:
-#   bench/web/smoke.sh TARGET/debug
+#   bench/web/smoke.sh TARGET/debug   (relative or absolute, from any directory)
 set -euo pipefail
 bin="${1:?usage: bench/web/smoke.sh DIRECTORY_OF_THE_BINARIES}"
+# Absolute from here on: the load generator runs in the work directory.
+bin="$(cd "$bin" && pwd)"
 work="$(mktemp -d)"
 web_pid=""
 cleanup() {
