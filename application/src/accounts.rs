@@ -1,15 +1,47 @@
-//! Sign-up, log-in and token checks.
+//! Sign-up (within the limits per client address and network), e-mail
+//! verification, log-in and token checks.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anb_domain::ports::{AccessToken, Clock, LoginAttempts, PasswordHasher, TokenError, TokenIssuer, UserRepository, UserRepositoryError};
+use anb_domain::ports::{
+    AccessToken, Clock, Count, Counters, Keyring, PasswordHasher, RedeemError, TokenError, TokenIssuer, UserRepository,
+    UserRepositoryError, Verifications,
+};
 use anb_domain::user::{Email, NewUser, Password};
-use anb_domain::{BackendError, PasswordHash, UserId};
+use anb_domain::{BackendError, MailKind, PasswordHash, User, UserId};
 
 use crate::FieldError;
 use crate::login::{Keys, LoginLimits};
+
+/// How many sign-ups a client may make, counted over [`SignUpLimits::window`]
+/// in the database (every web server sees the same counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignUpLimits {
+    /// Sign-ups from one client address.
+    pub per_address: u32,
+    /// Sign-ups from one network (/24 for IPv4, /64 for IPv6): a wider bound,
+    /// for an attacker who holds many addresses of one network.
+    pub per_network: u32,
+    /// The window the sign-ups are counted over.
+    pub window: Duration,
+    /// Requests for a new verification link per account within the window.
+    pub resends: u32,
+}
+
+impl Default for SignUpLimits {
+    fn default() -> Self {
+        Self { per_address: 10, per_network: 50, window: Duration::from_secs(3600), resends: 5 }
+    }
+}
+
+/// What one deployment asks of accounts beyond the log-in limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AccountRules {
+    pub login: LoginLimits,
+    pub sign_up: SignUpLimits,
+}
 
 /// Most characters in a name, city or country.
 pub const MAX_TEXT_CHARS: usize = 100;
@@ -34,6 +66,42 @@ pub enum SignUpError {
     Invalid(Vec<FieldError>),
     #[error("El correo electrónico ya está registrado.")]
     EmailTaken,
+    /// Too many sign-ups from this client's address or network; sign-ups
+    /// from it wait `retry_after`.
+    #[error("Se crearon demasiadas cuentas desde tu red. Inténtalo de nuevo más tarde.")]
+    Throttled { retry_after: Duration },
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// Why a verification link was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("El enlace de verificación no es válido.")]
+    Invalid,
+    #[error("El enlace de verificación ya fue usado.")]
+    Used,
+    #[error("El enlace de verificación expiró. Pide uno nuevo desde tu cuenta.")]
+    Expired,
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// What asking for a new verification link did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resent {
+    /// A new message is on its way.
+    Queued,
+    /// The address is verified already: nothing was sent.
+    AlreadyVerified,
+}
+
+/// Why a new verification link was not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum ResendError {
+    /// Asked too often; the next request may come after `retry_after`.
+    #[error("Ya pediste varios enlaces. Inténtalo de nuevo más tarde.")]
+    Throttled { retry_after: Duration },
     #[error(transparent)]
     Backend(#[from] BackendError),
 }
@@ -73,8 +141,10 @@ pub struct Accounts {
     hasher: Arc<dyn PasswordHasher>,
     tokens: Arc<dyn TokenIssuer>,
     clock: Arc<dyn Clock>,
-    attempts: Arc<dyn LoginAttempts>,
-    limits: LoginLimits,
+    counters: Arc<dyn Counters>,
+    keyring: Arc<dyn Keyring>,
+    verifications: Arc<dyn Verifications>,
+    rules: AccountRules,
 }
 
 /// The ports [`Accounts`] works through.
@@ -84,23 +154,28 @@ pub struct AccountsPorts {
     pub hasher: Arc<dyn PasswordHasher>,
     pub tokens: Arc<dyn TokenIssuer>,
     pub clock: Arc<dyn Clock>,
-    pub attempts: Arc<dyn LoginAttempts>,
+    pub counters: Arc<dyn Counters>,
+    pub keyring: Arc<dyn Keyring>,
+    pub verifications: Arc<dyn Verifications>,
 }
 
 impl Accounts {
-    /// Wires the use cases to their ports, with these log-in limits.
-    pub fn new(ports: AccountsPorts, limits: LoginLimits) -> Self {
-        let AccountsPorts { users, hasher, tokens, clock, attempts } = ports;
-        Self { users, hasher, tokens, clock, attempts, limits }
+    /// Wires the use cases to their ports, with these limits.
+    pub fn new(ports: AccountsPorts, rules: AccountRules) -> Self {
+        let AccountsPorts { users, hasher, tokens, clock, counters, keyring, verifications } = ports;
+        Self { users, hasher, tokens, clock, counters, keyring, verifications, rules }
     }
 
-    /// Registers a player.
+    /// Registers a player from `client` (when its address is known), and
+    /// queues the message that verifies the address.
     ///
     /// # Errors
     /// [`SignUpError::Invalid`] listing every bad field (missing or blank,
     /// too long, malformed e-mail, weak or mismatched passwords);
-    /// [`SignUpError::EmailTaken`] when the e-mail is registered in any case.
-    pub async fn sign_up(&self, form: SignUp) -> Result<UserId, SignUpError> {
+    /// [`SignUpError::EmailTaken`] when the e-mail is registered in any case;
+    /// [`SignUpError::Throttled`] past the limits per address or network
+    /// (no password is hashed then).
+    pub async fn sign_up(&self, form: SignUp, client: Option<IpAddr>) -> Result<UserId, SignUpError> {
         let mut errors = Vec::new();
         for (field, value) in
             [("first_name", &form.first_name), ("last_name", &form.last_name), ("city", &form.city), ("country", &form.country)]
@@ -117,8 +192,18 @@ impl Accounts {
         let (Some(email), Some(password), true) = (email, password, errors.is_empty()) else {
             return Err(SignUpError::Invalid(errors));
         };
+        let keys = client.map(|address| self.sign_up_keys(address)).unwrap_or_default();
+        // Refused early and cheaply: no write, no hashing.
+        let now = self.clock.now();
+        self.sign_up_allowed(&self.counters.counts(&keys).await?, 0, now)?;
         if self.users.by_email(&email).await.map_err(user_backend)?.is_some() {
             return Err(SignUpError::EmailTaken);
+        }
+        // Counted before the hash, and checked on the counts this sign-up
+        // left, so that racing sign-ups cannot all pass.
+        if !keys.is_empty() {
+            let counts = self.counters.record(&keys, self.rules.sign_up.window, now).await?;
+            self.sign_up_allowed(&counts, 1, now)?;
         }
         let password_hash = self.hasher.hash(&password).await?;
         let user = NewUser {
@@ -128,13 +213,87 @@ impl Accounts {
             password_hash,
             city: form.city.trim().to_owned(),
             country: form.country.trim().to_owned(),
-            created_at: self.clock.now(),
+            created_at: now,
+            signup_network: client.map(|address| self.keyring.network_tag(address)),
         };
         match self.users.create(user).await {
             Ok(user) => Ok(user.id),
             Err(UserRepositoryError::DuplicateEmail) => Err(SignUpError::EmailTaken),
             Err(UserRepositoryError::Backend(e)) => Err(e.into()),
         }
+    }
+
+    /// The counter keys of a sign-up from `address`: pseudonyms, never the
+    /// address itself.
+    fn sign_up_keys(&self, address: IpAddr) -> Vec<String> {
+        vec![
+            format!("signup-address:{}", self.keyring.address_tag(address).0),
+            format!("signup-network:{}", self.keyring.network_tag(address).0),
+        ]
+    }
+
+    /// Whether these counts leave room for a sign-up; `own` is how many of
+    /// them are this sign-up's (1 once recorded).
+    fn sign_up_allowed(&self, counts: &[Count], own: u32, now: anb_domain::Timestamp) -> Result<(), SignUpError> {
+        let limits = self.rules.sign_up;
+        let over = counts.iter().filter(|c| {
+            let limit = if c.key.starts_with("signup-address:") { limits.per_address } else { limits.per_network };
+            c.count.saturating_sub(own) >= limit
+        });
+        match over.map(|c| window_left(c, limits.window, now)).max() {
+            Some(retry_after) => {
+                tracing::info!(retry_after = retry_after.as_secs(), "sign-up refused: too many from this client's address or network");
+                Err(SignUpError::Throttled { retry_after })
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Who is signed in.
+    ///
+    /// # Errors
+    /// [`AuthError::Unauthenticated`] when the account is gone.
+    pub async fn me(&self, user: UserId) -> Result<User, AuthError> {
+        self.users.by_id(user).await.map_err(user_backend)?.ok_or(AuthError::Unauthenticated)
+    }
+
+    /// Verifies the address whose link carried `token`.
+    ///
+    /// # Errors
+    /// [`VerifyError`] for an unknown (or forged), used or expired token.
+    pub async fn verify_email(&self, token: &str) -> Result<UserId, VerifyError> {
+        let token = token.trim();
+        if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+            return Err(VerifyError::Invalid);
+        }
+        let user = self.verifications.redeem(&self.keyring.token_hash(token), self.clock.now()).await.map_err(|e| match e {
+            RedeemError::Unknown => VerifyError::Invalid,
+            RedeemError::Used => VerifyError::Used,
+            RedeemError::Expired => VerifyError::Expired,
+            RedeemError::Backend(e) => VerifyError::Backend(e),
+        })?;
+        tracing::info!(%user, "e-mail address verified");
+        Ok(user)
+    }
+
+    /// Sends `user` a new verification link, at most
+    /// [`SignUpLimits::resends`] times a window.
+    ///
+    /// # Errors
+    /// [`ResendError::Throttled`] when asked too often.
+    pub async fn resend_verification(&self, user: UserId) -> Result<Resent, ResendError> {
+        let found = self.users.by_id(user).await.map_err(user_backend)?;
+        if found.is_none_or(|u| u.email_verified) {
+            return Ok(Resent::AlreadyVerified);
+        }
+        let now = self.clock.now();
+        let window = self.rules.sign_up.window;
+        let counts = self.counters.record(&[format!("resend:{user}")], window, now).await?;
+        if let Some(count) = counts.iter().find(|c| c.count > self.rules.sign_up.resends) {
+            return Err(ResendError::Throttled { retry_after: window_left(count, window, now) });
+        }
+        self.verifications.queue_mail(user, MailKind::Verification, now).await?;
+        Ok(Resent::Queued)
     }
 
     /// Checks credentials and issues an access token, within the limits on
@@ -153,17 +312,17 @@ impl Accounts {
             .as_ref()
             .map_or_else(|_| typed_email.trim().to_lowercase().chars().take(Email::MAX_LEN).collect(), |e| e.as_str().to_owned());
         let keys = Keys::new(&account, client);
-        let counts = self.attempts.failures(&keys.all()).await?;
-        if let Some(retry_after) = keys.locked_for(&counts, self.limits, self.clock.now()) {
+        let counts = self.counters.counts(&keys.all()).await?;
+        if let Some(retry_after) = keys.locked_for(&counts, self.rules.login, self.clock.now()) {
             return Err(LogInError::Locked { retry_after });
         }
         match self.check_credentials(email.ok(), password).await? {
             Some(user) => {
-                self.attempts.clear(&keys.owned()).await?;
+                self.counters.clear(&keys.owned()).await?;
                 Ok(self.tokens.issue(user)?)
             }
             None => {
-                self.attempts.record_failure(&keys.all(), self.limits.lockout, self.clock.now()).await?;
+                self.counters.record(&keys.all(), self.rules.login.lockout, self.clock.now()).await?;
                 Err(LogInError::InvalidCredentials)
             }
         }
@@ -199,6 +358,15 @@ impl Accounts {
     }
 }
 
+/// Longest token accepted (ours are 43 characters).
+const MAX_TOKEN_LEN: usize = 128;
+
+/// What is left of a count's window at `now`.
+fn window_left(count: &Count, window: Duration, now: anb_domain::Timestamp) -> Duration {
+    let ends = count.since + chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+    (ends - now).to_std().unwrap_or(Duration::ZERO).max(Duration::from_secs(1))
+}
+
 fn check_text(value: &str) -> Result<(), &'static str> {
     if value.trim().is_empty() {
         Err("el campo es obligatorio.")
@@ -221,8 +389,8 @@ fn user_backend(error: UserRepositoryError) -> BackendError {
 #[cfg(test)]
 mod tests {
     use anb_domain::User;
-    use anb_domain::fixtures::MemoryLoginAttempts;
-    use anb_domain::ports::{MockClock, MockPasswordHasher, MockTokenIssuer, MockUserRepository};
+    use anb_domain::fixtures::{MemoryCounters, PlainKeyring};
+    use anb_domain::ports::{MockClock, MockPasswordHasher, MockTokenIssuer, MockUserRepository, MockVerifications};
     use chrono::Utc;
 
     use super::*;
@@ -249,6 +417,7 @@ mod tests {
             city: "Bogotá".into(),
             country: "Colombia".into(),
             created_at: Utc::now(),
+            email_verified: false,
         }
     }
 
@@ -259,23 +428,135 @@ mod tests {
     }
 
     fn accounts(users: MockUserRepository, hasher: MockPasswordHasher, tokens: MockTokenIssuer) -> Accounts {
-        accounts_with(users, hasher, tokens, Arc::new(MemoryLoginAttempts::default()))
+        accounts_with(users, hasher, tokens, Arc::new(MemoryCounters::default()))
     }
 
     fn accounts_with(
         users: MockUserRepository,
         hasher: MockPasswordHasher,
         tokens: MockTokenIssuer,
-        attempts: Arc<dyn LoginAttempts>,
+        counters: Arc<dyn Counters>,
+    ) -> Accounts {
+        accounts_verifying(users, hasher, tokens, counters, MockVerifications::new())
+    }
+
+    fn accounts_verifying(
+        users: MockUserRepository,
+        hasher: MockPasswordHasher,
+        tokens: MockTokenIssuer,
+        counters: Arc<dyn Counters>,
+        verifications: MockVerifications,
     ) -> Accounts {
         let ports = AccountsPorts {
             users: Arc::new(users),
             hasher: Arc::new(hasher),
             tokens: Arc::new(tokens),
             clock: Arc::new(clock()),
-            attempts,
+            counters,
+            keyring: Arc::new(PlainKeyring::default()),
+            verifications: Arc::new(verifications),
         };
-        Accounts::new(ports, LoginLimits { max_failures: 3, lockout: Duration::from_secs(60) })
+        let sign_up = SignUpLimits { per_address: 3, per_network: 5, window: Duration::from_secs(3600), resends: 2 };
+        Accounts::new(ports, AccountRules { login: LoginLimits { max_failures: 3, lockout: Duration::from_secs(60) }, sign_up })
+    }
+
+    fn signing_up_users() -> MockUserRepository {
+        let mut users = MockUserRepository::new();
+        users.expect_by_email().returning(|_| Ok(None));
+        users.expect_create().returning(|_| Ok(stored_user()));
+        users
+    }
+
+    fn counting_hasher(hashed: Arc<std::sync::atomic::AtomicU32>) -> MockPasswordHasher {
+        let mut hasher = MockPasswordHasher::new();
+        hasher.expect_hash().returning(move |_| {
+            hashed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(PasswordHash("h".into()))
+        });
+        hasher
+    }
+
+    #[tokio::test]
+    async fn sign_ups_are_limited_per_address_and_per_network_and_a_refused_one_hashes_nothing() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let hashed = Arc::new(AtomicU32::new(0));
+        let counters = Arc::new(MemoryCounters::default());
+        let accounts =
+            accounts_with(signing_up_users(), counting_hasher(hashed.clone()), MockTokenIssuer::new(), counters.clone());
+        let from = |ip: &str| Some(ip.parse::<IpAddr>().unwrap());
+        for _ in 0..3 {
+            accounts.sign_up(form(), from("203.0.113.9")).await.unwrap();
+        }
+        let refused = accounts.sign_up(form(), from("203.0.113.9")).await.unwrap_err();
+        assert!(matches!(refused, SignUpError::Throttled { retry_after } if retry_after > Duration::from_secs(3590)), "{refused:?}");
+        assert_eq!(hashed.load(Ordering::SeqCst), 3, "a refused sign-up hashes no password");
+        // Another address of the same /24: its own three would pass, but the network's bound is five.
+        accounts.sign_up(form(), from("203.0.113.10")).await.unwrap();
+        accounts.sign_up(form(), from("203.0.113.10")).await.unwrap();
+        assert!(matches!(accounts.sign_up(form(), from("203.0.113.11")).await, Err(SignUpError::Throttled { .. })));
+        // Elsewhere, and with no known address, sign-ups go on.
+        accounts.sign_up(form(), from("198.51.100.1")).await.unwrap();
+        accounts.sign_up(form(), None).await.unwrap();
+        assert!(counters.keys().iter().all(|k| !k.contains("203.0.113.9") || k.contains("addr:")), "{:?}", counters.keys());
+    }
+
+    #[tokio::test]
+    async fn the_account_records_the_pseudonym_of_its_network() {
+        let mut users = MockUserRepository::new();
+        users.expect_by_email().returning(|_| Ok(None));
+        users
+            .expect_create()
+            .withf(|u| u.signup_network.as_ref().is_some_and(|n| n.0 == "net:203.0.113.0/24"))
+            .times(1)
+            .returning(|_| Ok(stored_user()));
+        let hasher = counting_hasher(Arc::default());
+        let accounts = accounts(users, hasher, MockTokenIssuer::new());
+        accounts.sign_up(form(), Some("203.0.113.9".parse().unwrap())).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_token_is_looked_up_by_its_hash_and_each_refusal_says_why() {
+        let mut verifications = MockVerifications::new();
+        verifications.expect_redeem().returning(|hash, _| match hash.0.as_str() {
+            "hash:good" => Ok(UserId(7)),
+            "hash:used" => Err(RedeemError::Used),
+            "hash:old" => Err(RedeemError::Expired),
+            _ => Err(RedeemError::Unknown),
+        });
+        let accounts = accounts_verifying(
+            MockUserRepository::new(),
+            MockPasswordHasher::new(),
+            MockTokenIssuer::new(),
+            Arc::new(MemoryCounters::default()),
+            verifications,
+        );
+        assert_eq!(accounts.verify_email(" good ").await.unwrap(), UserId(7));
+        assert!(matches!(accounts.verify_email("used").await, Err(VerifyError::Used)));
+        assert!(matches!(accounts.verify_email("old").await, Err(VerifyError::Expired)));
+        assert!(matches!(accounts.verify_email("forged").await, Err(VerifyError::Invalid)));
+        assert!(matches!(accounts.verify_email("").await, Err(VerifyError::Invalid)));
+        assert!(matches!(accounts.verify_email(&"x".repeat(500)).await, Err(VerifyError::Invalid)));
+    }
+
+    #[tokio::test]
+    async fn a_new_link_is_queued_a_few_times_a_window_and_never_for_a_verified_address() {
+        let mut users = MockUserRepository::new();
+        users.expect_by_id().returning(|id| Ok(Some(User { id, email_verified: id == UserId(8), ..stored_user() })));
+        let mut verifications = MockVerifications::new();
+        verifications.expect_queue_mail().withf(|user, kind, _| *user == UserId(7) && *kind == MailKind::Verification).times(2).returning(
+            |_, _, _| Ok(()),
+        );
+        let accounts = accounts_verifying(
+            users,
+            MockPasswordHasher::new(),
+            MockTokenIssuer::new(),
+            Arc::new(MemoryCounters::default()),
+            verifications,
+        );
+        assert_eq!(accounts.resend_verification(UserId(8)).await.unwrap(), Resent::AlreadyVerified);
+        assert_eq!(accounts.resend_verification(UserId(7)).await.unwrap(), Resent::Queued);
+        assert_eq!(accounts.resend_verification(UserId(7)).await.unwrap(), Resent::Queued);
+        assert!(matches!(accounts.resend_verification(UserId(7)).await, Err(ResendError::Throttled { .. })));
     }
 
     #[tokio::test]
@@ -286,7 +567,7 @@ mod tests {
         hasher.expect_verify().returning(|p, _| p.expose() == "S3cure!pass");
         let mut tokens = MockTokenIssuer::new();
         tokens.expect_issue().returning(|_| Ok(AccessToken { token: "jwt".into(), expires_in: 3600 }));
-        let attempts = Arc::new(MemoryLoginAttempts::default());
+        let attempts = Arc::new(MemoryCounters::default());
         let accounts = accounts_with(users, hasher, tokens, attempts.clone());
         let (attacker, owner) = (Some("203.0.113.9".parse().unwrap()), Some("198.51.100.4".parse().unwrap()));
 
@@ -305,7 +586,7 @@ mod tests {
         users.expect_by_email().returning(|_| Ok(Some(stored_user())));
         let mut hasher = MockPasswordHasher::new();
         hasher.expect_verify().returning(|_, _| false);
-        let accounts = accounts_with(users, hasher, MockTokenIssuer::new(), Arc::new(MemoryLoginAttempts::default()));
+        let accounts = accounts_with(users, hasher, MockTokenIssuer::new(), Arc::new(MemoryCounters::default()));
         for n in 0..30 {
             let from = Some(format!("10.0.{}.{}", n / 2, n % 2).parse().unwrap());
             assert!(matches!(accounts.log_in("ana@example.com", "guess", from).await, Err(LogInError::InvalidCredentials)), "attempt {n}");
@@ -324,14 +605,14 @@ mod tests {
             .returning(|_| Ok(stored_user()));
         let mut hasher = MockPasswordHasher::new();
         hasher.expect_hash().returning(|_| Ok(PasswordHash("hashed".into())));
-        let id = accounts(users, hasher, MockTokenIssuer::new()).sign_up(form()).await.unwrap();
+        let id = accounts(users, hasher, MockTokenIssuer::new()).sign_up(form(), None).await.unwrap();
         assert_eq!(id, UserId(7));
     }
 
     #[tokio::test]
     async fn sign_up_lists_every_bad_field() {
         let bad = SignUp { first_name: " ".into(), email: "nope".into(), password1: "short".into(), password2: "other".into(), ..form() };
-        let err = accounts(MockUserRepository::new(), MockPasswordHasher::new(), MockTokenIssuer::new()).sign_up(bad).await.unwrap_err();
+        let err = accounts(MockUserRepository::new(), MockPasswordHasher::new(), MockTokenIssuer::new()).sign_up(bad, None).await.unwrap_err();
         let SignUpError::Invalid(errors) = err else { panic!("{err:?}") };
         let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
         assert_eq!(fields, ["first_name", "email", "password1", "password2"]);
@@ -340,7 +621,7 @@ mod tests {
     #[tokio::test]
     async fn sign_up_refuses_mismatched_passwords_alone() {
         let bad = SignUp { password2: "S3cure!pasS".into(), ..form() };
-        let err = accounts(MockUserRepository::new(), MockPasswordHasher::new(), MockTokenIssuer::new()).sign_up(bad).await.unwrap_err();
+        let err = accounts(MockUserRepository::new(), MockPasswordHasher::new(), MockTokenIssuer::new()).sign_up(bad, None).await.unwrap_err();
         assert_eq!(err.to_string(), "Las contraseñas no coinciden.");
     }
 
@@ -348,7 +629,7 @@ mod tests {
     async fn sign_up_with_a_registered_email_is_refused_before_hashing() {
         let mut users = MockUserRepository::new();
         users.expect_by_email().returning(|_| Ok(Some(stored_user())));
-        let err = accounts(users, MockPasswordHasher::new(), MockTokenIssuer::new()).sign_up(form()).await.unwrap_err();
+        let err = accounts(users, MockPasswordHasher::new(), MockTokenIssuer::new()).sign_up(form(), None).await.unwrap_err();
         assert!(matches!(err, SignUpError::EmailTaken));
     }
 
@@ -359,7 +640,7 @@ mod tests {
         users.expect_create().returning(|_| Err(UserRepositoryError::DuplicateEmail));
         let mut hasher = MockPasswordHasher::new();
         hasher.expect_hash().returning(|_| Ok(PasswordHash("h".into())));
-        let err = accounts(users, hasher, MockTokenIssuer::new()).sign_up(form()).await.unwrap_err();
+        let err = accounts(users, hasher, MockTokenIssuer::new()).sign_up(form(), None).await.unwrap_err();
         assert!(matches!(err, SignUpError::EmailTaken));
     }
 
@@ -367,7 +648,7 @@ mod tests {
     async fn sign_up_reports_a_database_failure_as_such() {
         let mut users = MockUserRepository::new();
         users.expect_by_email().returning(|_| Err(BackendError::unavailable("down").into()));
-        let err = accounts(users, MockPasswordHasher::new(), MockTokenIssuer::new()).sign_up(form()).await.unwrap_err();
+        let err = accounts(users, MockPasswordHasher::new(), MockTokenIssuer::new()).sign_up(form(), None).await.unwrap_err();
         assert!(matches!(err, SignUpError::Backend(e) if e.kind == anb_domain::BackendErrorKind::Unavailable));
     }
 

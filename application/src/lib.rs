@@ -6,17 +6,23 @@
 //! files or S3, the database queue or SQS.
 
 pub mod accounts;
+pub mod audit;
 pub mod cache;
 pub mod login;
+pub mod mail;
 pub mod public;
 pub mod sweeper;
 pub mod videos;
 pub mod worker;
 
-pub use accounts::{Accounts, AccountsPorts, AuthError, LogInError, SignUp, SignUpError};
+pub use accounts::{
+    AccountRules, Accounts, AccountsPorts, AuthError, LogInError, ResendError, Resent, SignUp, SignUpError, SignUpLimits, VerifyError,
+};
+pub use audit::BallotAudit;
 pub use cache::{DEFAULT_CACHE_TTL, PageCache};
 pub use login::LoginLimits;
-pub use public::{PublicQueryError, Showcase, VoteError};
+pub use mail::{MailRelay, MailSettings};
+pub use public::{PublicQueryError, Showcase, ShowcasePorts, ShowcaseRules, VoteError};
 pub use sweeper::DeadLetterSweeper;
 pub use videos::{DeleteError, UploadError, VideoAccessError, VideoDetail, VideoSummary, Videos};
 pub use worker::{Processor, ProcessorPorts, ProcessorSettings, Shutdown, WorkerError};

@@ -1,4 +1,4 @@
-//! The limits on failed log-ins, kept through the [`LoginAttempts`] port so
+//! The limits on failed log-ins, kept through the [`Counters`] port so
 //! that every web server sees the same counts.
 //!
 //! Failures are counted under three keys, each over the lockout window:
@@ -20,7 +20,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use anb_domain::Timestamp;
-use anb_domain::ports::FailureCount;
+use anb_domain::ports::Count;
 
 /// How many failures lock, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,10 +82,10 @@ impl Keys {
     }
 
     /// How long log-ins under these keys stay locked, if they are.
-    pub fn locked_for(&self, counts: &[FailureCount], limits: LoginLimits, now: Timestamp) -> Option<Duration> {
+    pub fn locked_for(&self, counts: &[Count], limits: LoginLimits, now: Timestamp) -> Option<Duration> {
         counts
             .iter()
-            .filter(|count| count.failures >= self.limit(&count.key, limits))
+            .filter(|count| count.count >= self.limit(&count.key, limits))
             .filter_map(|count| {
                 let ends = count.since + chrono::Duration::from_std(limits.lockout).ok()?;
                 (ends > now).then(|| (ends - now).to_std().ok()).flatten()
@@ -98,8 +98,8 @@ impl Keys {
 mod tests {
     use super::*;
 
-    fn count(key: &str, failures: u32, seconds_ago: i64, now: Timestamp) -> FailureCount {
-        FailureCount { key: key.into(), failures, since: now - chrono::Duration::seconds(seconds_ago) }
+    fn count(key: &str, n: u32, seconds_ago: i64, now: Timestamp) -> Count {
+        Count { key: key.into(), count: n, since: now - chrono::Duration::seconds(seconds_ago) }
     }
 
     #[test]
@@ -108,7 +108,7 @@ mod tests {
         let limits = LoginLimits { max_failures: 5, lockout: Duration::from_secs(300) };
         let keys = Keys::new("ana@example.com", Some("10.0.0.1".parse().unwrap()));
         assert_eq!(keys.all(), ["pair:10.0.0.1|ana@example.com", "address:10.0.0.1", "account:ana@example.com"]);
-        let locked = |counts: &[FailureCount]| keys.locked_for(counts, limits, now);
+        let locked = |counts: &[Count]| keys.locked_for(counts, limits, now);
 
         assert_eq!(locked(&[count(&keys.all()[0], 4, 10, now)]), None);
         let wait = locked(&[count(&keys.all()[0], 5, 10, now)]).unwrap();

@@ -1,9 +1,12 @@
 //! What everyone sees: public videos, votes and the ranking of players.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anb_domain::ports::{ObjectStorage, VideoRepository, VoteRepository, VoteRepositoryError};
+use anb_domain::ports::{
+    Clock, Keyring, ObjectStorage, UserRepository, UserRepositoryError, VideoRepository, VoteRepository, VoteRepositoryError,
+};
 use anb_domain::{BackendError, CityFilter, Page, PublicVideo, RankingEntry, UserId, VideoId};
 
 use crate::cache::{PageCache, rankings_key, videos_key};
@@ -26,6 +29,11 @@ pub enum VoteError {
     AlreadyVoted,
     #[error("El video no existe o no es público.")]
     NotFound,
+    #[error("No puedes votar por tu propio video.")]
+    OwnVideo,
+    /// The deployment requires a verified address, and the voter's is not.
+    #[error("Verifica tu correo electrónico para votar.")]
+    Unverified,
     #[error(transparent)]
     Backend(#[from] BackendError),
 }
@@ -54,9 +62,32 @@ impl PublicVideoView {
 pub struct Showcase {
     videos: Arc<dyn VideoRepository>,
     votes: Arc<dyn VoteRepository>,
+    users: Arc<dyn UserRepository>,
     storage: Arc<dyn ObjectStorage>,
-    url_ttl: Duration,
+    keyring: Arc<dyn Keyring>,
+    clock: Arc<dyn Clock>,
+    rules: ShowcaseRules,
     cache: Arc<PageCache>,
+}
+
+/// The ports [`Showcase`] works through.
+#[derive(Clone)]
+pub struct ShowcasePorts {
+    pub videos: Arc<dyn VideoRepository>,
+    pub votes: Arc<dyn VoteRepository>,
+    pub users: Arc<dyn UserRepository>,
+    pub storage: Arc<dyn ObjectStorage>,
+    pub keyring: Arc<dyn Keyring>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// What one deployment decides about the public pages and votes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShowcaseRules {
+    /// How long the signed links handed out stay valid.
+    pub url_ttl: Duration,
+    /// Whether only people with a verified address may vote.
+    pub votes_require_verified_email: bool,
 }
 
 /// Default page size of the public video list.
@@ -66,13 +97,9 @@ pub const DEFAULT_RANKING_LIMIT: i64 = 10;
 
 impl Showcase {
     /// Wires the use cases to their ports.
-    pub fn new(
-        videos: Arc<dyn VideoRepository>,
-        votes: Arc<dyn VoteRepository>,
-        storage: Arc<dyn ObjectStorage>,
-        url_ttl: Duration,
-    ) -> Self {
-        Self { videos, votes, storage, url_ttl, cache: Arc::new(PageCache::disabled()) }
+    pub fn new(ports: ShowcasePorts, rules: ShowcaseRules) -> Self {
+        let ShowcasePorts { videos, votes, users, storage, keyring, clock } = ports;
+        Self { videos, votes, users, storage, keyring, clock, rules, cache: Arc::new(PageCache::disabled()) }
     }
 
     /// Keeps the pages of the list and the ranking in `cache` (shared with
@@ -97,7 +124,7 @@ impl Showcase {
         let page = page(limit.unwrap_or(DEFAULT_VIDEO_LIMIT), offset.unwrap_or(0))?;
         let city = city_filter(city);
         let key = videos_key(&city, page);
-        let (videos, storage, url_ttl) = (self.videos.clone(), self.storage.clone(), self.url_ttl);
+        let (videos, storage, url_ttl) = (self.videos.clone(), self.storage.clone(), self.rules.url_ttl);
         // The links are signed for `url_ttl`, far longer than a page is kept.
         let build = async move {
             let videos = videos.list_public(city, page).await.map_err(video_backend)?;
@@ -111,15 +138,29 @@ impl Showcase {
         Ok(self.cache.videos(key, build).await?)
     }
 
-    /// One vote by `voter` for a public video.
+    /// One vote by `voter`, from `client` (its network is recorded, as a
+    /// pseudonym, for the vote audit), for a public video.
     ///
     /// # Errors
-    /// [`VoteError::AlreadyVoted`] on a second vote (racing ones included),
+    /// [`VoteError::Unverified`] when votes require a verified address and
+    /// the voter's is not; [`VoteError::OwnVideo`] on the voter's own video;
+    /// [`VoteError::AlreadyVoted`] on a second vote (racing ones included);
     /// [`VoteError::NotFound`] when the video does not exist or is not public.
-    pub async fn vote(&self, voter: UserId, video: VideoId) -> Result<(), VoteError> {
-        self.votes.cast(voter, video).await.map_err(|e| match e {
+    pub async fn vote(&self, voter: UserId, video: VideoId, client: Option<IpAddr>) -> Result<(), VoteError> {
+        if self.rules.votes_require_verified_email {
+            let user = self.users.by_id(voter).await.map_err(|e| match e {
+                UserRepositoryError::Backend(e) => e,
+                other => BackendError::internal(other.to_string()),
+            })?;
+            if !user.is_some_and(|u| u.email_verified) {
+                return Err(VoteError::Unverified);
+            }
+        }
+        let network = client.map(|address| self.keyring.network_tag(address));
+        self.votes.cast(voter, video, network, self.clock.now()).await.map_err(|e| match e {
             VoteRepositoryError::DuplicateVote => VoteError::AlreadyVoted,
             VoteRepositoryError::VideoNotPublic => VoteError::NotFound,
+            VoteRepositoryError::OwnVideo => VoteError::OwnVideo,
             VoteRepositoryError::Backend(e) => VoteError::Backend(e),
         })?;
         self.cache.invalidate().await;
@@ -171,13 +212,35 @@ fn city_filter(city: Option<&str>) -> CityFilter {
 #[cfg(test)]
 mod tests {
     use anb_domain::ObjectKey;
-    use anb_domain::ports::{MockObjectStorage, MockVideoRepository, MockVoteRepository};
-    use mockall::predicate::eq;
+    use anb_domain::fixtures::{PlainKeyring, user};
+    use anb_domain::ports::{MockClock, MockObjectStorage, MockUserRepository, MockVideoRepository, MockVoteRepository};
+    use anb_domain::{NetworkTag, UserId};
+    use mockall::predicate::{always, eq};
 
     use super::*;
 
     fn showcase(videos: MockVideoRepository, votes: MockVoteRepository, storage: MockObjectStorage) -> Showcase {
-        Showcase::new(Arc::new(videos), Arc::new(votes), Arc::new(storage), Duration::from_secs(60))
+        showcase_with(videos, votes, storage, MockUserRepository::new(), false)
+    }
+
+    fn showcase_with(
+        videos: MockVideoRepository,
+        votes: MockVoteRepository,
+        storage: MockObjectStorage,
+        users: MockUserRepository,
+        votes_require_verified_email: bool,
+    ) -> Showcase {
+        let mut clock = MockClock::new();
+        clock.expect_now().returning(chrono::Utc::now);
+        let ports = ShowcasePorts {
+            videos: Arc::new(videos),
+            votes: Arc::new(votes),
+            users: Arc::new(users),
+            storage: Arc::new(storage),
+            keyring: Arc::new(PlainKeyring::default()),
+            clock: Arc::new(clock),
+        };
+        Showcase::new(ports, ShowcaseRules { url_ttl: Duration::from_secs(60), votes_require_verified_email })
     }
 
     #[tokio::test]
@@ -220,16 +283,45 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn votes_map_duplicates_and_missing_videos() {
+    async fn votes_map_duplicates_own_and_missing_videos() {
         let mut votes = MockVoteRepository::new();
-        votes.expect_cast().with(eq(UserId(1)), eq(VideoId(1))).returning(|_, _| Ok(()));
-        votes.expect_cast().with(eq(UserId(1)), eq(VideoId(2))).returning(|_, _| Err(VoteRepositoryError::DuplicateVote));
-        votes.expect_cast().with(eq(UserId(1)), eq(VideoId(3))).returning(|_, _| Err(VoteRepositoryError::VideoNotPublic));
-        votes.expect_cast().with(eq(UserId(1)), eq(VideoId(4))).returning(|_, _| Err(BackendError::unavailable("x").into()));
+        let one = |id| (eq(UserId(1)), eq(VideoId(id)), always(), always());
+        let (v, d, n, b, o) = (one(1), one(2), one(3), one(4), one(5));
+        votes.expect_cast().with(v.0, v.1, v.2, v.3).returning(|_, _, _, _| Ok(()));
+        votes.expect_cast().with(d.0, d.1, d.2, d.3).returning(|_, _, _, _| Err(VoteRepositoryError::DuplicateVote));
+        votes.expect_cast().with(n.0, n.1, n.2, n.3).returning(|_, _, _, _| Err(VoteRepositoryError::VideoNotPublic));
+        votes.expect_cast().with(b.0, b.1, b.2, b.3).returning(|_, _, _, _| Err(BackendError::unavailable("x").into()));
+        votes.expect_cast().with(o.0, o.1, o.2, o.3).returning(|_, _, _, _| Err(VoteRepositoryError::OwnVideo));
         let s = showcase(MockVideoRepository::new(), votes, MockObjectStorage::new());
-        assert!(s.vote(UserId(1), VideoId(1)).await.is_ok());
-        assert_eq!(s.vote(UserId(1), VideoId(2)).await.unwrap_err().to_string(), "Ya has votado por este video.");
-        assert!(matches!(s.vote(UserId(1), VideoId(3)).await, Err(VoteError::NotFound)));
-        assert!(matches!(s.vote(UserId(1), VideoId(4)).await, Err(VoteError::Backend(_))));
+        assert!(s.vote(UserId(1), VideoId(1), None).await.is_ok());
+        assert_eq!(s.vote(UserId(1), VideoId(2), None).await.unwrap_err().to_string(), "Ya has votado por este video.");
+        assert!(matches!(s.vote(UserId(1), VideoId(3), None).await, Err(VoteError::NotFound)));
+        assert!(matches!(s.vote(UserId(1), VideoId(4), None).await, Err(VoteError::Backend(_))));
+        assert_eq!(s.vote(UserId(1), VideoId(5), None).await.unwrap_err().to_string(), "No puedes votar por tu propio video.");
+    }
+
+    #[tokio::test]
+    async fn a_vote_records_the_pseudonym_of_the_client_network() {
+        let mut votes = MockVoteRepository::new();
+        votes
+            .expect_cast()
+            .withf(|_, _, network, _| *network == Some(NetworkTag("net:203.0.113.0/24".into())))
+            .times(1)
+            .returning(|_, _, _, _| Ok(()));
+        let s = showcase(MockVideoRepository::new(), votes, MockObjectStorage::new());
+        s.vote(UserId(1), VideoId(1), Some("203.0.113.77".parse().unwrap())).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn when_required_only_verified_addresses_vote() {
+        let mut users = MockUserRepository::new();
+        users.expect_by_id().returning(|id| Ok(Some(user(id.0, id.0 == 2))));
+        let mut votes = MockVoteRepository::new();
+        votes.expect_cast().withf(|voter, _, _, _| *voter == UserId(2)).times(1).returning(|_, _, _, _| Ok(()));
+        let s = showcase_with(MockVideoRepository::new(), votes, MockObjectStorage::new(), users, true);
+        let refused = s.vote(UserId(1), VideoId(1), None).await.unwrap_err();
+        assert!(matches!(refused, VoteError::Unverified));
+        assert_eq!(refused.to_string(), "Verifica tu correo electrónico para votar.");
+        s.vote(UserId(2), VideoId(1), None).await.unwrap();
     }
 }

@@ -10,11 +10,13 @@ pub mod error;
 #[cfg(feature = "mocks")]
 pub mod fixtures;
 pub mod ports;
+pub mod trust;
 pub mod upload;
 pub mod user;
 pub mod video;
 
 pub use error::{BackendError, BackendErrorKind};
+pub use trust::{AuditBasis, AuditFinding, Mail, MailKind, NetworkTag, NewToken, PendingMail, TokenHash, VoidReport};
 pub use upload::{ACCEPTED_CODECS, ProbedVideo, UploadRejection, UploadRules};
 pub use user::{Email, NewUser, Password, PasswordHash, User, UserId};
 pub use video::{

@@ -13,6 +13,9 @@ use crate::{
     BackendError, CityFilter, Delivery, Email, Job, NewUser, NewVideo, ObjectKey, Page, Password, PasswordHash, ProbedVideo, ProgressSink,
     PublicVideo, RankingEntry, Receipt, Timestamp, User, UserId, Video, VideoId,
 };
+use crate::trust::{
+    AuditFinding, Mail, MailKind, NetworkTag, NewToken, PendingMail, TokenHash, VoidReport,
+};
 
 /// Errors of [`UserRepository`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,7 +31,10 @@ pub enum UserRepositoryError {
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait UserRepository: Send + Sync + 'static {
-    /// Creates an account.
+    /// Creates an account, and queues the message that verifies its address
+    /// (see [`Verifications`]) in the same transaction: no account exists
+    /// without its message on the way, and a mail server that is down fails
+    /// nothing.
     ///
     /// # Errors
     /// - [`UserRepositoryError::DuplicateEmail`] when the e-mail is taken, also
@@ -168,6 +174,9 @@ pub enum VoteRepositoryError {
     /// No such video, or it is not public.
     #[error("video not found or not public")]
     VideoNotPublic,
+    /// The video is the voter's own.
+    #[error("own video")]
+    OwnVideo,
     #[error(transparent)]
     Backend(#[from] BackendError),
 }
@@ -176,13 +185,16 @@ pub enum VoteRepositoryError {
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait VoteRepository: Send + Sync + 'static {
-    /// Records one vote and adds it to the video's count in one transaction.
+    /// Records one vote, with the network it came from (for the audit) and
+    /// its time, and adds it to the video's and the player's counts in one
+    /// transaction.
     ///
     /// # Errors
     /// - [`VoteRepositoryError::DuplicateVote`] on a second vote.
     /// - [`VoteRepositoryError::VideoNotPublic`] when the video does not
     ///   exist or is not processed.
-    async fn cast(&self, voter: UserId, video: VideoId) -> Result<(), VoteRepositoryError>;
+    /// - [`VoteRepositoryError::OwnVideo`] when the voter owns the video.
+    async fn cast(&self, voter: UserId, video: VideoId, network: Option<NetworkTag>, at: Timestamp) -> Result<(), VoteRepositoryError>;
 
     /// Players by the sum of votes of their public videos, ties broken by the
     /// earlier first upload; players without public videos are left out.
@@ -465,34 +477,37 @@ pub trait HealthCheck: Send + Sync + 'static {
     async fn check(&self) -> Result<(), BackendError>;
 }
 
-/// How many log-ins failed under one key within its window.
+/// How many events were counted under one key within its window.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FailureCount {
+pub struct Count {
     pub key: String,
-    pub failures: u32,
-    /// When the window of this count started (its first failure).
+    pub count: u32,
+    /// When the window of this count started (its first event).
     pub since: Timestamp,
 }
 
-/// Failed log-ins, counted where every web server sees them, so that the
-/// limits hold behind a load balancer whatever server a guess reaches.
+/// Events counted per key over a window, where every web server sees them,
+/// so that limits hold behind a load balancer whatever server a request
+/// reaches: failed log-ins, sign-ups, requests for a new verification link.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
-pub trait LoginAttempts: Send + Sync + 'static {
-    /// The counts of these keys (keys without failures are left out).
+pub trait Counters: Send + Sync + 'static {
+    /// The counts of these keys (keys without events are left out).
     ///
     /// # Errors
     /// Only [`BackendError`].
-    async fn failures(&self, keys: &[String]) -> Result<Vec<FailureCount>, BackendError>;
+    async fn counts(&self, keys: &[String]) -> Result<Vec<Count>, BackendError>;
 
-    /// Counts one failure at `now` under each key. A count whose window
-    /// (`window` from its first failure) has ended starts again at one.
+    /// Counts one event at `now` under each key, and returns the counts as
+    /// they now are (so that racing callers each see their own event). A
+    /// count whose window (`window` from its first event) has ended starts
+    /// again at one.
     ///
     /// # Errors
     /// Only [`BackendError`].
-    async fn record_failure(&self, keys: &[String], window: Duration, now: Timestamp) -> Result<(), BackendError>;
+    async fn record(&self, keys: &[String], window: Duration, now: Timestamp) -> Result<Vec<Count>, BackendError>;
 
-    /// Forgets the failures of these keys (after a successful log-in).
+    /// Forgets the counts of these keys (after a successful log-in).
     ///
     /// # Errors
     /// Only [`BackendError`].
@@ -565,4 +580,117 @@ pub trait Cache: Send + Sync + 'static {
     /// # Errors
     /// [`BackendError`] when the cache cannot be reached.
     async fn invalidate(&self) -> Result<(), BackendError>;
+}
+
+/// Keys derived from the deployment's secret: single-use tokens and their
+/// stored hashes, and the pseudonyms of client networks. Every web server
+/// derives the same ones.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+pub trait Keyring: Send + Sync + 'static {
+    /// A new random single-use token and its hash.
+    fn new_token(&self) -> NewToken;
+
+    /// The hash a token is stored under.
+    fn token_hash(&self, token: &str) -> TokenHash;
+
+    /// The pseudonym of the network `address` belongs to
+    /// ([`crate::trust::network_of`]).
+    fn network_tag(&self, address: std::net::IpAddr) -> NetworkTag;
+
+    /// The pseudonym of one client address.
+    fn address_tag(&self, address: std::net::IpAddr) -> NetworkTag;
+}
+
+/// Sends e-mail.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait Mailer: Send + Sync + 'static {
+    /// Hands one message to the mail system.
+    ///
+    /// # Errors
+    /// [`BackendError`]: `Unavailable` when the mail system cannot be
+    /// reached (the message is tried again later), `Internal` when it
+    /// refused the message.
+    async fn send(&self, mail: &Mail) -> Result<(), BackendError>;
+}
+
+/// Why a verification token was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RedeemError {
+    /// No token has this hash (never issued, or forged).
+    #[error("unknown token")]
+    Unknown,
+    /// The token was used already.
+    #[error("token already used")]
+    Used,
+    /// The token's time ran out.
+    #[error("token expired")]
+    Expired,
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// E-mail verification: the outbox of messages to send, and the tokens
+/// their links carry (stored only as hashes).
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait Verifications: Send + Sync + 'static {
+    /// Queues a message of `kind` for `user`, due at once.
+    ///
+    /// # Errors
+    /// Only [`BackendError`].
+    async fn queue_mail(&self, user: UserId, kind: MailKind, now: Timestamp) -> Result<(), BackendError>;
+
+    /// Takes up to `limit` due messages for sending: each is hidden from
+    /// other takers for `lease` (a sender that dies leaves it to another).
+    ///
+    /// # Errors
+    /// Only [`BackendError`].
+    async fn take_due(&self, now: Timestamp, lease: Duration, limit: u32) -> Result<Vec<PendingMail>, BackendError>;
+
+    /// The message was sent: it leaves the outbox.
+    ///
+    /// # Errors
+    /// Only [`BackendError`].
+    async fn mail_sent(&self, id: i64) -> Result<(), BackendError>;
+
+    /// Sending failed: the message is due again at `retry_at`, with the
+    /// error kept for operators.
+    ///
+    /// # Errors
+    /// Only [`BackendError`].
+    async fn mail_failed(&self, id: i64, error: &str, retry_at: Timestamp) -> Result<(), BackendError>;
+
+    /// Stores a token's hash for `user`, valid until `expires_at`.
+    ///
+    /// # Errors
+    /// Only [`BackendError`].
+    async fn store_token(&self, user: UserId, hash: &TokenHash, expires_at: Timestamp) -> Result<(), BackendError>;
+
+    /// Uses the token with this hash: marks it used and its user's address
+    /// verified, in one transaction, and says whose it was.
+    ///
+    /// # Errors
+    /// [`RedeemError`] for an unknown, used or expired token.
+    async fn redeem(&self, hash: &TokenHash, now: Timestamp) -> Result<UserId, RedeemError>;
+}
+
+/// What operators use against ballot stuffing.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait VoteAudit: Send + Sync + 'static {
+    /// Every (player, network) where `min_accounts` or more accounts that
+    /// share the network (by sign-up, or by the votes' own network) voted
+    /// for the player since `since`, largest first.
+    ///
+    /// # Errors
+    /// Only [`BackendError`].
+    async fn findings(&self, since: Timestamp, min_accounts: u32) -> Result<Vec<AuditFinding>, BackendError>;
+
+    /// Removes every vote of these accounts and takes them off the videos'
+    /// and players' totals, in one transaction.
+    ///
+    /// # Errors
+    /// Only [`BackendError`].
+    async fn void(&self, accounts: &[UserId]) -> Result<VoidReport, BackendError>;
 }

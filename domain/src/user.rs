@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::Timestamp;
+use crate::trust::NetworkTag;
 
 /// Database id of a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -17,7 +18,8 @@ impl fmt::Display for UserId {
 /// A syntactically valid e-mail address, normalised so that two spellings
 /// of one address compare equal: Unicode compatibility form (NFKC: full-width
 /// letters become ASCII, composed and decomposed accents one form), then
-/// lower case. Invisible characters (zero-width spaces and joiners, bidi
+/// full Unicode case folding and NFKC again (Unicode's NFKC_Casefold, so that
+/// `ΑΣ` and `ασ`, `STRASSE` and `straße` are one address). Invisible characters (zero-width spaces and joiners, bidi
 /// marks, soft hyphens) make an address invalid rather than a different one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Email(String);
@@ -54,7 +56,11 @@ impl Email {
         if domain.split('.').any(str::is_empty) {
             return Err(InvalidEmail);
         }
-        Ok(Self(value.to_lowercase()))
+        let folded: String = caseless::default_case_fold_str(value).nfkc().collect();
+        if folded.len() > Self::MAX_LEN {
+            return Err(InvalidEmail);
+        }
+        Ok(Self(folded))
     }
 
     /// The normalised address.
@@ -157,6 +163,9 @@ pub struct NewUser {
     pub city: String,
     pub country: String,
     pub created_at: Timestamp,
+    /// The keyed pseudonym of the network the sign-up came from (for the
+    /// vote audit), when the client's address was known.
+    pub signup_network: Option<NetworkTag>,
 }
 
 /// A registered person: a player who uploads, a voter, or both.
@@ -170,6 +179,8 @@ pub struct User {
     pub city: String,
     pub country: String,
     pub created_at: Timestamp,
+    /// Whether the person opened the verification link sent to the address.
+    pub email_verified: bool,
 }
 
 impl User {
@@ -196,6 +207,16 @@ mod tests {
     #[test]
     fn email_is_lower_cased_and_trimmed() {
         assert_eq!(Email::parse("  Ana@Example.COM ").unwrap().as_str(), "ana@example.com");
+    }
+
+    #[test]
+    fn addresses_compare_by_full_case_folding() {
+        // Greek: `to_lowercase` makes a final Σ into ς, folding makes every sigma σ.
+        assert_eq!(Email::parse("ΑΣ@example.com").unwrap(), Email::parse("ασ@example.com").unwrap());
+        assert_eq!(Email::parse("ας@example.com").unwrap(), Email::parse("ασ@example.com").unwrap());
+        assert_eq!(Email::parse("STRASSE@example.com").unwrap(), Email::parse("straße@example.com").unwrap());
+        assert_eq!(Email::parse("ﬁna@example.com").unwrap().as_str(), "fina@example.com", "ligatures unfold");
+        assert_ne!(Email::parse("ana@example.com").unwrap(), Email::parse("ana1@example.com").unwrap());
     }
 
     #[test]

@@ -1,4 +1,9 @@
-//! Password hashing (argon2id) and access tokens (JWT, HS256).
+//! Password hashing (argon2id), access tokens (JWT, HS256), and the keyring
+//! of single-use tokens and network pseudonyms ([`keyring`]).
+
+pub mod keyring;
+
+pub use keyring::HmacKeyring;
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;

@@ -18,6 +18,10 @@ pub mod user {
         pub city_key: String,
         pub country: String,
         pub created_at: DateTimeUtc,
+        /// When the address was verified (its link opened).
+        pub email_verified_at: Option<DateTimeUtc>,
+        /// The keyed pseudonym of the network the sign-up came from.
+        pub signup_network: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -68,6 +72,8 @@ pub mod vote {
         #[sea_orm(primary_key, auto_increment = false)]
         pub video_id: i64,
         pub created_at: DateTimeUtc,
+        /// The keyed pseudonym of the network the vote came from.
+        pub network: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

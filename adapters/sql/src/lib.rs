@@ -7,11 +7,14 @@
 //! | [`users`] | [`SeaOrmUserRepository`] |
 //! | [`videos`] | [`SeaOrmVideoRepository`] (status moves, public listing) |
 //! | [`votes`] | [`SeaOrmVoteRepository`] (votes, rankings) |
-//! | [`login`] | [`SeaOrmLoginAttempts`], failed log-ins seen by every web server |
+//! | [`login`] | [`SeaOrmCounters`], failed log-ins and sign-ups counted where every web server sees them |
+//! | [`verifications`] | [`SeaOrmVerifications`], the mail outbox and the verification tokens |
+//! | [`audit`] | [`SeaOrmVoteAudit`], ballot stuffing found and voided |
 //! | [`queue`] | [`SeaOrmJobQueue`], the job queue in the `jobs` table |
 //! | [`lease`] | [`LeasedQueue`]: one live delivery per video over an at-least-once queue |
 //! | [`relay`] | [`OutboxRelay`], from the `jobs` table to an external queue |
 
+pub mod audit;
 mod entities;
 pub mod lease;
 pub mod login;
@@ -19,6 +22,7 @@ mod migration;
 pub mod queue;
 pub mod relay;
 pub mod users;
+pub mod verifications;
 pub mod videos;
 pub mod votes;
 
@@ -30,11 +34,13 @@ use sea_orm_migration::MigratorTrait;
 
 pub use entities::{job, user, video, vote};
 pub use lease::LeasedQueue;
-pub use login::SeaOrmLoginAttempts;
+pub use login::SeaOrmCounters;
 pub use migration::Migrator;
 pub use queue::SeaOrmJobQueue;
 pub use relay::OutboxRelay;
+pub use audit::SeaOrmVoteAudit;
 pub use users::SeaOrmUserRepository;
+pub use verifications::SeaOrmVerifications;
 pub use videos::SeaOrmVideoRepository;
 pub use votes::SeaOrmVoteRepository;
 
@@ -115,9 +121,9 @@ impl Database {
         SeaOrmVoteRepository { db: self.clone() }
     }
 
-    /// Failed log-ins counted in this database.
-    pub fn login_attempts(&self) -> SeaOrmLoginAttempts {
-        SeaOrmLoginAttempts { db: self.clone() }
+    /// Counters (failed log-ins, sign-ups) in this database.
+    pub fn counters(&self) -> SeaOrmCounters {
+        SeaOrmCounters { db: self.clone() }
     }
 
     /// Tells the workers of this process waiting on the `jobs` table that a
@@ -129,6 +135,16 @@ impl Database {
     /// A watch on [`Database::job_added`]: what changes after this call wakes it.
     pub(crate) fn watch_jobs(&self) -> tokio::sync::watch::Receiver<u64> {
         self.jobs_added.subscribe()
+    }
+
+    /// The mail outbox and verification tokens in this database.
+    pub fn verifications(&self) -> SeaOrmVerifications {
+        SeaOrmVerifications { db: self.clone() }
+    }
+
+    /// The vote audit on this database.
+    pub fn vote_audit(&self) -> SeaOrmVoteAudit {
+        SeaOrmVoteAudit { db: self.clone() }
     }
 
     /// The job queue kept in this database.

@@ -1,18 +1,19 @@
-//! [`SeaOrmLoginAttempts`]: failed log-ins per key in the `login_failures`
-//! table, so that the limits hold across every web server of a deployment.
+//! [`SeaOrmCounters`]: events per key (failed log-ins, sign-ups, requests
+//! for a new link) in the `login_failures` table, so that the limits hold
+//! across every web server of a deployment.
 
 use std::time::Duration;
 
-use anb_domain::ports::{FailureCount, LoginAttempts};
+use anb_domain::ports::{Count, Counters};
 use anb_domain::{BackendError, Timestamp};
 use async_trait::async_trait;
 use sea_orm::{ConnectionTrait, FromQueryResult, Value};
 
 use crate::{Database, db_error, millis};
 
-/// Failed log-ins in the database.
+/// Counters in the database.
 #[derive(Clone, Debug)]
-pub struct SeaOrmLoginAttempts {
+pub struct SeaOrmCounters {
     pub(crate) db: Database,
 }
 
@@ -23,14 +24,19 @@ struct Row {
     since_ms: i64,
 }
 
+fn to_count(r: Row) -> Result<Count, BackendError> {
+    let since = chrono::DateTime::from_timestamp_millis(r.since_ms).ok_or_else(|| BackendError::internal("invalid since_ms"))?;
+    Ok(Count { key: r.counter_key, count: u32::try_from(r.failures).unwrap_or(0), since })
+}
+
 /// `$1, $2, ...` for `n` values starting at `first`.
 fn placeholders(first: usize, n: usize) -> String {
     (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
 #[async_trait]
-impl LoginAttempts for SeaOrmLoginAttempts {
-    async fn failures(&self, keys: &[String]) -> Result<Vec<FailureCount>, BackendError> {
+impl Counters for SeaOrmCounters {
+    async fn counts(&self, keys: &[String]) -> Result<Vec<Count>, BackendError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -38,31 +44,34 @@ impl LoginAttempts for SeaOrmLoginAttempts {
             format!("SELECT counter_key, failures, since_ms FROM login_failures WHERE counter_key IN ({})", placeholders(1, keys.len()));
         let values = keys.iter().map(|k| Value::from(k.as_str())).collect();
         let rows = Row::find_by_statement(self.db.statement(&sql, values)).all(self.db.connection()).await.map_err(|e| db_error(&e))?;
-        rows.into_iter()
-            .map(|r| {
-                let since =
-                    chrono::DateTime::from_timestamp_millis(r.since_ms).ok_or_else(|| BackendError::internal("invalid since_ms"))?;
-                Ok(FailureCount { key: r.counter_key, failures: u32::try_from(r.failures).unwrap_or(0), since })
-            })
-            .collect()
+        rows.into_iter().map(to_count).collect()
     }
 
-    async fn record_failure(&self, keys: &[String], window: Duration, now: Timestamp) -> Result<(), BackendError> {
+    async fn record(&self, keys: &[String], window: Duration, now: Timestamp) -> Result<Vec<Count>, BackendError> {
         let now_ms = millis(now);
         let expired = now_ms.saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
-        // One statement a key: a count whose window ended starts again.
+        // One statement a key, returning the count it leaves (PostgreSQL and
+        // SQLite 3.35+ both return the row an upsert wrote): a count whose
+        // window ended starts again.
         let upsert = "INSERT INTO login_failures (counter_key, failures, since_ms) VALUES ($1, 1, $2) \
                       ON CONFLICT (counter_key) DO UPDATE SET \
                         failures = CASE WHEN login_failures.since_ms <= $3 THEN 1 ELSE login_failures.failures + 1 END, \
-                        since_ms = CASE WHEN login_failures.since_ms <= $4 THEN $5 ELSE login_failures.since_ms END";
+                        since_ms = CASE WHEN login_failures.since_ms <= $4 THEN $5 ELSE login_failures.since_ms END \
+                      RETURNING counter_key, failures, since_ms";
+        let mut counts = Vec::with_capacity(keys.len());
         for key in keys {
             let values = vec![key.as_str().into(), now_ms.into(), expired.into(), expired.into(), now_ms.into()];
-            self.db.connection().execute(self.db.statement(upsert, values)).await.map_err(|e| db_error(&e))?;
+            let row = Row::find_by_statement(self.db.statement(upsert, values))
+                .one(self.db.connection())
+                .await
+                .map_err(|e| db_error(&e))?
+                .ok_or_else(|| BackendError::internal("an upsert returned no row"))?;
+            counts.push(to_count(row)?);
         }
         // Counts whose window ended are of no use any more.
         let sweep = self.db.statement("DELETE FROM login_failures WHERE since_ms <= $1", vec![expired.into()]);
         self.db.connection().execute(sweep).await.map_err(|e| db_error(&e))?;
-        Ok(())
+        Ok(counts)
     }
 
     async fn clear(&self, keys: &[String]) -> Result<(), BackendError> {

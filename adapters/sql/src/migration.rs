@@ -18,6 +18,8 @@ impl MigratorTrait for Migrator {
             Box::new(LoginFailuresTable),
             Box::new(VideoProgress),
             Box::new(JobLeaseTakes),
+            Box::new(Trust),
+            Box::new(FoldedEmails),
         ]
     }
 }
@@ -444,5 +446,158 @@ impl MigrationTrait for JobLeaseTakes {
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         m.alter_table(Table::alter().table(JobLeasesTakes::Table).drop_column(JobLeasesTakes::Takes).to_owned()).await
+    }
+}
+
+#[derive(DeriveIden)]
+enum UsersTrust {
+    #[sea_orm(iden = "users")]
+    Table,
+    EmailVerifiedAt,
+    SignupNetwork,
+}
+
+#[derive(DeriveIden)]
+enum VotesTrust {
+    #[sea_orm(iden = "votes")]
+    Table,
+    Network,
+}
+
+#[derive(DeriveIden)]
+enum EmailTokens {
+    Table,
+    TokenHash,
+    UserId,
+    ExpiresMs,
+    UsedMs,
+}
+
+#[derive(DeriveIden)]
+enum MailOutbox {
+    Table,
+    Id,
+    UserId,
+    Kind,
+    DueMs,
+    Attempts,
+    LastError,
+    CreatedMs,
+}
+
+/// What keeps the ranking honest: verified addresses (the tokens of their
+/// links, stored as hashes, and the outbox of messages), and the network
+/// pseudonyms of accounts and votes for the vote audit.
+struct Trust;
+
+impl MigrationName for Trust {
+    fn name(&self) -> &str {
+        "m20261207_000008_trust"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Trust {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        // SQLite adds one column per ALTER TABLE.
+        for column in [
+            ColumnDef::new(UsersTrust::EmailVerifiedAt).timestamp_with_time_zone().null().to_owned(),
+            ColumnDef::new(UsersTrust::SignupNetwork).text().null().to_owned(),
+        ] {
+            m.alter_table(Table::alter().table(UsersTrust::Table).add_column(column).to_owned()).await?;
+        }
+        m.alter_table(Table::alter().table(VotesTrust::Table).add_column(ColumnDef::new(VotesTrust::Network).text().null()).to_owned())
+            .await?;
+        m.create_table(
+            Table::create()
+                .table(EmailTokens::Table)
+                .col(ColumnDef::new(EmailTokens::TokenHash).text().not_null().primary_key())
+                .col(ColumnDef::new(EmailTokens::UserId).big_integer().not_null())
+                .col(ColumnDef::new(EmailTokens::ExpiresMs).big_integer().not_null())
+                .col(ColumnDef::new(EmailTokens::UsedMs).big_integer().null())
+                .foreign_key(
+                    ForeignKey::create().from(EmailTokens::Table, EmailTokens::UserId).to(Users::Table, Users::Id).on_delete(ForeignKeyAction::Cascade),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(Index::create().name("email_tokens_user").table(EmailTokens::Table).col(EmailTokens::UserId).to_owned()).await?;
+        m.create_table(
+            Table::create()
+                .table(MailOutbox::Table)
+                .col(ColumnDef::new(MailOutbox::Id).big_integer().not_null().auto_increment().primary_key())
+                .col(ColumnDef::new(MailOutbox::UserId).big_integer().not_null())
+                .col(ColumnDef::new(MailOutbox::Kind).string_len(32).not_null())
+                .col(ColumnDef::new(MailOutbox::DueMs).big_integer().not_null())
+                .col(ColumnDef::new(MailOutbox::Attempts).integer().not_null().default(0))
+                .col(ColumnDef::new(MailOutbox::LastError).text().null())
+                .col(ColumnDef::new(MailOutbox::CreatedMs).big_integer().not_null())
+                .foreign_key(
+                    ForeignKey::create().from(MailOutbox::Table, MailOutbox::UserId).to(Users::Table, Users::Id).on_delete(ForeignKeyAction::Cascade),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(Index::create().name("mail_outbox_due").table(MailOutbox::Table).col(MailOutbox::DueMs).to_owned()).await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_table(Table::drop().table(MailOutbox::Table).to_owned()).await?;
+        m.drop_table(Table::drop().table(EmailTokens::Table).to_owned()).await?;
+        m.alter_table(Table::alter().table(VotesTrust::Table).drop_column(VotesTrust::Network).to_owned()).await?;
+        for column in [UsersTrust::SignupNetwork, UsersTrust::EmailVerifiedAt] {
+            m.alter_table(Table::alter().table(UsersTrust::Table).drop_column(column).to_owned()).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Stored addresses normalised anew with full case folding (`anb_domain::Email`
+/// once only lower-cased, so `ας@…` and `ασ@…` could be two accounts). An
+/// address whose folded form another account already holds is left as it
+/// is (both accounts keep working; the log names them for an operator).
+struct FoldedEmails;
+
+impl MigrationName for FoldedEmails {
+    fn name(&self) -> &str {
+        "m20261207_000009_folded_emails"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for FoldedEmails {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let db = m.get_connection();
+        let backend = db.get_database_backend();
+        let rows = db.query_all(sea_orm::Statement::from_string(backend, "SELECT id, email FROM users")).await?;
+        let mut stored = std::collections::HashSet::new();
+        let mut users = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (id, email): (i64, String) = (row.try_get("", "id")?, row.try_get("", "email")?);
+            stored.insert(email.clone());
+            users.push((id, email));
+        }
+        let update = match backend {
+            sea_orm::DatabaseBackend::Postgres => "UPDATE users SET email = $1 WHERE id = $2",
+            _ => "UPDATE users SET email = ? WHERE id = ?",
+        };
+        for (id, email) in users {
+            let Ok(folded) = anb_domain::Email::parse(&email) else { continue };
+            let folded = folded.as_str().to_owned();
+            if folded == email {
+                continue;
+            }
+            if stored.contains(&folded) {
+                tracing::warn!(user = id, "an account's address folds to another account's: left as it is");
+                continue;
+            }
+            db.execute(sea_orm::Statement::from_sql_and_values(backend, update, [folded.clone().into(), id.into()])).await?;
+            stored.insert(folded);
+        }
+        Ok(())
+    }
+
+    async fn down(&self, _m: &SchemaManager) -> Result<(), DbErr> {
+        Ok(())
     }
 }

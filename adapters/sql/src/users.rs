@@ -1,12 +1,12 @@
 //! [`SeaOrmUserRepository`]: the accounts.
 
 use anb_domain::ports::{UserRepository, UserRepositoryError};
-use anb_domain::{BackendError, Email, NewUser, PasswordHash, User, UserId};
+use anb_domain::{BackendError, Email, MailKind, NewUser, PasswordHash, User, UserId};
 use async_trait::async_trait;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
 
 use crate::entities::user;
-use crate::{Database, db_error, is_unique_violation};
+use crate::{Database, db_error, is_unique_violation, millis};
 
 /// Stores accounts with SeaORM.
 #[derive(Clone, Debug)]
@@ -24,6 +24,7 @@ fn to_user(m: user::Model) -> Result<User, BackendError> {
         city: m.city,
         country: m.country,
         created_at: m.created_at,
+        email_verified: m.email_verified_at.is_some(),
     })
 }
 
@@ -39,13 +40,23 @@ impl UserRepository for SeaOrmUserRepository {
             city: Set(new.city),
             country: Set(new.country),
             created_at: Set(new.created_at),
+            signup_network: Set(new.signup_network.map(|n| n.0)),
+            email_verified_at: Set(None),
             ..Default::default()
         };
-        match model.insert(self.db.connection()).await {
-            Ok(m) => Ok(to_user(m)?),
-            Err(e) if is_unique_violation(&e) => Err(UserRepositoryError::DuplicateEmail),
-            Err(e) => Err(db_error(&e).into()),
-        }
+        let txn = self.db.connection().begin().await.map_err(|e| db_error(&e))?;
+        let created = match model.insert(&txn).await {
+            Ok(m) => m,
+            Err(e) if is_unique_violation(&e) => return Err(UserRepositoryError::DuplicateEmail),
+            Err(e) => return Err(db_error(&e).into()),
+        };
+        // The verification message, in the same transaction (the outbox).
+        let now = millis(new.created_at);
+        let queue = "INSERT INTO mail_outbox (user_id, kind, due_ms, attempts, created_ms) VALUES ($1, $2, $3, 0, $4)";
+        let values = vec![created.id.into(), MailKind::Verification.as_str().into(), now.into(), now.into()];
+        txn.execute(self.db.statement(queue, values)).await.map_err(|e| db_error(&e))?;
+        txn.commit().await.map_err(|e| db_error(&e))?;
+        Ok(to_user(created)?)
     }
 
     async fn by_email(&self, email: &Email) -> Result<Option<User>, UserRepositoryError> {

@@ -1,7 +1,7 @@
 //! [`SeaOrmVoteRepository`]: one vote per person and video, and the ranking.
 
 use anb_domain::ports::{VoteRepository, VoteRepositoryError};
-use anb_domain::{CityFilter, Page, RankingEntry, UserId, VideoId, VideoStatus};
+use anb_domain::{CityFilter, NetworkTag, Page, RankingEntry, Timestamp, UserId, VideoId, VideoStatus};
 use async_trait::async_trait;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, Set, TransactionTrait};
@@ -25,7 +25,7 @@ struct RankingRow {
 
 #[async_trait]
 impl VoteRepository for SeaOrmVoteRepository {
-    async fn cast(&self, voter: UserId, video_id: VideoId) -> Result<(), VoteRepositoryError> {
+    async fn cast(&self, voter: UserId, video_id: VideoId, network: Option<NetworkTag>, at: Timestamp) -> Result<(), VoteRepositoryError> {
         let txn = self.db.connection().begin().await.map_err(|e| db_error(&e))?;
         // The count goes up first: on SQLite that takes the write lock at once,
         // on PostgreSQL it locks the video row; racing votes then queue here.
@@ -33,16 +33,27 @@ impl VoteRepository for SeaOrmVoteRepository {
             .col_expr(video::Column::Votes, Expr::col(video::Column::Votes).add(1))
             .filter(video::Column::Id.eq(video_id.0))
             .filter(video::Column::Status.eq(VideoStatus::Processed.as_str()))
+            .filter(video::Column::OwnerId.ne(voter.0))
             .exec(&txn)
             .await
             .map_err(|e| db_error(&e))?;
         if counted.rows_affected == 0 {
+            // Which rule refused it: the video is the voter's own, or not public.
+            let own = video::Entity::find()
+                .filter(video::Column::Id.eq(video_id.0))
+                .filter(video::Column::Status.eq(VideoStatus::Processed.as_str()))
+                .filter(video::Column::OwnerId.eq(voter.0))
+                .one(&txn)
+                .await
+                .map_err(|e| db_error(&e))?
+                .is_some();
             txn.rollback().await.map_err(|e| db_error(&e))?;
-            return Err(VoteRepositoryError::VideoNotPublic);
+            return Err(if own { VoteRepositoryError::OwnVideo } else { VoteRepositoryError::VideoNotPublic });
         }
         let total = "UPDATE users SET public_votes = public_votes + 1 WHERE id = (SELECT owner_id FROM videos WHERE id = $1)";
         txn.execute(self.db.statement(total, vec![video_id.0.into()])).await.map_err(|e| db_error(&e))?;
-        let vote = vote::ActiveModel { user_id: Set(voter.0), video_id: Set(video_id.0), created_at: Set(chrono::Utc::now()) };
+        let vote =
+            vote::ActiveModel { user_id: Set(voter.0), video_id: Set(video_id.0), created_at: Set(at), network: Set(network.map(|n| n.0)) };
         match vote::Entity::insert(vote).exec_without_returning(&txn).await {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => {

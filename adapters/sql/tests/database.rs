@@ -358,30 +358,33 @@ async fn a_waiting_receive_is_handed_a_job_of_its_process_at_once_and_others_on_
 
 #[tokio::test]
 async fn failed_log_ins_are_counted_per_key_within_their_window_and_cleared() {
-    use anb_domain::ports::LoginAttempts;
+    use anb_domain::ports::Counters;
     for t in databases().await {
-        let attempts = t.db.login_attempts();
+        let attempts = t.db.counters();
         let (a, b) = ("pair:10.0.0.1|ana@example.com".to_owned(), "account:ana@example.com".to_owned());
         let window = Duration::from_secs(60);
         let now = Utc::now();
-        assert!(attempts.failures(&[a.clone(), b.clone()]).await.unwrap().is_empty());
-        attempts.record_failure(&[a.clone(), b.clone()], window, now).await.unwrap();
-        attempts.record_failure(&[a.clone(), b.clone()], window, now + chrono::Duration::seconds(1)).await.unwrap();
-        let mut counts = attempts.failures(&[a.clone(), b.clone()]).await.unwrap();
+        assert!(attempts.counts(&[a.clone(), b.clone()]).await.unwrap().is_empty());
+        let first = attempts.record(&[a.clone(), b.clone()], window, now).await.unwrap();
+        assert_eq!(first.iter().map(|c| c.count).collect::<Vec<_>>(), [1, 1], "record returns the counts it leaves");
+        let second = attempts.record(&[a.clone(), b.clone()], window, now + chrono::Duration::seconds(1)).await.unwrap();
+        assert_eq!(second.iter().map(|c| (c.key.as_str(), c.count)).collect::<Vec<_>>(), [(a.as_str(), 2), (b.as_str(), 2)]);
+        let mut counts = attempts.counts(&[a.clone(), b.clone()]).await.unwrap();
         counts.sort_by(|x, y| x.key.cmp(&y.key));
-        assert_eq!(counts.iter().map(|c| (c.key.as_str(), c.failures)).collect::<Vec<_>>(), [(b.as_str(), 2), (a.as_str(), 2)]);
+        assert_eq!(counts.iter().map(|c| (c.key.as_str(), c.count)).collect::<Vec<_>>(), [(b.as_str(), 2), (a.as_str(), 2)]);
         assert_eq!(counts[0].since.timestamp_millis(), now.timestamp_millis(), "the window starts at the first failure");
 
         // Past its window a count starts again (and the stale one is swept).
         let later = now + chrono::Duration::seconds(61);
-        attempts.record_failure(std::slice::from_ref(&a), window, later).await.unwrap();
-        let counts = attempts.failures(&[a.clone(), b.clone()]).await.unwrap();
+        let restarted = attempts.record(std::slice::from_ref(&a), window, later).await.unwrap();
+        assert_eq!(restarted[0].count, 1);
+        let counts = attempts.counts(&[a.clone(), b.clone()]).await.unwrap();
         assert_eq!(counts.len(), 1, "the other key's window ended: {counts:?}");
-        assert_eq!((counts[0].failures, counts[0].since.timestamp_millis()), (1, later.timestamp_millis()));
+        assert_eq!((counts[0].count, counts[0].since.timestamp_millis()), (1, later.timestamp_millis()));
 
         attempts.clear(std::slice::from_ref(&a)).await.unwrap();
-        assert!(attempts.failures(&[a.clone(), b.clone()]).await.unwrap().is_empty());
-        assert!(attempts.failures(&[]).await.unwrap().is_empty());
+        assert!(attempts.counts(&[a.clone(), b.clone()]).await.unwrap().is_empty());
+        assert!(attempts.counts(&[]).await.unwrap().is_empty());
         attempts.clear(&[]).await.unwrap();
     }
 }

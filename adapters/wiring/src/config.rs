@@ -206,6 +206,15 @@ pub enum StorageKind {
     S3,
 }
 
+/// Which mail system sends the verification messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MailKind {
+    /// Each message an `.eml` file under `DATA_DIR/mail/` (one machine).
+    File,
+    /// An SMTP server (`ANB_SMTP_URL`).
+    Smtp,
+}
+
 /// Which queue hands jobs to workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum QueueKind {
@@ -248,6 +257,11 @@ impl CommonConfig {
     /// Where uploads are received before they are accepted.
     pub fn upload_dir(&self) -> PathBuf {
         self.data_dir.join("tmp")
+    }
+
+    /// Where the `file` mailer writes its messages.
+    pub fn mail_dir(&self) -> PathBuf {
+        self.data_dir.join("mail")
     }
 
     /// Where workers keep scratch files.
@@ -370,11 +384,52 @@ pub struct WebConfig {
     #[arg(long, env = "ANB_LOGIN_LOCKOUT", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub login_lockout: u64,
 
+    /// Sign-ups from one client address within an hour, at most (429 past it).
+    #[arg(long, env = "ANB_SIGNUP_PER_ADDRESS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub signup_per_address: u32,
+
+    /// Sign-ups from one network (/24 for IPv4, /64 for IPv6) within an
+    /// hour, at most (429 past it).
+    #[arg(long, env = "ANB_SIGNUP_PER_NETWORK", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub signup_per_network: u32,
+
+    /// How verification messages are sent: `file` (an `.eml` file each under
+    /// `DATA_DIR/mail/`) or `smtp` (`ANB_SMTP_URL`).
+    #[arg(long, env = "ANB_MAIL", value_enum, default_value_t = MailKind::File)]
+    pub mail: MailKind,
+
+    /// The sender of the messages: `Name <address>` (required with `smtp`).
+    #[arg(long, env = "ANB_MAIL_FROM")]
+    pub mail_from: Option<String>,
+
+    /// The SMTP server, with `ANB_MAIL=smtp`:
+    /// `smtp://user:password@host:587?tls=required` (STARTTLS) or
+    /// `smtps://user:password@host:465`.
+    #[arg(long, env = "ANB_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<Secret>,
+
+    /// Whether only accounts with a verified address may vote (403
+    /// otherwise). Default: false with `ANB_MAIL=file`, true with `smtp`.
+    #[arg(long, env = "ANB_VOTE_REQUIRES_VERIFIED_EMAIL", action = clap::ArgAction::Set)]
+    pub vote_requires_verified_email: Option<bool>,
+
+    /// Seconds a verification link works.
+    #[arg(long, env = "ANB_VERIFICATION_TTL", default_value_t = 172_800, value_parser = clap::value_parser!(u64).range(60..=2_592_000))]
+    pub verification_ttl: u64,
+
     /// Whether a load balancer stands in front: the client's address is then
     /// the last one in `X-Forwarded-For` (which the balancer appends),
     /// rather than the connection's.
     #[arg(long, env = "ANB_BEHIND_PROXY", default_value_t = false, action = clap::ArgAction::Set)]
     pub behind_proxy: bool,
+}
+
+impl WebConfig {
+    /// Whether votes need a verified address: as set, else only when mail
+    /// really leaves the machine.
+    pub fn votes_require_verified_email(&self) -> bool {
+        self.vote_requires_verified_email.unwrap_or(self.mail != MailKind::File)
+    }
 }
 
 fn parse_base_url(s: &str) -> Result<String, String> {

@@ -11,6 +11,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod mail;
 pub mod runtime;
 
 use std::path::PathBuf;
@@ -19,10 +20,10 @@ use std::time::Duration;
 
 use anb_amqp::{AmqpQueue, AmqpSettings, AmqpUrl};
 use anb_application::{
-    Accounts, AccountsPorts, DeadLetterSweeper, LoginLimits, PageCache, Processor, ProcessorPorts, ProcessorSettings, Showcase, Shutdown,
-    Videos,
+    AccountRules, Accounts, AccountsPorts, BallotAudit, DeadLetterSweeper, MailRelay, PageCache, Processor, ProcessorPorts,
+    ProcessorSettings, Showcase, ShowcasePorts, ShowcaseRules, Shutdown, Videos,
 };
-use anb_auth::{Argon2Hasher, JwtTokenIssuer};
+use anb_auth::{Argon2Hasher, HmacKeyring, JwtTokenIssuer};
 use anb_aws::{S3Storage, SqsQueue};
 use anb_cache::{MemoryCache, RedisCache};
 use anb_domain::ports::{DeadLetterQueue, HealthCheck, JobQueue, ObjectStorage, Transcoder};
@@ -35,6 +36,7 @@ pub use clock::SystemClock;
 use tokio::task::JoinHandle;
 
 use crate::config::{CacheKind, CommonConfig, QueueKind, StorageKind};
+use crate::mail::MailConfig;
 
 /// How often an idle outbox relay looks for new jobs.
 const RELAY_INTERVAL: Duration = Duration::from_millis(200);
@@ -80,19 +82,31 @@ pub enum StartupError {
 /// What this process is, for the checks and adapters that depend on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
-    /// `anb-web`: it signs tokens and limits failed log-ins; links to local
-    /// files are absolute under `public_base_url` when set, else relative
+    /// `anb-web`: it signs tokens, limits failed log-ins and sign-ups, sends
+    /// the verification messages and takes votes; links to local files are
+    /// absolute under `public_base_url` when set, else relative
     /// (`/files/...`, made absolute per request by the web layer).
-    Web { public_base_url: Option<String>, workers: u32, login: LoginLimits },
+    Web(WebRole),
     /// `anb-worker`: processes videos only.
     Worker { workers: u32 },
+}
+
+/// What a web server is asked to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebRole {
+    pub public_base_url: Option<String>,
+    pub workers: u32,
+    pub accounts: AccountRules,
+    pub mail: MailConfig,
+    pub votes_require_verified_email: bool,
 }
 
 impl Role {
     /// Job loops this process runs.
     pub fn workers(&self) -> u32 {
         match self {
-            Self::Web { workers, .. } | Self::Worker { workers } => *workers,
+            Self::Web(web) => web.workers,
+            Self::Worker { workers } => *workers,
         }
     }
 }
@@ -138,7 +152,10 @@ pub fn validate(config: &CommonConfig, role: &Role) -> Result<(), StartupError> 
     if config.jwt_secret_id.is_some() && config.jwt_secret.is_some() {
         return Err(StartupError::Config("set ANB_JWT_SECRET or ANB_JWT_SECRET_ID, not both".into()));
     }
-    if matches!(role, Role::Web { .. }) && config.shared_database() && config.jwt_secret.is_none() && config.jwt_secret_id.is_none() {
+    if let Role::Web(web) = role {
+        web.mail.validate()?;
+    }
+    if matches!(role, Role::Web(_)) && config.shared_database() && config.jwt_secret.is_none() && config.jwt_secret_id.is_none() {
         return Err(StartupError::Config(
             "ANB_JWT_SECRET (--jwt-secret) or ANB_JWT_SECRET_ID is required with a shared database: every web server must verify the \
              tokens the others sign"
@@ -160,6 +177,8 @@ pub struct Services {
     pub accounts: Accounts,
     pub videos: Videos,
     pub showcase: Showcase,
+    /// The vote audit, for operators.
+    pub audit: BallotAudit,
     /// What `/api/health` asks.
     pub health: Arc<dyn HealthCheck>,
     /// Checks links to locally stored files (served by the web server);
@@ -169,6 +188,8 @@ pub struct Services {
     processor: Option<Processor>,
     scratch: Option<LocalScratch>,
     relay: Option<OutboxRelay>,
+    /// Sends the verification messages (web servers only).
+    mail: Option<MailRelay>,
     sweeper: Option<DeadLetterSweeper>,
     /// A broker connection to close once the background work has ended.
     broker: Option<Broker>,
@@ -246,12 +267,18 @@ impl Services {
         let clock = Arc::new(SystemClock);
         let (users, videos, votes) = (Arc::new(database.users()), Arc::new(database.videos()), Arc::new(database.votes()));
         let base_url = match role {
-            Role::Web { public_base_url: Some(url), .. } => url.as_str(),
-            Role::Web { public_base_url: None, .. } | Role::Worker { .. } => "",
+            Role::Web(WebRole { public_base_url: Some(url), .. }) => url.as_str(),
+            Role::Web(_) | Role::Worker { .. } => "",
         };
-        let login = match role {
-            Role::Web { login, .. } => *login,
-            Role::Worker { .. } => LoginLimits::default(),
+        let keyring = Arc::new(HmacKeyring::derive(&key));
+        let verifications = Arc::new(database.verifications());
+        let mail = match role {
+            Role::Web(web) => Some(web.mail.relay(verifications.clone(), keyring.clone(), clock.clone())?),
+            Role::Worker { .. } => None,
+        };
+        let (rules, votes_require_verified_email) = match role {
+            Role::Web(web) => (web.accounts, web.votes_require_verified_email),
+            Role::Worker { .. } => (AccountRules::default(), false),
         };
 
         let (storage, files): (Arc<dyn ObjectStorage>, _) = match (config.bucket(), &aws) {
@@ -353,6 +380,17 @@ impl Services {
             (None, None)
         };
 
+        let showcase = Showcase::new(
+            ShowcasePorts {
+                videos: videos.clone(),
+                votes,
+                users: users.clone(),
+                storage: storage.clone(),
+                keyring: keyring.clone(),
+                clock: clock.clone(),
+            },
+            ShowcaseRules { url_ttl: config.url_ttl(), votes_require_verified_email },
+        );
         Ok(Self {
             accounts: Accounts::new(
                 AccountsPorts {
@@ -360,17 +398,21 @@ impl Services {
                     hasher: Arc::new(Argon2Hasher),
                     tokens: Arc::new(JwtTokenIssuer::new(&key, TOKEN_LIFETIME)),
                     clock: clock.clone(),
-                    attempts: Arc::new(database.login_attempts()),
+                    counters: Arc::new(database.counters()),
+                    keyring,
+                    verifications,
                 },
-                login,
+                rules,
             ),
-            videos: Videos::new(videos.clone(), storage.clone(), Arc::new(Mp4BoxProbe), clock, UploadRules::default(), config.url_ttl()),
-            showcase: Showcase::new(videos, votes, storage, config.url_ttl()).with_cache(pages),
+            audit: BallotAudit::new(Arc::new(database.vote_audit()), clock.clone(), pages.clone()),
+            videos: Videos::new(videos, storage, Arc::new(Mp4BoxProbe), clock, UploadRules::default(), config.url_ttl()),
+            showcase: showcase.with_cache(pages),
             health: Arc::new(database),
             files,
             processor,
             scratch,
             relay,
+            mail,
             sweeper,
             broker,
             workers,
@@ -399,10 +441,15 @@ impl Services {
             let shutdown = shutdown.clone();
             tasks.push(tokio::spawn(async move { sweeper.run(shutdown).await }));
         }
+        if let Some(mail) = self.mail.clone() {
+            let shutdown = shutdown.clone();
+            tasks.push(tokio::spawn(async move { mail.run(shutdown).await }));
+        }
         tracing::info!(
             workers = self.workers,
             relay = self.relay.is_some(),
             dead_letter_sweeper = self.sweeper.is_some(),
+            mail_relay = self.mail.is_some(),
             "background work started"
         );
         Background { tasks, broker: self.broker.clone() }

@@ -3,7 +3,7 @@
 //! (whose `From` impls in `problem.rs` are the status table).
 
 use anb_application::videos::VideoSummary;
-use anb_application::{Accounts, Showcase, SignUp, VideoDetail, Videos};
+use anb_application::{Accounts, Resent, Showcase, SignUp, VideoDetail, Videos};
 use anb_domain::ports::HealthCheck;
 use anb_domain::{Timestamp, UserId, Video, VideoId};
 use futures::StreamExt;
@@ -32,7 +32,7 @@ use crate::upload::UploadForm;
 enum Tag {
     /// Liveness for the load balancer.
     Health,
-    /// Sign-up and log-in.
+    /// Sign-up, e-mail verification and log-in.
     Auth,
     /// The signed-in player's own videos.
     Videos,
@@ -92,6 +92,44 @@ enum SignUpResponse {
     /// The account exists.
     #[oai(status = 201)]
     Created(Json<MessageBody>),
+}
+
+#[derive(Object)]
+struct VerifyRequest {
+    /// The `token` of the link the message carried.
+    token: String,
+}
+
+#[derive(ApiResponse)]
+enum VerifyResponse {
+    /// The address is verified.
+    #[oai(status = 200)]
+    Ok(Json<MessageBody>),
+}
+
+#[derive(ApiResponse)]
+enum ResendResponse {
+    /// A new link is on its way (or the address is verified already).
+    #[oai(status = 202)]
+    Accepted(Json<MessageBody>),
+}
+
+/// Who is signed in.
+#[derive(Object)]
+struct MeBody {
+    first_name: String,
+    last_name: String,
+    email: String,
+    city: String,
+    country: String,
+    /// Whether the address was verified (its link opened).
+    email_verified: bool,
+}
+
+#[derive(ApiResponse)]
+enum MeResponse {
+    #[oai(status = 200)]
+    Ok(Json<MeBody>),
 }
 
 #[derive(Object)]
@@ -436,9 +474,12 @@ impl Api {
         }
     }
 
-    /// Creates a player account.
+    /// Creates a player account and sends a message with a link that
+    /// verifies the address. At most `ANB_SIGNUP_PER_ADDRESS` sign-ups an
+    /// hour from one client address, and `ANB_SIGNUP_PER_NETWORK` from one
+    /// network (429 with `Retry-After` past them).
     #[oai(path = "/auth/signup", method = "post", tag = "Tag::Auth")]
-    async fn sign_up(&self, body: Json<SignUpRequest>) -> Answer<SignUpResponse> {
+    async fn sign_up(&self, request: &Request, body: Json<SignUpRequest>) -> Answer<SignUpResponse> {
         let Json(b) = body;
         let form = SignUp {
             first_name: b.first_name,
@@ -449,8 +490,41 @@ impl Api {
             city: b.city,
             country: b.country,
         };
-        self.accounts.sign_up(form).await?;
+        self.accounts.sign_up(form, client_address(request, self.behind_proxy)).await?;
         Ok(SignUpResponse::Created(message("Usuario creado exitosamente.")))
+    }
+
+    /// Verifies an address with the token of the link sent to it (single
+    /// use; it expires).
+    #[oai(path = "/auth/verify-email", method = "post", tag = "Tag::Auth")]
+    async fn verify_email(&self, body: Json<VerifyRequest>) -> Answer<VerifyResponse> {
+        self.accounts.verify_email(&body.token).await?;
+        Ok(VerifyResponse::Ok(message("Correo verificado.")))
+    }
+
+    /// Sends the signed-in person a new verification link (a few times an
+    /// hour at most: 429 past it).
+    #[oai(path = "/auth/resend-verification", method = "post", tag = "Tag::Auth")]
+    async fn resend_verification(&self, auth: BearerAuth) -> Answer<ResendResponse> {
+        let text = match self.accounts.resend_verification(auth.0).await? {
+            Resent::Queued => "Te enviamos un nuevo enlace de verificación. Revisa tu correo.",
+            Resent::AlreadyVerified => "Tu correo ya está verificado.",
+        };
+        Ok(ResendResponse::Accepted(message(text)))
+    }
+
+    /// Who is signed in, and whether the address is verified.
+    #[oai(path = "/auth/me", method = "get", tag = "Tag::Auth")]
+    async fn me(&self, auth: BearerAuth) -> Answer<MeResponse> {
+        let user = self.accounts.me(auth.0).await?;
+        Ok(MeResponse::Ok(Json(MeBody {
+            first_name: user.first_name,
+            last_name: user.last_name,
+            email: user.email.as_str().to_owned(),
+            city: user.city,
+            country: user.country,
+            email_verified: user.email_verified,
+        })))
     }
 
     /// Exchanges e-mail and password for an access token.
@@ -545,10 +619,12 @@ impl Api {
         )))
     }
 
-    /// One vote for a public video; one per person and video.
+    /// One vote for a public video; one per person and video, never for
+    /// one's own, and (when the deployment requires it) only from a
+    /// verified address.
     #[oai(path = "/public/videos/:video_id/vote", method = "post", tag = "Tag::Public")]
-    async fn vote(&self, auth: BearerAuth, video_id: Path<i64>) -> Answer<VoteResponse> {
-        self.showcase.vote(auth.0, VideoId(video_id.0)).await?;
+    async fn vote(&self, request: &Request, auth: BearerAuth, video_id: Path<i64>) -> Answer<VoteResponse> {
+        self.showcase.vote(auth.0, VideoId(video_id.0), client_address(request, self.behind_proxy)).await?;
         metrics::counter!(anb_metrics::names::VOTES).increment(1);
         Ok(VoteResponse::Ok(message("Voto registrado exitosamente.")))
     }

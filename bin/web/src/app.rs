@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anb_application::worker::shutdown_on;
-use anb_application::{Accounts, LoginLimits, Showcase, Videos};
+use anb_application::{AccountRules, Accounts, LoginLimits, Showcase, SignUpLimits, Videos};
 use anb_domain::ports::HealthCheck;
 use anb_files::LocalFileStorage;
 use anb_wiring::config::{CommonConfig, WebConfig};
-use anb_wiring::{Role, Services, StartupError};
+use anb_wiring::mail::MailConfig;
+use anb_wiring::{Role, Services, StartupError, WebRole};
 use poem::endpoint::BoxEndpoint;
 use poem::http::StatusCode;
 use poem::middleware::CatchPanic;
@@ -89,12 +90,17 @@ impl Application {
         web: WebConfig,
         telemetry: Option<Arc<anb_metrics::Telemetry>>,
     ) -> Result<Self, WebStartupError> {
-        let login = LoginLimits { max_failures: web.login_max_failures, lockout: Duration::from_secs(web.login_lockout) };
-        let role = Role::Web { public_base_url: web.public_base_url.clone(), workers: web.workers, login };
-        anb_wiring::validate(&common, &role)?;
+        let mut role = web_role(&common, &web);
+        anb_wiring::validate(&common, &Role::Web(role.clone()))?;
         let listen = |source| WebStartupError::Listen { addr: web.http_addr, source };
         let listener = tokio::net::TcpListener::bind(web.http_addr).await.map_err(listen)?;
         let addr = listener.local_addr().map_err(listen)?;
+        // Links in messages need a base a person can open: the configured
+        // one, else the address just bound (its port, when 0 was asked).
+        if web.public_base_url.is_none() {
+            role.mail.public_base_url = format!("http://{addr}");
+        }
+        let role = Role::Web(role);
         let server = server_settings(&web, common.database_pool);
         clean_upload_dir(&common);
         let services = Services::build(&common, &role).await?;
@@ -153,6 +159,29 @@ impl Application {
         }
         tracing::info!("stopped");
         result
+    }
+}
+
+/// What the settings ask of this web server.
+fn web_role(common: &CommonConfig, web: &WebConfig) -> WebRole {
+    let accounts = AccountRules {
+        login: LoginLimits { max_failures: web.login_max_failures, lockout: Duration::from_secs(web.login_lockout) },
+        sign_up: SignUpLimits { per_address: web.signup_per_address, per_network: web.signup_per_network, ..SignUpLimits::default() },
+    };
+    let mail = MailConfig {
+        kind: web.mail,
+        from: web.mail_from.clone(),
+        smtp_url: web.smtp_url.clone(),
+        dir: common.mail_dir(),
+        public_base_url: web.public_base_url.clone().unwrap_or_else(|| format!("http://{}", web.http_addr)),
+        token_ttl: Duration::from_secs(web.verification_ttl),
+    };
+    WebRole {
+        public_base_url: web.public_base_url.clone(),
+        workers: web.workers,
+        accounts,
+        mail,
+        votes_require_verified_email: web.votes_require_verified_email(),
     }
 }
 

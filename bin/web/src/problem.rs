@@ -5,7 +5,8 @@
 //! logged with the request id and answered with a generic detail.
 
 use anb_application::{
-    AuthError, DeleteError, FieldError, LogInError, PublicQueryError, SignUpError, UploadError, VideoAccessError, VoteError,
+    AuthError, DeleteError, FieldError, LogInError, PublicQueryError, ResendError, SignUpError, UploadError, VerifyError, VideoAccessError,
+    VoteError,
 };
 use anb_domain::{BackendError, BackendErrorKind, UploadRejection};
 use poem::http::StatusCode;
@@ -117,8 +118,9 @@ pub enum ApiError {
     /// The body is not of the documented content type.
     #[oai(status = 415)]
     UnsupportedMediaType(Problem),
-    /// Too many failed log-ins for this account or from this address; try
-    /// again after `Retry-After` seconds.
+    /// Too many failed log-ins for this account or from this address, too
+    /// many sign-ups from this address or network, or too many requests for
+    /// a verification link; try again after `Retry-After` seconds.
     #[oai(status = 429)]
     TooManyRequests(Problem, #[oai(header = "Retry-After")] u64),
     /// Unexpected server fault; see the log under the `x-request-id`.
@@ -138,12 +140,11 @@ impl ApiError {
         Self::from(Problem::new(status, detail))
     }
 
-    /// A 429 telling the client to wait `retry_after`.
-    pub fn too_many_requests(retry_after: std::time::Duration) -> Self {
+    /// A 429 telling the client to wait `retry_after`, and why.
+    pub fn too_many_requests(detail: impl Into<String>, retry_after: std::time::Duration) -> Self {
         // Whole seconds, rounded up, so a client that waits is let in.
         let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-        let problem = Problem::new(StatusCode::TOO_MANY_REQUESTS, "Demasiados intentos fallidos. Inténtalo de nuevo más tarde.");
-        Self::TooManyRequests(problem, seconds)
+        Self::TooManyRequests(Problem::new(StatusCode::TOO_MANY_REQUESTS, detail), seconds)
     }
 
     /// A 400.
@@ -194,7 +195,26 @@ impl From<SignUpError> for ApiError {
         match error {
             SignUpError::Invalid(errors) => Problem::invalid_fields(&errors).into(),
             SignUpError::EmailTaken => Self::bad_request(error.to_string()),
+            SignUpError::Throttled { retry_after } => Self::too_many_requests(error.to_string(), retry_after),
             SignUpError::Backend(e) => e.into(),
+        }
+    }
+}
+
+impl From<VerifyError> for ApiError {
+    fn from(error: VerifyError) -> Self {
+        match error {
+            VerifyError::Invalid | VerifyError::Used | VerifyError::Expired => Self::bad_request(error.to_string()),
+            VerifyError::Backend(e) => e.into(),
+        }
+    }
+}
+
+impl From<ResendError> for ApiError {
+    fn from(error: ResendError) -> Self {
+        match error {
+            ResendError::Throttled { retry_after } => Self::too_many_requests(error.to_string(), retry_after),
+            ResendError::Backend(e) => e.into(),
         }
     }
 }
@@ -203,7 +223,7 @@ impl From<LogInError> for ApiError {
     fn from(error: LogInError) -> Self {
         match error {
             LogInError::InvalidCredentials => Self::new(StatusCode::UNAUTHORIZED, error.to_string()),
-            LogInError::Locked { retry_after } => Self::too_many_requests(retry_after),
+            LogInError::Locked { retry_after } => Self::too_many_requests(error.to_string(), retry_after),
             LogInError::Backend(e) => e.into(),
         }
     }
@@ -243,7 +263,8 @@ impl From<DeleteError> for ApiError {
 impl From<VoteError> for ApiError {
     fn from(error: VoteError) -> Self {
         match error {
-            VoteError::AlreadyVoted => Self::bad_request(error.to_string()),
+            VoteError::AlreadyVoted | VoteError::OwnVideo => Self::bad_request(error.to_string()),
+            VoteError::Unverified => Self::new(StatusCode::FORBIDDEN, error.to_string()),
             VoteError::NotFound => Self::new(StatusCode::NOT_FOUND, error.to_string()),
             VoteError::Backend(e) => e.into(),
         }

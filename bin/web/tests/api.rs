@@ -7,11 +7,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anb_application::{Accounts, AccountsPorts, LoginLimits, Showcase, Videos};
-use anb_domain::fixtures::{MemoryLoginAttempts, video};
+use anb_application::{
+    AccountRules, Accounts, AccountsPorts, LoginLimits, Showcase, ShowcasePorts, ShowcaseRules, SignUpLimits, Videos,
+};
+use anb_domain::fixtures::{MemoryCounters, PlainKeyring, video};
 use anb_domain::ports::{
-    AccessToken, Deletion, MockHealthCheck, MockObjectStorage, MockPasswordHasher, MockUserRepository, MockVideoProbe, MockVideoRepository,
-    MockVoteRepository, ProbeError, StorageError, TokenError, TokenIssuer, UserRepositoryError, VideoRepositoryError, VoteRepositoryError,
+    AccessToken, Deletion, MockHealthCheck, MockObjectStorage, MockPasswordHasher, MockUserRepository, MockVerifications, MockVideoProbe,
+    MockVideoRepository, MockVoteRepository, ProbeError, RedeemError, StorageError, TokenError, TokenIssuer, UserRepositoryError,
+    VideoRepositoryError, VoteRepositoryError,
 };
 use anb_domain::{
     BackendError, Email, ObjectKey, PasswordHash, ProbedVideo, PublicVideo, RankingEntry, TaskId, UploadRules, User, UserId, Video,
@@ -72,7 +75,10 @@ struct Ports {
     storage: MockObjectStorage,
     probe: MockVideoProbe,
     hasher: MockPasswordHasher,
+    verifications: MockVerifications,
     health: MockHealthCheck,
+    /// Whether votes need a verified address (user 2's is verified, user 1's not).
+    votes_require_verified_email: bool,
     /// A health check that answers after this long, instead of the mock.
     slow_health: Option<Duration>,
     /// Stored files served under `/files/` from this directory.
@@ -82,7 +88,7 @@ struct Ports {
 impl Ports {
     fn new() -> Self {
         let mut ports = Self::default();
-        ports.users.expect_by_id().returning(|id| Ok([1, 2].contains(&id.0).then(|| user(id.0))));
+        ports.users.expect_by_id().returning(|id| Ok([1, 2].contains(&id.0).then(|| User { email_verified: id.0 == 2, ..user(id.0) })));
         ports
     }
 }
@@ -96,19 +102,38 @@ fn client(ports: Ports) -> (TestClient<BoxEndpoint<'static>>, tempfile::TempDir)
     let videos = Arc::new(ports.videos);
     let clock = Arc::new(SystemClock);
     let files = ports.files.map(|dir| Arc::new(LocalFileStorage::new(dir, "", UrlSigner::derive(b"test key"))));
+    let users = Arc::new(ports.users);
+    let keyring = Arc::new(PlainKeyring::default());
+    let showcase = Showcase::new(
+        ShowcasePorts {
+            videos: videos.clone(),
+            votes: Arc::new(ports.votes),
+            users: users.clone(),
+            storage: storage.clone(),
+            keyring: keyring.clone(),
+            clock: clock.clone(),
+        },
+        ShowcaseRules { url_ttl: Duration::from_secs(60), votes_require_verified_email: ports.votes_require_verified_email },
+    );
+    let rules_of_accounts = AccountRules {
+        login: LoginLimits { max_failures: 2, lockout: Duration::from_secs(60) },
+        sign_up: SignUpLimits { per_address: 2, per_network: 3, window: Duration::from_secs(3600), resends: 1 },
+    };
     let state = AppState {
         accounts: Accounts::new(
             AccountsPorts {
-                users: Arc::new(ports.users),
+                users,
                 hasher: Arc::new(ports.hasher),
                 tokens: Arc::new(FakeTokens),
                 clock: clock.clone(),
-                attempts: Arc::new(MemoryLoginAttempts::default()),
+                counters: Arc::new(MemoryCounters::default()),
+                keyring,
+                verifications: Arc::new(ports.verifications),
             },
-            LoginLimits { max_failures: 2, lockout: Duration::from_secs(60) },
+            rules_of_accounts,
         ),
-        videos: Videos::new(videos.clone(), storage.clone(), Arc::new(ports.probe), clock, rules.clone(), Duration::from_secs(60)),
-        showcase: Showcase::new(videos, Arc::new(ports.votes), storage, Duration::from_secs(60)),
+        videos: Videos::new(videos, storage, Arc::new(ports.probe), clock, rules.clone(), Duration::from_secs(60)),
+        showcase,
         health: match ports.slow_health {
             Some(delay) => Arc::new(SlowHealth(delay)),
             None => Arc::new(ports.health),
@@ -190,6 +215,7 @@ fn user(id: i64) -> User {
         city: "Bogotá".into(),
         country: "Colombia".into(),
         created_at: chrono::Utc::now(),
+        email_verified: false,
     }
 }
 
@@ -228,6 +254,99 @@ async fn sign_up_answers_201_and_400_for_each_refusal() {
     let huge = json!({"first_name": "x".repeat(70_000)});
     let (status, _) = answer(app.post("/api/auth/signup").body_json(&huge).send().await).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn sign_ups_past_the_limit_of_an_address_or_network_answer_429_with_retry_after_and_hash_nothing() {
+    let mut ports = Ports::new();
+    ports.users.expect_by_email().returning(|_| Ok(None));
+    ports.users.expect_create().returning(|_| Ok(user(1)));
+    // Two sign-ups from one address and one more from its network: three hashes, no more.
+    ports.hasher.expect_hash().times(3).returning(|_| Ok(PasswordHash("$argon2id$new".into())));
+    let (app, _dir) = client(ports);
+    let sign_up = |from: &'static str| app.post("/api/auth/signup").header("x-forwarded-for", from).body_json(&sign_up_body()).send();
+    for _ in 0..2 {
+        assert_eq!(answer(sign_up("203.0.113.9").await).await.0, StatusCode::CREATED);
+    }
+    let refused = sign_up("203.0.113.9").await;
+    let retry_after: u64 = refused.0.headers().get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
+    assert!((3590..=3600).contains(&retry_after), "{retry_after}");
+    let (status, body) = answer(refused).await;
+    assert_eq!((status, detail(&body)), (StatusCode::TOO_MANY_REQUESTS, "Se crearon demasiadas cuentas desde tu red. Inténtalo de nuevo más tarde."));
+    assert_eq!(answer(sign_up("203.0.113.10").await).await.0, StatusCode::CREATED, "another address of the network");
+    assert_eq!(answer(sign_up("203.0.113.11").await).await.0, StatusCode::TOO_MANY_REQUESTS, "the network's bound");
+}
+
+#[tokio::test]
+async fn me_says_who_is_signed_in_and_whether_the_address_is_verified() {
+    let (app, _dir) = client(Ports::new());
+    let (status, body) = answer(app.get("/api/auth/me").header("authorization", PLAYER).send().await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"first_name": "Ana", "last_name": "Pérez", "email": "ana@example.com", "city": "Bogotá", "country": "Colombia",
+               "email_verified": false})
+    );
+    let (_, body) = answer(app.get("/api/auth/me").header("authorization", OTHER).send().await).await;
+    assert_eq!(body["email_verified"], true);
+    assert_eq!(answer(app.get("/api/auth/me").send().await).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_verification_link_answers_200_once_and_400_when_used_expired_or_forged() {
+    let mut ports = Ports::new();
+    ports.verifications.expect_redeem().returning(|hash, _| match hash.0.as_str() {
+        "hash:good" => Ok(UserId(1)),
+        "hash:used" => Err(RedeemError::Used),
+        "hash:old" => Err(RedeemError::Expired),
+        _ => Err(RedeemError::Unknown),
+    });
+    let (app, _dir) = client(ports);
+    let verify = |token: &str| app.post("/api/auth/verify-email").body_json(&json!({"token": token})).send();
+    let (status, body) = answer(verify("good").await).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"message": "Correo verificado."})));
+    for (token, why) in [
+        ("used", "El enlace de verificación ya fue usado."),
+        ("old", "El enlace de verificación expiró. Pide uno nuevo desde tu cuenta."),
+        ("forged", "El enlace de verificación no es válido."),
+    ] {
+        let (status, body) = answer(verify(token).await).await;
+        assert_eq!((status, detail(&body)), (StatusCode::BAD_REQUEST, why), "{token}");
+    }
+    let (status, _) = answer(app.post("/api/auth/verify-email").body_json(&json!({})).send().await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "no token");
+}
+
+#[tokio::test]
+async fn a_new_link_answers_202_then_429_when_asked_too_often() {
+    let mut ports = Ports::new();
+    ports.verifications.expect_queue_mail().times(1).returning(|_, _, _| Ok(()));
+    let (app, _dir) = client(ports);
+    let resend = || app.post("/api/auth/resend-verification").header("authorization", PLAYER).send();
+    let (status, body) = answer(resend().await).await;
+    assert_eq!((status, detail(&body).is_empty()), (StatusCode::ACCEPTED, true));
+    assert!(body["message"].as_str().unwrap().contains("nuevo enlace"), "{body}");
+    let refused = resend().await;
+    assert!(refused.0.headers().contains_key("retry-after"));
+    assert_eq!(answer(refused).await.0, StatusCode::TOO_MANY_REQUESTS);
+    let (status, body) = answer(app.post("/api/auth/resend-verification").header("authorization", OTHER).send().await).await;
+    assert_eq!((status, body), (StatusCode::ACCEPTED, json!({"message": "Tu correo ya está verificado."})));
+    assert_eq!(answer(app.post("/api/auth/resend-verification").send().await).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_vote_for_ones_own_video_answers_400_and_an_unverified_voter_403_when_required() {
+    let mut ports = Ports::new();
+    ports.votes_require_verified_email = true;
+    ports.votes.expect_cast().returning(|voter, _, _, _| match voter.0 {
+        2 => Err(VoteRepositoryError::OwnVideo),
+        _ => Ok(()),
+    });
+    let (app, _dir) = client(ports);
+    let (status, body) = answer(app.post("/api/public/videos/1/vote").header("authorization", PLAYER).send().await).await;
+    assert_eq!((status, detail(&body)), (StatusCode::FORBIDDEN, "Verifica tu correo electrónico para votar."));
+    let (status, body) = answer(app.post("/api/public/videos/1/vote").header("authorization", OTHER).send().await).await;
+    assert_eq!((status, detail(&body)), (StatusCode::BAD_REQUEST, "No puedes votar por tu propio video."));
 }
 
 #[tokio::test]
@@ -517,7 +636,7 @@ async fn the_public_list_pages_and_filters_and_refuses_bad_parameters() {
 async fn a_vote_answers_200_then_400_and_404_for_a_video_that_is_not_public() {
     let mut ports = Ports::new();
     let mut cast = 0;
-    ports.votes.expect_cast().returning(move |voter, video| {
+    ports.votes.expect_cast().returning(move |voter, video, _, _| {
         assert_eq!(voter, UserId(2));
         cast += 1;
         match (video.0, cast) {
@@ -863,7 +982,10 @@ async fn the_document_lists_every_route_and_swagger_ui_is_served() {
         paths,
         [
             "/auth/login",
+            "/auth/me",
+            "/auth/resend-verification",
             "/auth/signup",
+            "/auth/verify-email",
             "/health",
             "/public/rankings",
             "/public/videos",
