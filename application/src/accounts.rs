@@ -481,8 +481,7 @@ mod tests {
         use std::sync::atomic::{AtomicU32, Ordering};
         let hashed = Arc::new(AtomicU32::new(0));
         let counters = Arc::new(MemoryCounters::default());
-        let accounts =
-            accounts_with(signing_up_users(), counting_hasher(hashed.clone()), MockTokenIssuer::new(), counters.clone());
+        let accounts = accounts_with(signing_up_users(), counting_hasher(hashed.clone()), MockTokenIssuer::new(), counters.clone());
         let from = |ip: &str| Some(ip.parse::<IpAddr>().unwrap());
         for _ in 0..3 {
             accounts.sign_up(form(), from("203.0.113.9")).await.unwrap();
@@ -543,9 +542,11 @@ mod tests {
         let mut users = MockUserRepository::new();
         users.expect_by_id().returning(|id| Ok(Some(User { id, email_verified: id == UserId(8), ..stored_user() })));
         let mut verifications = MockVerifications::new();
-        verifications.expect_queue_mail().withf(|user, kind, _| *user == UserId(7) && *kind == MailKind::Verification).times(2).returning(
-            |_, _, _| Ok(()),
-        );
+        verifications
+            .expect_queue_mail()
+            .withf(|user, kind, _| *user == UserId(7) && *kind == MailKind::Verification)
+            .times(2)
+            .returning(|_, _, _| Ok(()));
         let accounts = accounts_verifying(
             users,
             MockPasswordHasher::new(),
@@ -612,7 +613,8 @@ mod tests {
     #[tokio::test]
     async fn sign_up_lists_every_bad_field() {
         let bad = SignUp { first_name: " ".into(), email: "nope".into(), password1: "short".into(), password2: "other".into(), ..form() };
-        let err = accounts(MockUserRepository::new(), MockPasswordHasher::new(), MockTokenIssuer::new()).sign_up(bad, None).await.unwrap_err();
+        let err =
+            accounts(MockUserRepository::new(), MockPasswordHasher::new(), MockTokenIssuer::new()).sign_up(bad, None).await.unwrap_err();
         let SignUpError::Invalid(errors) = err else { panic!("{err:?}") };
         let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
         assert_eq!(fields, ["first_name", "email", "password1", "password2"]);
@@ -621,7 +623,8 @@ mod tests {
     #[tokio::test]
     async fn sign_up_refuses_mismatched_passwords_alone() {
         let bad = SignUp { password2: "S3cure!pasS".into(), ..form() };
-        let err = accounts(MockUserRepository::new(), MockPasswordHasher::new(), MockTokenIssuer::new()).sign_up(bad, None).await.unwrap_err();
+        let err =
+            accounts(MockUserRepository::new(), MockPasswordHasher::new(), MockTokenIssuer::new()).sign_up(bad, None).await.unwrap_err();
         assert_eq!(err.to_string(), "Las contraseñas no coinciden.");
     }
 

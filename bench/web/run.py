@@ -164,7 +164,9 @@ def serve(database: Database, scratch: Path, cache: str) -> tuple[subprocess.Pop
     port = free_port()
     env = dict(os.environ, ANB_DATA_DIR=str(scratch), ANB_DATABASE_URL=database.url, ANB_WORKERS="0",
                ANB_HTTP_ADDR=f"127.0.0.1:{port}", RUST_LOG="warn", ANB_CACHE=cache,
-               ANB_JWT_SECRET="bench-web-secret-of-at-least-32-characters")
+               ANB_JWT_SECRET="bench-web-secret-of-at-least-32-characters",
+               # One load generator on one address: the sign-up limits would refuse its users.
+               ANB_SIGNUP_PER_ADDRESS="1000000", ANB_SIGNUP_PER_NETWORK="1000000")
     if cache == "redis":
         # A prefix of the run's own: nothing cached by an earlier run is read.
         env.update(ANB_REDIS_URL=redis_url(), ANB_REDIS_PREFIX=f"anb-bench-{port}-{time.time_ns()}")

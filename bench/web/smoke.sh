@@ -20,7 +20,9 @@ port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
 url="sqlite://$work/anb.db?mode=rwc"
 
 "$bin/anb-bench-seed" --database-url "$url" --size small
+# One load generator on one address: the sign-up limits would refuse its users.
 ANB_DATA_DIR="$work" ANB_DATABASE_URL="$url" ANB_WORKERS=0 ANB_HTTP_ADDR="127.0.0.1:$port" RUST_LOG=warn \
+  ANB_SIGNUP_PER_ADDRESS=1000000 ANB_SIGNUP_PER_NETWORK=1000000 \
   "$bin/anb-web" >"$work/web.log" 2>&1 &
 web_pid=$!
 for _ in $(seq 100); do

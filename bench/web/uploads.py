@@ -62,7 +62,8 @@ def main() -> None:
         scratch = Path(scratch)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        env = dict(os.environ, ANB_DATA_DIR=str(scratch), ANB_WORKERS="0", ANB_HTTP_ADDR=f"127.0.0.1:{port}", RUST_LOG="warn")
+        env = dict(os.environ, ANB_DATA_DIR=str(scratch), ANB_WORKERS="0", ANB_HTTP_ADDR=f"127.0.0.1:{port}", RUST_LOG="warn",
+                   ANB_SIGNUP_PER_ADDRESS="1000000", ANB_SIGNUP_PER_NETWORK="1000000")
         web = subprocess.Popen([RELEASE / "anb-web"], env=env, stdout=subprocess.DEVNULL, stderr=open(scratch / "web.log", "w"))
         try:
             wait_until_up(base)

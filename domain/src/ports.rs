@@ -9,12 +9,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::trust::{AuditFinding, Mail, MailKind, NetworkTag, NewToken, PendingMail, TokenHash, VoidReport};
 use crate::{
     BackendError, CityFilter, Delivery, Email, Job, NewUser, NewVideo, ObjectKey, Page, Password, PasswordHash, ProbedVideo, ProgressSink,
     PublicVideo, RankingEntry, Receipt, Timestamp, User, UserId, Video, VideoId,
-};
-use crate::trust::{
-    AuditFinding, Mail, MailKind, NetworkTag, NewToken, PendingMail, TokenHash, VoidReport,
 };
 
 /// Errors of [`UserRepository`].

@@ -12,7 +12,9 @@ cd "$here"
 [ -f node_modules/playwright-core/package.json ] || npm ci --no-audit --no-fund
 data=$(mktemp -d)
 port=$(node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
-ANB_HTTP_ADDR="127.0.0.1:$port" ANB_DATA_DIR="$data" "$bin" >"$data/anb-web.log" 2>&1 &
+# Every test signs up from 127.0.0.1: the sign-up limits would refuse the later ones.
+ANB_HTTP_ADDR="127.0.0.1:$port" ANB_DATA_DIR="$data" ANB_SIGNUP_PER_ADDRESS=100000 ANB_SIGNUP_PER_NETWORK=1000000 \
+  "$bin" >"$data/anb-web.log" 2>&1 &
 pid=$!
 cleanup() {
   kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true

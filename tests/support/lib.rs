@@ -149,6 +149,10 @@ impl TestApp {
             .env("ANB_HTTP_ADDR", "127.0.0.1:0")
             .env("ANB_DATA_DIR", self.data.path())
             .env("RUST_LOG", "info")
+            // Every test signs up from 127.0.0.1: the sign-up limits apply
+            // only where a test sets them.
+            .env("ANB_SIGNUP_PER_ADDRESS", "100000")
+            .env("ANB_SIGNUP_PER_NETWORK", "1000000")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(std::fs::File::create(self.data.path().join("server.out")).unwrap())
             .stderr(log)

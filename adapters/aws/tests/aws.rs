@@ -170,6 +170,7 @@ fn user(email: &str) -> NewUser {
         city: "Cali".into(),
         country: "Colombia".into(),
         created_at: chrono::Utc::now(),
+        signup_network: None,
     }
 }
 

@@ -88,7 +88,9 @@ impl Mailer for FileMailer {
         let name = format!("{}-{}.eml", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), uuid::Uuid::new_v4());
         let (temporary, path) = (self.dir.join(format!(".{name}.tmp")), self.dir.join(name));
         // Written whole, then renamed: a reader never sees half a message.
-        tokio::fs::write(&temporary, &bytes).await.map_err(|e| BackendError::unavailable(format!("writing {}: {e}", temporary.display())))?;
+        tokio::fs::write(&temporary, &bytes)
+            .await
+            .map_err(|e| BackendError::unavailable(format!("writing {}: {e}", temporary.display())))?;
         tokio::fs::rename(&temporary, &path).await.map_err(|e| BackendError::unavailable(format!("naming {}: {e}", path.display())))?;
         tracing::info!(path = %path.display(), "mail written");
         Ok(())

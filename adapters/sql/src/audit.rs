@@ -54,10 +54,7 @@ impl SeaOrmVoteAudit {
              WHERE vo.created_at >= $1 AND {network} IS NOT NULL \
              GROUP BY v.owner_id, p.first_name, p.last_name, {network}, vo.user_id"
         );
-        VoterRow::find_by_statement(self.db.statement(&sql, vec![since.into()]))
-            .all(self.db.connection())
-            .await
-            .map_err(|e| db_error(&e))
+        VoterRow::find_by_statement(self.db.statement(&sql, vec![since.into()])).all(self.db.connection()).await.map_err(|e| db_error(&e))
     }
 }
 
@@ -100,8 +97,7 @@ impl VoteAudit for SeaOrmVoteAudit {
         let list = placeholders(1, ids.len());
         let txn = self.db.connection().begin().await.map_err(|e| db_error(&e))?;
         let counts = format!("SELECT video_id, COUNT(*) AS votes FROM votes WHERE user_id IN ({list}) GROUP BY video_id");
-        let videos =
-            VideoCount::find_by_statement(self.db.statement(&counts, ids.clone())).all(&txn).await.map_err(|e| db_error(&e))?;
+        let videos = VideoCount::find_by_statement(self.db.statement(&counts, ids.clone())).all(&txn).await.map_err(|e| db_error(&e))?;
         txn.execute(self.db.statement(&format!("DELETE FROM votes WHERE user_id IN ({list})"), ids)).await.map_err(|e| db_error(&e))?;
         // The totals recomputed from the votes that are left: the video's,
         // then its owner's over their public videos.

@@ -32,13 +32,13 @@ use anb_domain::{BackendError, CityFilter, Page, Timestamp};
 use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, SqlErr, Statement, TransactionTrait, Value};
 use sea_orm_migration::MigratorTrait;
 
+pub use audit::SeaOrmVoteAudit;
 pub use entities::{job, user, video, vote};
 pub use lease::LeasedQueue;
 pub use login::SeaOrmCounters;
 pub use migration::Migrator;
 pub use queue::SeaOrmJobQueue;
 pub use relay::OutboxRelay;
-pub use audit::SeaOrmVoteAudit;
 pub use users::SeaOrmUserRepository;
 pub use verifications::SeaOrmVerifications;
 pub use videos::SeaOrmVideoRepository;

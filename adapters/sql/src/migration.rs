@@ -516,7 +516,10 @@ impl MigrationTrait for Trust {
                 .col(ColumnDef::new(EmailTokens::ExpiresMs).big_integer().not_null())
                 .col(ColumnDef::new(EmailTokens::UsedMs).big_integer().null())
                 .foreign_key(
-                    ForeignKey::create().from(EmailTokens::Table, EmailTokens::UserId).to(Users::Table, Users::Id).on_delete(ForeignKeyAction::Cascade),
+                    ForeignKey::create()
+                        .from(EmailTokens::Table, EmailTokens::UserId)
+                        .to(Users::Table, Users::Id)
+                        .on_delete(ForeignKeyAction::Cascade),
                 )
                 .to_owned(),
         )
@@ -533,7 +536,10 @@ impl MigrationTrait for Trust {
                 .col(ColumnDef::new(MailOutbox::LastError).text().null())
                 .col(ColumnDef::new(MailOutbox::CreatedMs).big_integer().not_null())
                 .foreign_key(
-                    ForeignKey::create().from(MailOutbox::Table, MailOutbox::UserId).to(Users::Table, Users::Id).on_delete(ForeignKeyAction::Cascade),
+                    ForeignKey::create()
+                        .from(MailOutbox::Table, MailOutbox::UserId)
+                        .to(Users::Table, Users::Id)
+                        .on_delete(ForeignKeyAction::Cascade),
                 )
                 .to_owned(),
         )

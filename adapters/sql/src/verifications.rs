@@ -114,10 +114,8 @@ impl Verifications for SeaOrmVerifications {
         let values = vec![now_ms.into(), hash.0.as_str().into(), now_ms.into()];
         let used = txn.execute(self.db.statement(use_it, values)).await.map_err(|e| db_error(&e))?.rows_affected() == 1;
         let find = "SELECT user_id, expires_ms, used_ms FROM email_tokens WHERE token_hash = $1";
-        let row = TokenRow::find_by_statement(self.db.statement(find, vec![hash.0.as_str().into()]))
-            .one(&txn)
-            .await
-            .map_err(|e| db_error(&e))?;
+        let row =
+            TokenRow::find_by_statement(self.db.statement(find, vec![hash.0.as_str().into()])).one(&txn).await.map_err(|e| db_error(&e))?;
         let result = match row {
             None => Err(RedeemError::Unknown),
             Some(row) if used => {

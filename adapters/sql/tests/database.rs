@@ -49,6 +49,7 @@ fn new_user(email: &str, first: &str, city: &str) -> NewUser {
         city: city.into(),
         country: "Colombia".into(),
         created_at: Utc::now(),
+        signup_network: None,
     }
 }
 
@@ -190,7 +191,7 @@ async fn one_vote_per_person_and_video_counted_once_even_under_a_race() {
         let racers: Vec<_> = (0..30)
             .map(|_| {
                 let votes = votes.clone();
-                tokio::spawn(async move { votes.cast(voter, video).await })
+                tokio::spawn(async move { votes.cast(voter, video, None, Utc::now()).await })
             })
             .collect();
         let mut accepted = 0;
@@ -203,8 +204,11 @@ async fn one_vote_per_person_and_video_counted_once_even_under_a_race() {
         assert_eq!(accepted, 1);
         assert_eq!(t.db.videos().by_id(video).await.unwrap().unwrap().votes, 1);
         let pending = t.db.videos().create_with_job(new_video(owner, "p")).await.unwrap();
-        assert_eq!(votes.cast(voter, pending.id).await, Err(VoteRepositoryError::VideoNotPublic));
-        assert_eq!(votes.cast(voter, VideoId(9999)).await, Err(VoteRepositoryError::VideoNotPublic));
+        assert_eq!(votes.cast(voter, pending.id, None, Utc::now()).await, Err(VoteRepositoryError::VideoNotPublic));
+        assert_eq!(votes.cast(voter, VideoId(9999), None, Utc::now()).await, Err(VoteRepositoryError::VideoNotPublic));
+        assert_eq!(votes.cast(owner, video, None, Utc::now()).await, Err(VoteRepositoryError::OwnVideo), "a self-vote");
+        assert_eq!(votes.cast(owner, pending.id, None, Utc::now()).await, Err(VoteRepositoryError::VideoNotPublic), "own but not public");
+        assert_eq!(t.db.videos().by_id(video).await.unwrap().unwrap().votes, 1, "a refused vote counts nothing");
     }
 }
 
@@ -225,7 +229,7 @@ async fn rankings_sum_public_votes_break_ties_by_first_upload_and_filter_by_city
         t.db.videos().create_with_job(new_video(nobody, "never processed")).await.unwrap();
         let votes = t.db.votes();
         for (voter, video) in [(0, ana_1), (1, ana_2), (0, luis_video), (1, luis_video), (0, eva_video), (1, eva_video), (2, eva_video)] {
-            votes.cast(voters[voter], video).await.unwrap();
+            votes.cast(voters[voter], video, None, Utc::now()).await.unwrap();
         }
 
         let ranking = votes.rankings(CityFilter::any(), ALL).await.unwrap();
@@ -491,5 +495,97 @@ async fn a_failed_video_is_retried_with_a_new_job_and_its_attempts_from_zero() {
             Err(VideoRepositoryError::InvalidTransition { from: VideoStatus::Uploaded, to: VideoStatus::Uploaded })
         ));
         assert_eq!(videos.retry_failed(VideoId(9999)).await, Err(VideoRepositoryError::NotFound));
+    }
+}
+
+#[tokio::test]
+async fn a_sign_up_queues_its_message_and_a_token_verifies_the_address_once_until_it_expires() {
+    use anb_domain::ports::{RedeemError, Verifications};
+    use anb_domain::{MailKind, TokenHash};
+    for t in databases().await {
+        let verifications = t.db.verifications();
+        let now = Utc::now();
+        let ana = t.db.users().create(new_user("ana@example.com", "Ana", "Cali")).await.unwrap();
+        assert!(!ana.email_verified);
+
+        // The sign-up's message is due at once, taken by one relay only.
+        let lease = Duration::from_secs(60);
+        let due = verifications.take_due(now, lease, 10).await.unwrap();
+        assert_eq!(due.iter().map(|m| (m.user.id, m.kind, m.attempts)).collect::<Vec<_>>(), [(ana.id, MailKind::Verification, 0)]);
+        assert!(verifications.take_due(now, lease, 10).await.unwrap().is_empty(), "hidden while leased");
+        verifications.mail_failed(due[0].id, "connection refused", now + chrono::Duration::seconds(10)).await.unwrap();
+        assert!(verifications.take_due(now + chrono::Duration::seconds(5), lease, 10).await.unwrap().is_empty());
+        let again = verifications.take_due(now + chrono::Duration::seconds(11), lease, 10).await.unwrap();
+        assert_eq!(again[0].attempts, 1, "the failure was counted");
+        verifications.mail_sent(again[0].id).await.unwrap();
+        assert!(verifications.take_due(now + chrono::Duration::hours(1), lease, 10).await.unwrap().is_empty(), "sent: gone");
+
+        let (good, old) = (TokenHash("good".into()), TokenHash("old".into()));
+        verifications.store_token(ana.id, &good, now + chrono::Duration::hours(48)).await.unwrap();
+        verifications.store_token(ana.id, &old, now + chrono::Duration::seconds(1)).await.unwrap();
+        let later = now + chrono::Duration::seconds(2);
+        assert_eq!(verifications.redeem(&old, later).await, Err(RedeemError::Expired));
+        assert_eq!(verifications.redeem(&TokenHash("forged".into()), later).await, Err(RedeemError::Unknown));
+        assert!(!t.db.users().by_id(ana.id).await.unwrap().unwrap().email_verified);
+        assert_eq!(verifications.redeem(&good, later).await, Ok(ana.id));
+        assert!(t.db.users().by_id(ana.id).await.unwrap().unwrap().email_verified);
+        assert_eq!(verifications.redeem(&good, later).await, Err(RedeemError::Used));
+
+        // A request for a new link queues one more message.
+        verifications.queue_mail(ana.id, MailKind::Verification, later).await.unwrap();
+        assert_eq!(verifications.take_due(later, lease, 10).await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn the_audit_finds_accounts_of_one_network_voting_for_one_player_and_voiding_restores_the_ranking() {
+    use anb_domain::ports::VoteAudit;
+    use anb_domain::{AuditBasis, NetworkTag};
+    for t in databases().await {
+        let users = t.db.users();
+        let honest = users.create(new_user("honest@example.com", "Honesta", "Cali")).await.unwrap().id;
+        let cheat = users.create(new_user("cheat@example.com", "Tramposo", "Cali")).await.unwrap().id;
+        let honest_video = public_video(&t.db, honest, "h").await;
+        let cheat_video = public_video(&t.db, cheat, "c").await;
+        let votes = t.db.votes();
+        // Three honest fans from three networks.
+        for i in 0..3 {
+            let fan =
+                NewUser { signup_network: Some(NetworkTag(format!("home{i}"))), ..new_user(&format!("fan{i}@example.com"), "Fan", "Cali") };
+            let fan = users.create(fan).await.unwrap().id;
+            votes.cast(fan, honest_video, Some(NetworkTag(format!("home{i}"))), Utc::now()).await.unwrap();
+        }
+        // Five accounts made on one network, voting from another.
+        let mut stuffed = Vec::new();
+        for i in 0..5 {
+            let sock =
+                NewUser { signup_network: Some(NetworkTag("farm".into())), ..new_user(&format!("sock{i}@example.com"), "Sock", "Cali") };
+            let sock = users.create(sock).await.unwrap().id;
+            votes.cast(sock, cheat_video, Some(NetworkTag("proxy".into())), Utc::now()).await.unwrap();
+            stuffed.push(sock);
+        }
+        let ranking = |r: Vec<anb_domain::RankingEntry>| r.into_iter().map(|e| (e.username, e.votes)).collect::<Vec<_>>();
+        assert_eq!(ranking(votes.rankings(CityFilter::any(), ALL).await.unwrap())[0], ("Tramposo Test".to_owned(), 5));
+
+        let audit = t.db.vote_audit();
+        let findings = audit.findings(Utc::now() - chrono::Duration::hours(1), 3).await.unwrap();
+        let seen: Vec<_> = findings.iter().map(|f| (f.player, f.basis, f.network.0.as_str(), f.accounts.clone(), f.votes)).collect();
+        assert_eq!(
+            seen,
+            [(cheat, AuditBasis::SignUp, "farm", stuffed.clone(), 5), (cheat, AuditBasis::Vote, "proxy", stuffed.clone(), 5)],
+            "the honest fans share no network"
+        );
+        assert!(audit.findings(Utc::now() + chrono::Duration::hours(1), 3).await.unwrap().is_empty(), "nothing since then");
+
+        let report = audit.void(&stuffed).await.unwrap();
+        assert_eq!((report.votes, report.videos), (5, vec![cheat_video]));
+        assert_eq!(t.db.videos().by_id(cheat_video).await.unwrap().unwrap().votes, 0);
+        assert_eq!(
+            ranking(votes.rankings(CityFilter::any(), ALL).await.unwrap()),
+            [("Honesta Test".to_owned(), 3), ("Tramposo Test".to_owned(), 0)],
+            "the honest order is back"
+        );
+        assert!(audit.findings(Utc::now() - chrono::Duration::hours(1), 3).await.unwrap().is_empty());
+        assert_eq!(audit.void(&[]).await.unwrap().votes, 0);
     }
 }

@@ -40,9 +40,11 @@ impl MailConfig {
     pub fn validate(&self) -> Result<(), StartupError> {
         self.sender()?;
         if self.kind == MailKind::Smtp {
-            let url = self.smtp_url.as_ref().filter(|u| !u.expose().is_empty()).ok_or_else(|| {
-                StartupError::Config("ANB_SMTP_URL (--smtp-url) must name the server with ANB_MAIL=smtp".into())
-            })?;
+            let url = self
+                .smtp_url
+                .as_ref()
+                .filter(|u| !u.expose().is_empty())
+                .ok_or_else(|| StartupError::Config("ANB_SMTP_URL (--smtp-url) must name the server with ANB_MAIL=smtp".into()))?;
             SmtpMailer::new(url.expose(), self.sender()?).map_err(|e| StartupError::Config(format!("ANB_SMTP_URL: {e}")))?;
         }
         Ok(())

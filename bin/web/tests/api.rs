@@ -7,9 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anb_application::{
-    AccountRules, Accounts, AccountsPorts, LoginLimits, Showcase, ShowcasePorts, ShowcaseRules, SignUpLimits, Videos,
-};
+use anb_application::{AccountRules, Accounts, AccountsPorts, LoginLimits, Showcase, ShowcasePorts, ShowcaseRules, SignUpLimits, Videos};
 use anb_domain::fixtures::{MemoryCounters, PlainKeyring, video};
 use anb_domain::ports::{
     AccessToken, Deletion, MockHealthCheck, MockObjectStorage, MockPasswordHasher, MockUserRepository, MockVerifications, MockVideoProbe,
@@ -272,7 +270,10 @@ async fn sign_ups_past_the_limit_of_an_address_or_network_answer_429_with_retry_
     let retry_after: u64 = refused.0.headers().get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
     assert!((3590..=3600).contains(&retry_after), "{retry_after}");
     let (status, body) = answer(refused).await;
-    assert_eq!((status, detail(&body)), (StatusCode::TOO_MANY_REQUESTS, "Se crearon demasiadas cuentas desde tu red. Inténtalo de nuevo más tarde."));
+    assert_eq!(
+        (status, detail(&body)),
+        (StatusCode::TOO_MANY_REQUESTS, "Se crearon demasiadas cuentas desde tu red. Inténtalo de nuevo más tarde.")
+    );
     assert_eq!(answer(sign_up("203.0.113.10").await).await.0, StatusCode::CREATED, "another address of the network");
     assert_eq!(answer(sign_up("203.0.113.11").await).await.0, StatusCode::TOO_MANY_REQUESTS, "the network's bound");
 }

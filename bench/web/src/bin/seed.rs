@@ -79,7 +79,12 @@ async fn main() -> anyhow::Result<()> {
     insert(
         db,
         (1..=data.players).flat_map(|u| {
-            voted(&data, u).into_iter().map(move |v| vote::ActiveModel { user_id: Set(u), video_id: Set(v), created_at: Set(now), network: Set(None) })
+            voted(&data, u).into_iter().map(move |v| vote::ActiveModel {
+                user_id: Set(u),
+                video_id: Set(v),
+                created_at: Set(now),
+                network: Set(None),
+            })
         }),
     )
     .await?;
