@@ -20,6 +20,7 @@ mod common;
 mod login_limits;
 mod rabbitmq;
 mod secrets;
+mod trust;
 
 /// Settings every process of the cluster shares.
 struct Cluster {

@@ -519,6 +519,20 @@ pub async fn database_url(config: &CommonConfig) -> Result<String, StartupError>
     }
 }
 
+/// The vote audit for `anb-worker audit-votes` and `void-votes`: the
+/// database, and the page cache the web servers share (so that a void shows
+/// on every one of them at once; an in-process cache of a web server lets
+/// its pages expire within `ANB_CACHE_TTL` instead).
+///
+/// # Errors
+/// A [`StartupError`] naming what could not be reached.
+pub async fn ballot_audit(config: &CommonConfig) -> Result<BallotAudit, StartupError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::DataDir { path: config.data_dir.clone(), source })?;
+    let database = Database::connect(&database_url(config).await?, 2).await.map_err(StartupError::Database)?;
+    let pages = Arc::new(page_cache(config).await?);
+    Ok(BallotAudit::new(Arc::new(database.vote_audit()), Arc::new(SystemClock), pages))
+}
+
 /// The background tasks of a process.
 #[derive(Debug)]
 pub struct Background {

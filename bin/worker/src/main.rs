@@ -68,6 +68,27 @@ enum Command {
         #[arg(long, env = "ANB_SQS_QUEUE_NAME", default_value = "anb-videos")]
         queue_name: String,
     },
+    /// Print, as JSON lines, every (player, network) where at least
+    /// MIN_ACCOUNTS accounts of one network voted for the player within
+    /// SINCE: the network the accounts were created from (`"basis":
+    /// "signup"`) or the one their votes came from (`"vote"`), as keyed
+    /// pseudonyms; with the accounts' ids and their votes. Largest first.
+    AuditVotes {
+        /// How far back to look: `90m`, `24h`, `7d` (or seconds).
+        #[arg(long, default_value = "7d", value_parser = parse_duration)]
+        since: Duration,
+        /// Fewest accounts of one network that make a finding.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..=1_000_000))]
+        min_accounts: u32,
+    },
+    /// Remove every vote of these accounts in one transaction, recompute the
+    /// videos' and players' totals, and make the web servers' cached pages
+    /// stale; print what was removed as one JSON line.
+    VoidVotes {
+        /// Ids of the accounts (as `audit-votes` prints them).
+        #[arg(long = "account", required = true, num_args = 1..)]
+        accounts: Vec<i64>,
+    },
     /// Transcode one file as the worker would, and exit. The flags override
     /// the worker's settings, for measuring alternatives.
     Transcode {
@@ -117,6 +138,8 @@ async fn work() -> ExitCode {
         Command::Migrate => migrate(&cli.common).await,
         Command::Retry { video_ids } => retry(&cli.common, &video_ids).await,
         Command::Provision { queue_name } => provision(&cli.common, &queue_name).await,
+        Command::AuditVotes { since, min_accounts } => audit_votes(&cli.common, since, min_accounts).await,
+        Command::VoidVotes { accounts } => void_votes(&cli.common, &accounts).await,
         Command::Transcode { input, output, preset, bframes, scale_method, subme, motion_search, threads, quality, card_seconds } => {
             let defaults = TranscodeSettings::default();
             let settings = TranscodeSettings {
@@ -199,6 +222,55 @@ async fn retry(common: &CommonConfig, ids: &[i64]) -> anyhow::Result<()> {
         println!("video {id}: {outcome}");
     }
     anyhow::ensure!(refused == 0, "{refused} of {} videos not retried", ids.len());
+    Ok(())
+}
+
+/// `90m`, `24h`, `7d`, `30s` or plain seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 90m, 24h or 7d"))?;
+    let seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
+    };
+    Ok(Duration::from_secs(n.saturating_mul(seconds)))
+}
+
+async fn audit_votes(common: &CommonConfig, since: Duration, min_accounts: u32) -> anyhow::Result<()> {
+    let audit = anb_wiring::ballot_audit(common).await.context("cannot start")?;
+    let findings = audit.findings(since, min_accounts).await.context("database")?;
+    for f in &findings {
+        let line = serde_json::json!({
+            "player_id": f.player.0,
+            "player": f.player_name,
+            "basis": f.basis.as_str(),
+            "network": f.network.0,
+            "accounts": f.accounts.len(),
+            "votes": f.votes,
+            "first_vote": f.first_vote.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "last_vote": f.last_vote.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "account_ids": f.accounts.iter().map(|a| a.0).collect::<Vec<_>>(),
+        });
+        println!("{line}");
+    }
+    tracing::info!(findings = findings.len(), since_seconds = since.as_secs(), min_accounts, "vote audit done");
+    Ok(())
+}
+
+async fn void_votes(common: &CommonConfig, accounts: &[i64]) -> anyhow::Result<()> {
+    let audit = anb_wiring::ballot_audit(common).await.context("cannot start")?;
+    let ids: Vec<anb_domain::UserId> = accounts.iter().map(|&id| anb_domain::UserId(id)).collect();
+    let report = audit.void(&ids).await.context("database")?;
+    let line = serde_json::json!({
+        "accounts": accounts,
+        "votes_removed": report.votes,
+        "videos": report.videos.iter().map(|v| v.0).collect::<Vec<_>>(),
+    });
+    println!("{line}");
     Ok(())
 }
 
