@@ -342,9 +342,12 @@ async fn the_service_describes_itself_and_reports_errors_as_problems() {
 
 #[tokio::test]
 async fn a_bad_setting_stops_start_up_with_a_message_naming_it() {
-    for (name, value, named) in
-        [("ANB_HTTP_ADDR", "nowhere", "http-addr"), ("ANB_WORKERS", "many", "workers"), ("ANB_JWT_SECRET", "short", "jwt-secret")]
-    {
+    for (name, value, named) in [
+        ("ANB_HTTP_ADDR", "nowhere", "http-addr"),
+        ("ANB_WORKERS", "many", "workers"),
+        ("ANB_JWT_SECRET", "short", "jwt-secret"),
+        ("ANB_MAIL", "smtp", "mail-from"),
+    ] {
         let out = std::process::Command::new(anb_e2e::binary("anb-web"))
             .env(name, value)
             .env("ANB_DATA_DIR", "/nonexistent/never-used")

@@ -164,6 +164,27 @@ impl Mailer for SmtpMailer {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn the_file_mailer_writes_one_whole_eml_per_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let mailer = FileMailer::new(dir.path().join("mail"), Sender::parse("ANB <no-reply@example.com>").unwrap()).unwrap();
+        let mail = Mail {
+            to: anb_domain::Email::parse("ana@example.com").unwrap(),
+            to_name: "Ana Pérez".into(),
+            subject: "Confirma tu correo electrónico".into(),
+            text: "Hola Ana,\n\nhttps://anb.example.com/#/verificar?token=abc\n".into(),
+        };
+        mailer.send(&mail).await.unwrap();
+        mailer.send(&mail).await.unwrap();
+        let names: Vec<String> =
+            std::fs::read_dir(mailer.dir()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(names.iter().all(|n| n.ends_with(".eml") && !n.starts_with('.')), "no temporary file left: {names:?}");
+        let text = std::fs::read_to_string(mailer.dir().join(&names[0])).unwrap();
+        assert!(text.contains("From: ANB <no-reply@example.com>") && text.contains("<ana@example.com>"), "{text}");
+        assert!(text.contains("Content-Type: text/plain; charset=utf-8"), "{text}");
+    }
+
     #[test]
     fn the_server_of_a_url_leaves_out_the_credentials() {
         assert_eq!(server_of("smtp://user:pa%40ss@mail.example.com:587?tls=required"), "mail.example.com:587");
