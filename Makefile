@@ -17,10 +17,12 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
 # Tests also need PostgreSQL server binaries (for a throwaway cluster) and a
-# Python virtual environment with moto (the S3/SQS emulator) and schemathesis
-# (which tests the live API against its OpenAPI document).
+# Python virtual environment with moto (the S3/SQS/SES emulator), schemathesis
+# (which tests the live API against its OpenAPI document) and aiosmtpd (a real
+# SMTP server for the mailer's tests).
 MOTO_VERSION := 5.2.5
 SCHEMATHESIS_VERSION := 4.32.5
+AIOSMTPD_VERSION := 1.4.6
 TEST_VENV := $(TARGET_DIR)/test-venv
 export ANB_MOTO_SERVER ?= $(abspath $(TEST_VENV))/bin/moto_server
 export ANB_SCHEMATHESIS ?= $(abspath $(TEST_VENV))/bin/schemathesis
@@ -82,10 +84,10 @@ test-deps: deps
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv; }
 
 ## test-tools: moto and schemathesis, pinned, in a virtual environment under the target directory
-test-tools: test-deps $(TEST_VENV)/.installed-$(MOTO_VERSION)-$(SCHEMATHESIS_VERSION)
-$(TEST_VENV)/.installed-$(MOTO_VERSION)-$(SCHEMATHESIS_VERSION):
+test-tools: test-deps $(TEST_VENV)/.installed-$(MOTO_VERSION)-$(SCHEMATHESIS_VERSION)-$(AIOSMTPD_VERSION)
+$(TEST_VENV)/.installed-$(MOTO_VERSION)-$(SCHEMATHESIS_VERSION)-$(AIOSMTPD_VERSION):
 	python3 -m venv $(TEST_VENV)
-	$(TEST_VENV)/bin/pip install -q --disable-pip-version-check "moto[server]==$(MOTO_VERSION)" "schemathesis==$(SCHEMATHESIS_VERSION)"
+	$(TEST_VENV)/bin/pip install -q --disable-pip-version-check "moto[server]==$(MOTO_VERSION)" "schemathesis==$(SCHEMATHESIS_VERSION)" "aiosmtpd==$(AIOSMTPD_VERSION)"
 	touch $@
 
 ## browser-deps: Debian's Chromium, Node.js and npm for the browser tests, if missing

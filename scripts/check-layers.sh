@@ -22,7 +22,7 @@ check() { # what, pattern, cargo tree arguments...
     fi
 }
 
-io='sea-orm|sea-orm-migration|sqlx|sqlx-core|aws-config|aws-sdk-s3|aws-sdk-sqs|gstreamer|gstreamer-sys|poem|poem-openapi|reqwest|hyper|tokio-postgres|redis|lapin|rdkafka|multer'
+io='sea-orm|sea-orm-migration|sqlx|sqlx-core|aws-config|aws-sdk-s3|aws-sdk-sqs|aws-sdk-sesv2|lettre|gstreamer|gstreamer-sys|poem|poem-openapi|reqwest|hyper|tokio-postgres|redis|lapin|rdkafka|multer'
 check "anb-domain does no I/O" "$io" -p anb-domain
 check "anb-application does no I/O" "$io" -p anb-application
 check "anb-web built for a web-only host (--no-default-features) links no GStreamer" 'gstreamer|gstreamer-sys|glib|glib-sys' -p anb-web --no-default-features

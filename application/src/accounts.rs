@@ -358,7 +358,7 @@ impl Accounts {
     }
 }
 
-/// Longest token accepted (ours are 43 characters).
+/// Longest token accepted (ours are 64 hexadecimal characters).
 const MAX_TOKEN_LEN: usize = 128;
 
 /// What is left of a count's window at `now`.

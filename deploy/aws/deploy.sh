@@ -35,7 +35,9 @@ Options:
   --no-deletion-protection create the database without deletion protection
                            (throwaway stacks)
   --parameter KEY=VALUE    any other template parameter (repeatable), e.g.
-                           --parameter WebMaxSize=6
+                           --parameter WebMaxSize=6; the first deployment
+                           needs --parameter MailFrom=ADDRESS (the sender of
+                           the verification mail, verified in SES)
   --template FILE          another template (default: deploy/aws/template.yaml)
   -h, --help               this text
 USAGE

@@ -15,9 +15,11 @@
 pub mod contracts;
 mod rabbitmq;
 mod redis;
+mod smtp;
 
 pub use rabbitmq::{RabbitBroker, RabbitMq};
 pub use redis::{Redis, RedisServer};
+pub use smtp::SmtpServer;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

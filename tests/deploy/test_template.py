@@ -120,6 +120,7 @@ PARAMETERS = {
     "DbDeletionProtection": "false",
     "MaxAttempts": "4",  # not the default, to see it travel to the redrive policy
     "JobVisibility": "36",
+    "MailFrom": "no-reply@showcase.example",
 }
 
 
@@ -656,6 +657,9 @@ def test_instance_roles_have_exactly_the_stated_permissions(stack, aws):
               for p in ("uploaded", "processed")},
             ("sqs:SendMessage", queue_arn, none),
             ("sqs:GetQueueAttributes", queue_arn, none),
+            # Verification mail, as the configured sender only.
+            ("ses:SendEmail", f"arn:aws:ses:{REGION}:{ACCOUNT}:identity/*",
+             json.dumps({"StringEquals": {"ses:FromAddress": PARAMETERS["MailFrom"]}}, sort_keys=True)),
             *common("web", "ANB/Backend", [db_secret, jwt_secret]),
         },
         "WorkerRole": {
@@ -749,6 +753,10 @@ def test_user_data_installs_the_package_and_holds_no_secret(stack, aws):
                 "ANB_JWT_SECRET_ID": placeholder("AWS::SecretsManager::Secret", "JwtSecret"),
                 # Above the ALB's 60 s idle timeout.
                 "ANB_HEADER_TIMEOUT": "65",
+                # Verification mail through SES; only verified addresses vote.
+                "ANB_MAIL": "ses",
+                "ANB_MAIL_FROM": f"ANB Rising Stars <{PARAMETERS['MailFrom']}>",
+                "ANB_VOTE_REQUIRES_VERIFIED_EMAIL": "true",
             }
         else:
             assert env == common
@@ -928,6 +936,7 @@ def test_deploy_sh_against_the_emulator(moto, aws, tmp_path):
         deb.write_bytes(b"!<arch>\n" + version.encode())
         run = run_deploy(moto, tmp_path, "--stack-name", stack_name, "--deb", str(deb), "--template", str(template),
                          "--no-deletion-protection", "--parameter", "WebMaxSize=4",
+                         "--parameter", f"MailFrom={PARAMETERS['MailFrom']}",
                          "--parameter", f"LatestAmiId={EMULATOR_AMI_PARAMETER}")  # DEPLOY_SH_GAPS["LatestAmiId"]
         # DEPLOY_SH_GAPS["outputs"]: everything up to the URL works; moto has no outputs to print.
         assert run.returncode == 2, run.stdout + run.stderr

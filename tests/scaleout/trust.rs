@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anb_e2e::{TestApp, binary};
-use anb_testkit::{Postgres, Redis};
+use anb_testkit::{Postgres, Redis, SmtpServer};
 use reqwest::Method;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
@@ -273,4 +273,31 @@ async fn thirty_accounts_from_one_network_are_found_by_the_audit_and_voided_on_b
         assert_eq!(order, [("Fan honest".to_owned(), Some(10)), ("Fan cheat".to_owned(), Some(0))], "the honest order, at once");
     }
     assert!(worker(&["audit-votes", "--since", "1h", "--min-accounts", "5"]).trim().is_empty(), "nothing left to find");
+}
+
+#[tokio::test]
+async fn a_mail_server_that_is_down_at_sign_up_fails_nothing_and_gets_the_message_once_it_is_back() {
+    let smtp = SmtpServer::stopped();
+    let url = smtp.url();
+    let env = [("ANB_MAIL", "smtp"), ("ANB_SMTP_URL", url.as_str()), ("ANB_MAIL_FROM", "ANB Rising Stars <no-reply@anb.example>")];
+    let mut app = TestApp::spawn(0, &env).await;
+    let token = app.player("ana@example.com", "Ana", "Cali").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !app.log().contains("mail not sent") {
+        assert!(Instant::now() < deadline, "the relay never tried: {}", app.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.get("/api/auth/me", Some(&token)).await.1["email_verified"], false);
+
+    smtp.start();
+    // The first retry comes 10 s after the failure.
+    let messages = tokio::task::spawn_blocking(move || (smtp.wait_for(1, Duration::from_secs(30)), smtp)).await.unwrap().0;
+    assert_eq!(messages.len(), 1, "one message, sent once");
+    let message = quoted_printable(&messages[0]);
+    let link = message.split("/#/verificar?token=").nth(1).expect("the message carries a link");
+    let verification: String = link.chars().take_while(char::is_ascii_hexdigit).collect();
+    let response = app.http.post(app.url("/api/auth/verify-email")).json(&json!({"token": verification})).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.get("/api/auth/me", Some(&token)).await.1["email_verified"], true);
+    app.terminate();
 }

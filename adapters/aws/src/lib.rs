@@ -7,12 +7,15 @@
 //! | [`s3`] | [`S3Storage`], object storage on Amazon S3 |
 //! | [`sqs`] | [`SqsQueue`], the job queue on Amazon SQS with a dead-letter queue |
 //! | [`secrets`] | the database URL and the signing key from AWS Secrets Manager |
+//! | [`ses`] | [`SesMailer`], e-mail through Amazon SES |
 
 pub mod s3;
 pub mod secrets;
+pub mod ses;
 pub mod sqs;
 
 pub use s3::S3Storage;
+pub use ses::SesMailer;
 pub use sqs::{ProvisionedQueues, SqsQueue};
 
 use anb_domain::BackendError;

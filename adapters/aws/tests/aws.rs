@@ -252,3 +252,32 @@ async fn a_second_copy_of_a_job_waits_while_a_live_worker_holds_its_video() {
     assert_eq!((again.job, again.receive_count), (dead.job, 2));
     queue.ack(&again.receipt).await.unwrap();
 }
+
+#[tokio::test]
+async fn ses_sends_as_a_verified_sender_and_refuses_an_unverified_one() {
+    use anb_domain::Mail;
+    use anb_domain::ports::Mailer;
+    let config = aws_config().await;
+    let sender = format!("no-reply-{}@anb.example", uuid::Uuid::new_v4().simple());
+    aws_sdk_sesv2::Client::new(&config).create_email_identity().email_identity(&sender).send().await.unwrap();
+    let mail = Mail {
+        to: Email::parse("ana@example.com").unwrap(),
+        to_name: "Ana Pérez".into(),
+        subject: "Confirma tu correo electrónico".into(),
+        text: format!("Hola Ana,\n\nhttps://anb.example/#/verificar?token={}\n", "ab".repeat(32)),
+    };
+    anb_aws::SesMailer::new(&config, format!("ANB Rising Stars <{sender}>")).send(&mail).await.unwrap();
+
+    // moto keeps what it was asked to send.
+    let data: serde_json::Value =
+        reqwest::get(format!("{}/moto-api/data.json", Moto::shared().endpoint())).await.unwrap().json().await.unwrap();
+    let sent: Vec<&serde_json::Value> =
+        data["ses"]["Message"].as_array().unwrap().iter().filter(|m| m["source"].as_str().is_some_and(|s| s.contains(&sender))).collect();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["subject"], "Confirma tu correo electrónico");
+    assert!(sent[0]["body"].as_str().unwrap().contains("/#/verificar?token=abab"), "{}", sent[0]);
+    assert_eq!(sent[0]["destinations"]["ToAddresses"], serde_json::json!(["ana@example.com"]));
+
+    let refused = anb_aws::SesMailer::new(&config, "nobody@unverified.example").send(&mail).await.unwrap_err();
+    assert_eq!(refused.kind, anb_domain::BackendErrorKind::Internal, "a refusal, not an outage: {refused}");
+}

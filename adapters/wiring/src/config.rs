@@ -213,6 +213,8 @@ pub enum MailKind {
     File,
     /// An SMTP server (`ANB_SMTP_URL`).
     Smtp,
+    /// Amazon SES (region and credentials from the standard AWS chain).
+    Ses,
 }
 
 /// Which queue hands jobs to workers.
@@ -394,11 +396,13 @@ pub struct WebConfig {
     pub signup_per_network: u32,
 
     /// How verification messages are sent: `file` (an `.eml` file each under
-    /// `DATA_DIR/mail/`) or `smtp` (`ANB_SMTP_URL`).
+    /// `DATA_DIR/mail/`), `smtp` (`ANB_SMTP_URL`) or `ses` (Amazon SES,
+    /// region and credentials from the standard AWS chain).
     #[arg(long, env = "ANB_MAIL", value_enum, default_value_t = MailKind::File)]
     pub mail: MailKind,
 
-    /// The sender of the messages: `Name <address>` (required with `smtp`).
+    /// The sender of the messages: `Name <address>` (required with `smtp`
+    /// and `ses`; with SES, an identity it verified).
     #[arg(long, env = "ANB_MAIL_FROM")]
     pub mail_from: Option<String>,
 
@@ -409,7 +413,8 @@ pub struct WebConfig {
     pub smtp_url: Option<Secret>,
 
     /// Whether only accounts with a verified address may vote (403
-    /// otherwise). Default: false with `ANB_MAIL=file`, true with `smtp`.
+    /// otherwise). Default: false with `ANB_MAIL=file`, true with `smtp` and
+    /// `ses`.
     #[arg(long, env = "ANB_VOTE_REQUIRES_VERIFIED_EMAIL", action = clap::ArgAction::Set)]
     pub vote_requires_verified_email: Option<bool>,
 

@@ -86,7 +86,7 @@ pub enum Role {
     /// the verification messages and takes votes; links to local files are
     /// absolute under `public_base_url` when set, else relative
     /// (`/files/...`, made absolute per request by the web layer).
-    Web(WebRole),
+    Web(Box<WebRole>),
     /// `anb-worker`: processes videos only.
     Worker { workers: u32 },
 }
@@ -259,7 +259,8 @@ impl Services {
         let uses_aws = config.storage == StorageKind::S3
             || config.queue == QueueKind::Sqs
             || config.database_secret.is_some()
-            || config.jwt_secret_id.is_some();
+            || config.jwt_secret_id.is_some()
+            || matches!(role, Role::Web(web) if web.mail.uses_aws());
         let aws = if uses_aws { Some(anb_aws::sdk_config().await) } else { None };
         let (database_url, key) = secrets(config, aws.as_ref()).await?;
         let database = Database::connect(&database_url, config.database_pool).await.map_err(StartupError::Database)?;
@@ -267,13 +268,13 @@ impl Services {
         let clock = Arc::new(SystemClock);
         let (users, videos, votes) = (Arc::new(database.users()), Arc::new(database.videos()), Arc::new(database.votes()));
         let base_url = match role {
-            Role::Web(WebRole { public_base_url: Some(url), .. }) => url.as_str(),
-            Role::Web(_) | Role::Worker { .. } => "",
+            Role::Web(web) => web.public_base_url.as_deref().unwrap_or_default(),
+            Role::Worker { .. } => "",
         };
         let keyring = Arc::new(HmacKeyring::derive(&key));
         let verifications = Arc::new(database.verifications());
         let mail = match role {
-            Role::Web(web) => Some(web.mail.relay(verifications.clone(), keyring.clone(), clock.clone())?),
+            Role::Web(web) => Some(web.mail.relay(aws.as_ref(), verifications.clone(), keyring.clone(), clock.clone())?),
             Role::Worker { .. } => None,
         };
         let (rules, votes_require_verified_email) = match role {

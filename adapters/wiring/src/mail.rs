@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anb_application::{MailRelay, MailSettings};
+use anb_aws::SesMailer;
 use anb_domain::ports::{Clock, Keyring, Mailer, Verifications};
 use anb_mail::{FileMailer, Sender, SmtpMailer};
 
@@ -54,18 +55,24 @@ impl MailConfig {
         match (&self.from, self.kind) {
             (Some(from), _) => Sender::parse(from).map_err(|e| StartupError::Config(format!("ANB_MAIL_FROM: {e}"))),
             (None, MailKind::File) => Sender::parse(DEFAULT_FROM).map_err(StartupError::Config),
-            (None, MailKind::Smtp) => Err(StartupError::Config(
-                "ANB_MAIL_FROM (--mail-from) must name the sender with ANB_MAIL=smtp (`ANB Rising Stars <no-reply@your.domain>`)".into(),
+            (None, MailKind::Smtp | MailKind::Ses) => Err(StartupError::Config(
+                "ANB_MAIL_FROM (--mail-from) must name the sender with ANB_MAIL=smtp or ses (`ANB Rising Stars <no-reply@your.domain>`)"
+                    .into(),
             )),
         }
     }
 
-    /// The mailer these settings name.
+    /// Whether these settings need the AWS SDK's configuration.
+    pub fn uses_aws(&self) -> bool {
+        self.kind == MailKind::Ses
+    }
+
+    /// The mailer these settings name (`aws`: the SDK's configuration, for SES).
     ///
     /// # Errors
     /// [`StartupError::Config`] for a bad setting, [`StartupError::DataDir`]
     /// when the `file` mailer's directory cannot be made.
-    pub fn mailer(&self) -> Result<Arc<dyn Mailer>, StartupError> {
+    pub fn mailer(&self, aws: Option<&aws_config::SdkConfig>) -> Result<Arc<dyn Mailer>, StartupError> {
         let from = self.sender()?;
         match self.kind {
             MailKind::File => {
@@ -79,6 +86,11 @@ impl MailConfig {
                 tracing::info!(server = mailer.server(), "mail is sent by SMTP");
                 Ok(Arc::new(mailer))
             }
+            MailKind::Ses => {
+                let aws = aws.ok_or_else(|| StartupError::Config("ANB_MAIL=ses needs the AWS configuration".into()))?;
+                tracing::info!(from = from.address(), "mail is sent by Amazon SES");
+                Ok(Arc::new(SesMailer::new(aws, self.from.clone().unwrap_or_default())))
+            }
         }
     }
 
@@ -88,11 +100,12 @@ impl MailConfig {
     /// As [`MailConfig::mailer`].
     pub fn relay(
         &self,
+        aws: Option<&aws_config::SdkConfig>,
         verifications: Arc<dyn Verifications>,
         keyring: Arc<dyn Keyring>,
         clock: Arc<dyn Clock>,
     ) -> Result<MailRelay, StartupError> {
         let settings = MailSettings { token_ttl: self.token_ttl, ..MailSettings::new(self.public_base_url.clone()) };
-        Ok(MailRelay::new(verifications, self.mailer()?, keyring, clock, settings))
+        Ok(MailRelay::new(verifications, self.mailer(aws)?, keyring, clock, settings))
     }
 }

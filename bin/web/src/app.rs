@@ -91,7 +91,7 @@ impl Application {
         telemetry: Option<Arc<anb_metrics::Telemetry>>,
     ) -> Result<Self, WebStartupError> {
         let mut role = web_role(&common, &web);
-        anb_wiring::validate(&common, &Role::Web(role.clone()))?;
+        anb_wiring::validate(&common, &Role::Web(Box::new(role.clone())))?;
         let listen = |source| WebStartupError::Listen { addr: web.http_addr, source };
         let listener = tokio::net::TcpListener::bind(web.http_addr).await.map_err(listen)?;
         let addr = listener.local_addr().map_err(listen)?;
@@ -100,7 +100,7 @@ impl Application {
         if web.public_base_url.is_none() {
             role.mail.public_base_url = format!("http://{addr}");
         }
-        let role = Role::Web(role);
+        let role = Role::Web(Box::new(role));
         let server = server_settings(&web, common.database_pool);
         clean_upload_dir(&common);
         let services = Services::build(&common, &role).await?;
