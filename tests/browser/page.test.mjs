@@ -2,6 +2,10 @@
 // Playwright (playwright-core) drives Debian's Chromium; node:test runs them.
 //
 //   ANB_BASE_URL=http://127.0.0.1:8080   the server (required)
+//   ANB_MAIL_DIR                         where the server's file mailer writes each message as an
+//                                        .eml (its ANB_DATA_DIR + /mail); required by the tests that
+//                                        vote or verify (they fail without it). The server should run
+//                                        with ANB_VOTE_REQUIRES_VERIFIED_EMAIL=true.
 //   ANB_CLIP_1080P, ANB_CLIP_SHORT       MP4 files: 20–60 s at 1080p, and under 20 s
 //                                        (made with ffmpeg in a temporary folder when unset)
 //   ANB_SCREENSHOTS                      a folder for screenshots of every view (optional)
@@ -10,7 +14,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, readdirSync, statSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -19,6 +23,7 @@ import { chromium } from 'playwright-core';
 const BASE = (process.env.ANB_BASE_URL || '').replace(/\/+$/, '');
 if (!BASE) throw new Error('ANB_BASE_URL is required, e.g. ANB_BASE_URL=http://127.0.0.1:8080');
 const SHOTS = process.env.ANB_SCREENSHOTS || '';
+const MAIL_DIR = process.env.ANB_MAIL_DIR || '';
 const CHROMIUM = process.env.ANB_CHROMIUM || '/usr/bin/chromium';
 const PROCESSING_TIMEOUT = 240_000; // a debug build on two cores takes up to about a minute per clip
 const PHONE = { width: 390, height: 844 };
@@ -127,13 +132,110 @@ async function apiJson(method, route, { token, body } = {}) {
   return json;
 }
 
+// ------------------------------------------------------------------ mail
+
+/** The folder of the server's messages; a test that reads them fails (never skips) without it. */
+function mailDir() {
+  if (!MAIL_DIR) {
+    throw new Error('ANB_MAIL_DIR is required by this test: the folder where the server (ANB_MAIL=file) writes '
+      + 'each message as an .eml, i.e. its ANB_DATA_DIR + /mail (tests/browser/run.sh sets it)');
+  }
+  return MAIL_DIR;
+}
+
+/** A quoted-printable body as text: soft line breaks joined, =XX bytes decoded as UTF-8. */
+function decodeQuotedPrintable(text) {
+  const joined = text.replace(/=\r?\n/g, '');
+  const bytes = [];
+  for (let i = 0; i < joined.length; i += 1) {
+    const hex = joined.slice(i + 1, i + 3);
+    if (joined[i] === '=' && /^[0-9A-Fa-f]{2}$/.test(hex)) {
+      bytes.push(Number.parseInt(hex, 16));
+      i += 2;
+    } else {
+      bytes.push(...Buffer.from(joined[i], 'utf8'));
+    }
+  }
+  return Buffer.from(bytes).toString('utf8');
+}
+
+/** An RFC 5322 message: its headers (unfolded, names in lower case) and its decoded body. */
+function parseMessage(raw) {
+  const end = raw.search(/\r?\n\r?\n/);
+  const head = (end < 0 ? raw : raw.slice(0, end)).replace(/\r?\n[ \t]+/g, ' ');
+  let body = end < 0 ? '' : raw.slice(end).replace(/^\r?\n\r?\n/, '');
+  const headers = {};
+  for (const line of head.split(/\r?\n/)) {
+    const colon = line.indexOf(':');
+    if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  const encoding = (headers['content-transfer-encoding'] || '').toLowerCase();
+  if (encoding === 'quoted-printable') body = decodeQuotedPrintable(body);
+  else if (encoding === 'base64') body = Buffer.from(body.replace(/\s+/g, ''), 'base64').toString('utf8');
+  return { headers, body };
+}
+
+/** The messages to an address, oldest first. */
+function messagesTo(email) {
+  const dir = mailDir();
+  let names;
+  try {
+    names = readdirSync(dir);
+  } catch (error) {
+    if (error.code === 'ENOENT') return []; // nothing sent yet
+    throw error;
+  }
+  const want = `<${email.toLowerCase()}>`;
+  return names.filter((name) => name.endsWith('.eml'))
+    .map((name) => {
+      const file = path.join(dir, name);
+      return { name, time: statSync(file).mtimeMs, ...parseMessage(readFileSync(file, 'utf8')) };
+    })
+    .filter((message) => (message.headers.to || '').toLowerCase().includes(want))
+    .sort((a, b) => a.time - b.time || a.name.localeCompare(b.name));
+}
+
+/** The token of the verification link in the newest message to an address, once `count` messages came. */
+async function verificationToken(email, { count = 1, timeout = 30_000 } = {}) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const messages = messagesTo(email);
+    if (messages.length >= count) {
+      const newest = messages.at(-1);
+      const link = newest.body.match(/\/#\/verificar\?token=([0-9a-f]{64})\b/);
+      assert.ok(link, `a verification link in ${newest.name}:\n${newest.body}`);
+      return link[1];
+    }
+    assert.ok(Date.now() < deadline, `${count} message(s) to ${email} in ${MAIL_DIR} within ${timeout / 1000} s (found ${messages.length})`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** Verifies a person's address with the link of their newest message, through the API. */
+async function verifyByApi(email) {
+  const token = await verificationToken(email);
+  const answer = await apiJson('POST', '/api/auth/verify-email', { body: { token } });
+  assert.equal(answer.message, 'Correo verificado.');
+}
+
+/** Verifies the address unless it already is (a user made by another test). */
+async function ensureVerified(user) {
+  const { access_token: token } = await apiJson('POST', '/api/auth/login', { body: { email: user.email, password: user.password } });
+  const me = await apiJson('GET', '/api/auth/me', { token });
+  if (!me.email_verified) await verifyByApi(user.email);
+}
+
+async function signUpByApi(user) {
+  await apiJson('POST', '/api/auth/signup', {
+    body: { ...user, password1: user.password, password2: user.password, password: undefined },
+  });
+}
+
 /** A player with a processed video, made through the API (when scenario 1 did not leave one). */
 async function processedVideo() {
   if (shared) return shared;
   const player = newUser('fixture');
-  await apiJson('POST', '/api/auth/signup', {
-    body: { ...player, password1: player.password, password2: player.password, password: undefined },
-  });
+  await signUpByApi(player);
   const { access_token: token } = await apiJson('POST', '/api/auth/login', { body: { email: player.email, password: player.password } });
   const form = new FormData();
   form.append('title', `Jugada de prueba ${unique()}`);
@@ -324,7 +426,8 @@ test('1. a player signs up, logs in, uploads a 1080p clip, follows its processin
   shared = { player, videoId, title };
 });
 
-test('2. a fan signs up, votes, sees the ranking change, and a second vote shows the server\'s message', { timeout: 600_000 }, async (t) => {
+test('2. a fan signs up, verifies the address, votes, sees the ranking change, and a second vote shows the server\'s message', { timeout: 600_000 }, async (t) => {
+  mailDir();
   const { player, videoId } = await processedVideo();
   const page = await openPage(t, PHONE);
   const city = encodeURIComponent(player.city);
@@ -359,8 +462,11 @@ test('2. a fan signs up, votes, sees the ranking change, and a second vote shows
   await form.getByLabel('Ciudad').fill(fan.city);
   await form.getByLabel('País').fill(fan.country);
   await form.getByRole('button', { name: 'Crear cuenta' }).click();
-  // back in the filtered gallery, signed in
+  // back in the filtered gallery, signed in, told where the verification message went
   await page.waitForURL(/#\/galeria\?city=/);
+  await page.locator('#verify-notice').getByText(fan.email).waitFor();
+  // the server wants verified voters: the link of that message
+  await verifyByApi(fan.email);
   const button = card.getByRole('button', { name: /^Votar/ });
   await button.click();
   await card.locator('.card-msg').getByText('Voto registrado exitosamente.').waitFor();
@@ -710,4 +816,157 @@ test('8. an expired session sends the person back to the log-in form (API mocked
   await page.locator('#login-status').getByText('Inicia sesión de nuevo').waitFor();
   assert.equal(await page.evaluate(() => sessionStorage.getItem('anb.token')), null);
   assert.ok(await page.getByRole('link', { name: 'Entrar', exact: true }).isVisible());
+});
+
+// ------------------------------------------------------------------ verified addresses and one's own videos (the real server)
+
+test('9. the page says where the verification message went, and its link verifies the address once', { timeout: 120_000 }, async (t) => {
+  mailDir();
+  const page = await openPage(t, PHONE);
+  const user = newUser('verifica');
+  await signUpInPage(page, user);
+  const sent = `Te enviamos un correo a ${user.email} con un enlace para verificar tu dirección.`;
+  const notice = page.locator('#verify-notice');
+  await notice.waitFor();
+  assert.ok((await notice.innerText()).includes(sent), `the notice names the address: ${await notice.innerText()}`);
+  assert.ok((await page.locator('#toast').textContent()).includes(sent), 'so does the message after the sign-up');
+  await shot(page, 'verify-notice-phone');
+  assert.deepEqual(await audit(page), [], 'the notice: labels and contrast');
+  assert.equal(await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth), 0,
+    'the notice fits a phone');
+  await page.goto(`${BASE}/#/cuenta`);
+  await page.locator('#account-verified').getByText('Correo sin verificar').waitFor();
+
+  // the message as the server wrote it, and its link opened in the page
+  const [message] = messagesTo(user.email);
+  assert.ok(message, `a message to ${user.email} in ${MAIL_DIR}`);
+  const token = await verificationToken(user.email);
+  await page.goto(`${BASE}/#/verificar?token=${token}`);
+  const status = page.locator('#verify-status');
+  await status.getByText('Correo verificado.', { exact: true }).waitFor();
+  assert.ok(await notice.isHidden(), 'no notice once verified');
+  await shot(page, 'verify-ok-phone');
+  assert.deepEqual(await audit(page), [], 'verified: labels and contrast');
+  await page.locator('#verify-actions').getByRole('link', { name: 'Ir a la galería' }).click();
+  await page.waitForURL(/#\/galeria$/);
+  assert.ok(await notice.isHidden(), 'still no notice in the gallery');
+  await page.goto(`${BASE}/#/cuenta`);
+  await page.locator('#account-verified').getByText('Correo verificado.').waitFor();
+
+  // the same link again, from a browser that is not signed in: used once
+  const again = await openPage(t, LAPTOP);
+  await again.goto(`${BASE}/#/verificar?token=${token}`);
+  await again.locator('#verify-status').getByText('El enlace de verificación ya fue usado.', { exact: true }).waitFor();
+  assert.ok(await again.locator('#verify-actions').getByRole('link', { name: 'Iniciar sesión' }).isVisible(), 'onward: log in');
+  await shot(again, 'verify-used-laptop');
+  assert.deepEqual(await audit(again), [], 'used link: labels and contrast');
+  // a forged link
+  await again.goto(`${BASE}/#/verificar?token=${'0'.repeat(64)}`);
+  await again.locator('#verify-status').getByText('El enlace de verificación no es válido.', { exact: true }).waitFor();
+  // logging in from there leads to the gallery, not back to the link
+  await again.locator('#verify-actions').getByRole('link', { name: 'Iniciar sesión' }).click();
+  await again.waitForURL(/#\/cuenta$/);
+  await logInInPage(again, user);
+  await again.waitForURL(/#\/galeria$/);
+});
+
+test('10. an unverified voter is told why the vote is refused, asks for a new link, verifies and votes', { timeout: 600_000 }, async (t) => {
+  mailDir();
+  const { player, videoId } = await processedVideo();
+  const page = await openPage(t, LAPTOP);
+  const fan = newUser('sinverificar');
+  await signUpInPage(page, fan);
+  await page.goto(`${BASE}/#/galeria?city=${encodeURIComponent(player.city)}`);
+  const card = page.locator(`.card[data-video-id="${videoId}"]`);
+  await card.waitFor();
+  const count = async () => Number((await card.locator('.votes').textContent()).split(' ')[0]);
+  const votesBefore = await count();
+
+  await card.getByRole('button', { name: /^Votar/ }).click();
+  await card.locator('.card-msg').getByText('Verifica tu correo electrónico para votar.', { exact: true }).waitFor();
+  assert.equal(await count(), votesBefore, 'the refused vote did not count');
+  assert.ok(await card.getByRole('button', { name: /^Votar/ }).isEnabled(), 'the vote can be tried again');
+  const resend = card.getByRole('button', { name: /Reenviar correo/ });
+  await shot(page, 'vote-unverified-laptop');
+  assert.deepEqual(await audit(page), [], 'the refusal: labels and contrast');
+
+  await resend.click();
+  await card.locator('.card-msg').getByText('Te enviamos un nuevo enlace de verificación. Revisa tu correo.', { exact: true }).waitFor();
+  // the sign-up's message and the new one
+  const token = await verificationToken(fan.email, { count: 2 });
+  assert.equal(messagesTo(fan.email).length, 2, 'one message more');
+
+  await page.goto(`${BASE}/#/verificar?token=${token}`);
+  await page.locator('#verify-status').getByText('Correo verificado.', { exact: true }).waitFor();
+  await page.goBack();
+  await page.waitForURL(/#\/galeria\?city=/);
+  assert.ok(await page.locator('#verify-notice').isHidden(), 'no notice once verified');
+  await card.getByRole('button', { name: /^Votar/ }).click();
+  await card.locator('.card-msg').getByText('Voto registrado exitosamente.', { exact: true }).waitFor();
+  assert.equal(await count(), votesBefore + 1, 'the vote counts');
+  assert.equal(await card.getByRole('button', { name: /Reenviar correo/ }).count(), 0, 'no resend button once voted');
+
+  // asked again, the server says the address is verified already
+  await page.goto(`${BASE}/#/cuenta`);
+  await page.locator('#account-verified').getByText('Correo verificado.').waitFor();
+  const { access_token: bearer } = await apiJson('POST', '/api/auth/login', { body: { email: fan.email, password: fan.password } });
+  assert.equal((await apiJson('POST', '/api/auth/resend-verification', { token: bearer })).message, 'Tu correo ya está verificado.');
+});
+
+test('11. one\'s own card offers no vote; another person\'s view of it does', { timeout: 600_000 }, async (t) => {
+  mailDir();
+  const { player, videoId } = await processedVideo();
+  const gallery = `${BASE}/#/galeria?city=${encodeURIComponent(player.city)}`;
+
+  // the player who uploaded it
+  const page = await openPage(t, PHONE);
+  await page.goto(`${BASE}/#/cuenta`);
+  await logInInPage(page, player);
+  await page.goto(gallery);
+  const card = page.locator(`.card[data-video-id="${videoId}"]`);
+  await card.locator('.own-label').getByText('Tu video', { exact: true }).waitFor();
+  assert.equal(await card.getByRole('button').count(), 0, 'no vote button on one\'s own card');
+  assert.match(await card.locator('.votes').textContent(), /^\d+ votos?$/, 'the votes are still shown');
+  await shot(page, 'gallery-own-video-phone');
+  assert.deepEqual(await audit(page), [], 'own card: labels and contrast');
+
+  // another signed-in, verified person
+  const other = newUser('otro');
+  await signUpByApi(other);
+  await verifyByApi(other.email);
+  const page2 = await openPage(t, LAPTOP);
+  await page2.goto(`${BASE}/#/cuenta`);
+  await logInInPage(page2, other);
+  await page2.goto(gallery);
+  const card2 = page2.locator(`.card[data-video-id="${videoId}"]`);
+  await card2.waitFor();
+  assert.ok(await card2.getByRole('button', { name: /^Votar/ }).isEnabled(), 'another person can vote');
+  assert.equal(await card2.locator('.own-label').count(), 0);
+  assert.ok(await page2.locator('#verify-notice').isHidden(), 'no notice for a verified address');
+
+  // when the page could not learn the player's own videos, the server's refusal is shown and the card becomes theirs
+  await ensureVerified(player); // else the server refuses the unverified voter first
+  const page3 = await openPage(t, LAPTOP);
+  let failing = true;
+  let asked = 0;
+  await page3.route(isPath('/api/videos'), (route) => {
+    if (!failing) {
+      asked += 1;
+      return route.continue();
+    }
+    return route.fulfill({ status: 503, contentType: 'application/problem+json',
+      body: JSON.stringify({ type: 'about:blank', title: 'Service Unavailable', status: 503, detail: 'No disponible.' }) });
+  });
+  await page3.goto(`${BASE}/#/cuenta`);
+  await logInInPage(page3, player);
+  await page3.goto(gallery);
+  const card3 = page3.locator(`.card[data-video-id="${videoId}"]`);
+  const votesBefore = await card3.locator('.votes').textContent();
+  failing = false;
+  await card3.getByRole('button', { name: /^Votar/ }).click();
+  await card3.locator('.card-msg').getByText('No puedes votar por tu propio video.', { exact: true }).waitFor();
+  await card3.locator('.own-label').getByText('Tu video', { exact: true }).waitFor();
+  assert.equal(await card3.getByRole('button').count(), 0, 'no vote button once known');
+  assert.equal(await card3.locator('.votes').textContent(), votesBefore, 'the refused vote did not count');
+  assert.equal(asked, 1, 'after the refusal the page asked for the list of one\'s videos again');
 });

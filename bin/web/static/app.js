@@ -121,12 +121,20 @@ function progressBar(label) {
 // ---------------------------------------------------------------- session
 
 const store = window.sessionStorage;
+const storedFlag = (key) => ({ 1: true, 0: false })[store.getItem(key)] ?? null;
 const session = {
   token: store.getItem('anb.token') || '',
   email: store.getItem('anb.email') || '',
   expiresAt: Number(store.getItem('anb.expiresAt') || 0),
   voted: new Set(JSON.parse(store.getItem('anb.voted') || '[]')),
+  /** Whether the address is verified, as GET /api/auth/me last said; null when unknown. */
+  verified: storedFlag('anb.verified'),
+  /** A verification message went out in this session (the sign-up's): the notice says where. */
+  mailSent: store.getItem('anb.mailSent') === '1',
+  /** The signed-in player's own video ids (no vote button on those), from GET /api/videos. */
+  own: new Set(),
 };
+const SESSION_KEYS = ['anb.token', 'anb.email', 'anb.expiresAt', 'anb.voted', 'anb.verified', 'anb.mailSent'];
 let expiryTimer;
 
 const signedIn = () => Boolean(session.token) && Date.now() < session.expiresAt;
@@ -136,13 +144,20 @@ function saveSession() {
   store.setItem('anb.email', session.email);
   store.setItem('anb.expiresAt', String(session.expiresAt));
   store.setItem('anb.voted', JSON.stringify([...session.voted]));
+  if (session.verified === null) store.removeItem('anb.verified');
+  else store.setItem('anb.verified', session.verified ? '1' : '0');
+  if (session.mailSent) store.setItem('anb.mailSent', '1');
+  else store.removeItem('anb.mailSent');
 }
 
-function startSession(token, email, expiresIn) {
+function startSession(token, email, expiresIn, verified = null) {
   session.token = token;
   session.email = email;
   session.expiresAt = Date.now() + Math.max(1, Number(expiresIn) || 3600) * 1000;
   session.voted = new Set();
+  session.verified = verified;
+  session.mailSent = false;
+  session.own = new Set();
   saveSession();
   scheduleExpiry();
   renderSession();
@@ -153,7 +168,10 @@ function endSession() {
   session.email = '';
   session.expiresAt = 0;
   session.voted = new Set();
-  for (const key of ['anb.token', 'anb.email', 'anb.expiresAt', 'anb.voted']) store.removeItem(key);
+  session.verified = null;
+  session.mailSent = false;
+  session.own = new Set();
+  for (const key of SESSION_KEYS) store.removeItem(key);
   clearTimeout(expiryTimer);
   stopAllWatchers();
   uploadXhr?.abort();
@@ -178,7 +196,7 @@ function sessionLost(message = 'Tu sesión expiró o ya no es válida. Inicia se
   toast(message);
   setStatus($('#login-status'), message, 'error');
   if (currentView !== 'cuenta') {
-    returnTo = location.hash.startsWith('#/') ? location.hash : '';
+    returnTo = location.hash.startsWith('#/') && !noReturn(location.hash) ? location.hash : '';
     go('#/cuenta');
   } else {
     render();
@@ -192,6 +210,7 @@ function renderSession() {
   $('#login-link').hidden = inside;
   $('#logout').hidden = !inside;
   $('#account-email').textContent = session.email;
+  renderVerification();
 }
 
 // ---------------------------------------------------------------- API
@@ -223,11 +242,15 @@ function problemFrom(status, text, header) {
   return new ApiError(status, detail, errors, header('retry-after'));
 }
 
-/** Calls the API; resolves to the parsed JSON body, throws ApiError otherwise. */
-async function api(path, { method = 'GET', body, auth = false, signal } = {}) {
+/**
+ * Calls the API; resolves to the parsed JSON body, throws ApiError otherwise.
+ * A 401 on an authenticated call ends the session, unless `keepSession` (a call made
+ * in the background, e.g. to know one's own videos, must not throw the person out).
+ */
+async function api(path, { method = 'GET', body, auth = false, token = session.token, signal, keepSession = false } = {}) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
-  if (auth) headers.Authorization = `Bearer ${session.token}`;
+  if (auth) headers.Authorization = `Bearer ${token}`;
   let response;
   try {
     response = await fetch(path, {
@@ -241,7 +264,7 @@ async function api(path, { method = 'GET', body, auth = false, signal } = {}) {
   const text = await response.text();
   if (!response.ok) {
     const problem = problemFrom(response.status, text, (name) => response.headers.get(name));
-    if (response.status === 401 && auth) sessionLost();
+    if (response.status === 401 && auth && !keepSession) sessionLost();
     throw problem;
   }
   try { return text ? JSON.parse(text) : null; } catch { throw new ApiError(response.status, 'Respuesta no válida del servidor.'); }
@@ -249,7 +272,11 @@ async function api(path, { method = 'GET', body, auth = false, signal } = {}) {
 
 // ---------------------------------------------------------------- router
 
-const VIEWS = { galeria: 'Galería', ranking: 'Ranking', 'mis-videos': 'Mis videos', cuenta: 'Tu cuenta' };
+const VIEWS = {
+  galeria: 'Galería', ranking: 'Ranking', 'mis-videos': 'Mis videos', cuenta: 'Tu cuenta', verificar: 'Verificar correo',
+};
+/** Views not to come back to after logging in: a verification link is used once. */
+const noReturn = (hash) => /^#\/(cuenta|verificar)\b/.test(hash || '');
 let currentView = '';
 let returnTo = '';
 let lastHash = '#/galeria';
@@ -276,10 +303,11 @@ function render(moveFocus = false) {
   const { view, params } = route();
   if (view === 'cuenta' && currentView && currentView !== 'cuenta' && !returnTo) returnTo = lastHash;
   if (view !== 'cuenta') {
-    lastHash = location.hash.startsWith('#/') ? location.hash : '#/galeria';
+    if (view !== 'verificar') lastHash = location.hash.startsWith('#/') ? location.hash : '#/galeria';
     returnTo = '';
   }
   currentView = view;
+  renderVerification();
   for (const id of Object.keys(VIEWS)) $(`#view-${id}`).hidden = id !== view;
   for (const link of document.querySelectorAll('.tabs a')) {
     if (link.dataset.view === view) link.setAttribute('aria-current', 'page');
@@ -289,6 +317,7 @@ function render(moveFocus = false) {
   if (view === 'galeria') showGallery(params);
   else if (view === 'ranking') showRanking(params);
   else if (view === 'mis-videos') showMyVideos();
+  else if (view === 'verificar') showVerify(params);
   else showAccount();
   if (moveFocus) {
     const heading = $(`#view-${view} h1`);
@@ -399,7 +428,8 @@ async function showGallery(params) {
   if (city) q.set('city', city);
   let items;
   try {
-    items = await api(`/api/public/videos?${q}`);
+    // signed in: one's own videos too, so their cards offer no vote
+    [items] = await Promise.all([api(`/api/public/videos?${q}`), signedIn() ? loadOwnIds() : null]);
   } catch (error) {
     if (seq !== gallerySeq) return;
     setStatus(status, error.detail, 'error');
@@ -420,28 +450,54 @@ async function showGallery(params) {
 }
 
 function galleryCard(item) {
-  const message = h('p', { class: 'card-msg', role: 'status' });
-  const votes = h('span', { class: 'votes', text: votesText(item.votes) });
-  const voted = session.voted.has(item.video_id);
-  const button = h('button', {
-    class: 'btn btn-vote', type: 'button',
-    'aria-label': `${voted ? 'Votado' : 'Votar'}: «${item.title}» de ${item.username}`,
-    disabled: voted,
-  }, voted ? 'Votado ✓' : 'Votar');
-  button.addEventListener('click', () => vote(item, button, votes, message));
+  const card = {
+    item,
+    message: h('p', { class: 'card-msg', role: 'status' }),
+    votes: h('span', { class: 'votes', text: votesText(item.votes) }),
+    button: null,
+    extra: h('div', { class: 'card-extra' }),
+  };
+  card.row = h('div', { class: 'vote-row' }, card.votes);
+  if (session.own.has(item.video_id) && signedIn()) {
+    card.row.prepend(ownLabel());
+  } else {
+    const voted = session.voted.has(item.video_id);
+    card.button = h('button', {
+      class: 'btn btn-vote', type: 'button',
+      'aria-label': `${voted ? 'Votado' : 'Votar'}: «${item.title}» de ${item.username}`,
+      disabled: voted,
+    }, voted ? 'Votado ✓' : 'Votar');
+    card.button.addEventListener('click', () => vote(card));
+    card.row.prepend(card.button);
+  }
   const video = lazyVideo(item.processed_url, `Video «${item.title}» de ${item.username}`, () => {
-    setStatus(message, 'No se pudo cargar el video: el enlace pudo expirar. Recarga la galería.', 'error');
+    setStatus(card.message, 'No se pudo cargar el video: el enlace pudo expirar. Recarga la galería.', 'error');
   });
   return h('li', { class: 'card', dataset: { videoId: item.video_id } },
     h('div', { class: 'media' }, video),
     h('div', { class: 'card-body' },
       h('h2', { class: 'card-title', text: item.title, title: item.title }),
       h('p', { class: 'meta' }, h('span', { class: 'player', text: item.username }), h('span', { class: 'city', text: item.city })),
-      h('div', { class: 'vote-row' }, button, votes),
-      message));
+      card.row,
+      card.message,
+      card.extra));
 }
 
-async function vote(item, button, votes, message) {
+/** In place of the vote button on one's own video. */
+const ownLabel = () => h('span', { class: 'own-label' }, 'Tu video');
+
+/** The signed-in player's own video ids (GET /api/videos); what was known before when the call fails. */
+async function loadOwnIds() {
+  const { token } = session;
+  try {
+    const list = await api('/api/videos', { auth: true, keepSession: true });
+    if (session.token === token && Array.isArray(list)) session.own = new Set(list.map((v) => v.video_id));
+  } catch { /* keep what we knew: the server refuses a vote on one's own video anyway */ }
+  return session.own;
+}
+
+async function vote(card) {
+  const { item, button, votes, message, extra } = card;
   if (!signedIn()) {
     setStatus(message, 'Inicia sesión para votar.', 'info');
     toast('Inicia sesión para votar.');
@@ -456,12 +512,27 @@ async function vote(item, button, votes, message) {
     item.votes += 1;
     votes.textContent = votesText(item.votes);
     markVoted(item, button);
+    extra.replaceChildren();
     setStatus(message, answer?.message || 'Voto registrado.', 'success');
   } catch (error) {
     if (error.status === 401) return;
     setStatus(message, error.detail, 'error');
-    if (error.status === 400) markVoted(item, button); // already voted
-    else button.disabled = false;
+    if (error.status === 403) {
+      // an address not verified yet: a new link from here
+      button.disabled = false;
+      if (!extra.firstChild) extra.append(resendButton(message));
+    } else if (error.status === 400) {
+      // already voted, or one's own video (the list of one's videos was not known)
+      const own = await loadOwnIds();
+      if (own.has(item.video_id)) {
+        button.replaceWith(ownLabel());
+        card.button = null;
+      } else {
+        markVoted(item, button);
+      }
+    } else {
+      button.disabled = false;
+    }
   }
 }
 
@@ -527,15 +598,19 @@ function clearFieldErrors(form) {
 
 async function logIn(email, password) {
   const answer = await api('/api/auth/login', { method: 'POST', body: { email, password } });
-  startSession(answer.access_token, email, answer.expires_in);
+  // whether the address is verified, known before the session starts and the next view shows
+  // (so the notice does not push that view down a moment later)
+  const verified = await fetchVerified(answer.access_token, 2500);
+  startSession(answer.access_token, email, answer.expires_in, verified);
 }
 
 function afterLogIn(fallback) {
-  const target = returnTo && !returnTo.startsWith('#/cuenta') ? returnTo : fallback;
+  const target = returnTo && !noReturn(returnTo) ? returnTo : fallback;
   returnTo = '';
   go(target);
 }
 
+/** The server's message, with how long to wait when it limits the requests (429 and Retry-After). */
 function loginFailure(error) {
   if (error.status === 429) {
     const wait = waitText(error.retryAfter);
@@ -586,16 +661,21 @@ function setupAccount() {
     try {
       const answer = await api('/api/auth/signup', { method: 'POST', body });
       const created = answer?.message || 'Usuario creado exitosamente.';
-      setStatus(signupStatus, created, 'success');
+      const sent = mailSentText(body.email);
+      setStatus(signupStatus, `${created} ${sent}`, 'success');
       try {
         await logIn(body.email, body.password1);
       } catch (error) {
-        setStatus(signupStatus, `${created} ${loginFailure(error)}`, 'error');
+        setStatus(signupStatus, `${created} ${sent} ${loginFailure(error)}`, 'error');
         return;
       }
+      session.mailSent = true;
+      if (session.verified === null) session.verified = false;
+      saveSession();
+      renderVerification();
       signupForm.reset();
       setStatus(signupStatus, '');
-      toast(`${created} Sesión iniciada como ${body.email}.`);
+      toast(`${created} ${sent}`);
       afterLogIn('#/mis-videos');
     } catch (error) {
       setStatus(signupStatus, error.detail, 'error');
@@ -625,6 +705,148 @@ function setupAccount() {
   };
   $('#logout').addEventListener('click', logOut);
   $('#account-logout').addEventListener('click', logOut);
+}
+
+// ---------------------------------------------------------------- verified addresses
+
+const mailSentText = (email) => `Te enviamos un correo a ${email} con un enlace para verificar tu dirección.`;
+
+/** Whether the token's address is verified (GET /api/auth/me); null when it cannot be known in time. */
+async function fetchVerified(token, timeoutMs = 0) {
+  const controller = new AbortController();
+  const timer = timeoutMs ? setTimeout(() => controller.abort(), timeoutMs) : null;
+  try {
+    const me = await api('/api/auth/me', { auth: true, token, keepSession: true, signal: controller.signal });
+    return typeof me?.email_verified === 'boolean' ? me.email_verified : null;
+  } catch {
+    return null;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Asks again whether the address is verified; quietly keeps what was known when it cannot. */
+async function refreshAccount(timeoutMs = 0) {
+  if (!signedIn()) return;
+  const { token } = session;
+  const verified = await fetchVerified(token, timeoutMs);
+  if (verified === null || session.token !== token) return;
+  session.verified = verified;
+  if (verified) session.mailSent = false;
+  saveSession();
+  renderVerification();
+}
+
+/** The notice above the views and the line in «Tu cuenta», from what is known of the address. */
+function renderVerification() {
+  const inside = signedIn();
+  const unverified = inside && session.verified === false;
+  const notice = $('#verify-notice');
+  const show = unverified && currentView !== 'verificar';
+  if (!show) setStatus($('#verify-notice-status'), '');
+  notice.hidden = !show;
+  if (show) {
+    const email = h('strong', { text: session.email });
+    $('#verify-notice-text').replaceChildren(...(session.mailSent
+      ? ['Te enviamos un correo a ', email, ' con un enlace para verificar tu dirección. Ábrelo para poder votar.']
+      : ['Tu dirección ', email, ' aún no está verificada. Abre el enlace que te enviamos para poder votar.']));
+  }
+  const line = $('#account-verified');
+  line.hidden = !inside || session.verified === null;
+  setStatus(line, session.verified ? 'Correo verificado.' : 'Correo sin verificar: revisa tu bandeja de entrada.',
+    session.verified ? 'success' : 'info');
+}
+
+/** A «Reenviar correo» button: POST /api/auth/resend-verification, its answer written to `status`. */
+function resendButton(status, className = 'btn btn-small') {
+  const button = h('button', { class: className, type: 'button', 'aria-label': 'Reenviar correo de verificación' }, 'Reenviar correo');
+  button.addEventListener('click', () => resend(button, status));
+  return button;
+}
+
+async function resend(button, status) {
+  if (!session.token) { setStatus(status, 'Inicia sesión para pedir un nuevo enlace.', 'info'); return; }
+  if (!signedIn()) { sessionLost(); return; }
+  button.disabled = true;
+  setStatus(status, 'Enviando un nuevo enlace…', 'info');
+  try {
+    const answer = await api('/api/auth/resend-verification', { method: 'POST', auth: true });
+    setStatus(status, answer?.message || 'Te enviamos un nuevo enlace de verificación. Revisa tu correo.', 'success');
+    // "Tu correo ya está verificado." also comes as a 202: ask which it was
+    refreshAccount();
+  } catch (error) {
+    if (error.status === 401) return;
+    setStatus(status, loginFailure(error), 'error');
+  } finally {
+    button.disabled = false;
+  }
+}
+
+/** token -> Promise<{ ok, text, retry }>: a link is used once, so a view shown again does not send it again. */
+const verifications = new Map();
+let verifySeq = 0;
+
+async function verifyToken(token) {
+  try {
+    const answer = await api('/api/auth/verify-email', { method: 'POST', body: { token } });
+    return { ok: true, text: answer?.message || 'Correo verificado.' };
+  } catch (error) {
+    // a lost connection or a server in trouble: the link may still be good, let it be tried again
+    const retry = error.status === 0 || error.status >= 500;
+    if (retry) verifications.delete(token);
+    return { ok: false, text: error.detail, retry };
+  }
+}
+
+async function showVerify(params) {
+  const seq = ++verifySeq;
+  const token = (params.get('token') || '').trim();
+  const status = $('#verify-status');
+  const help = $('#verify-help');
+  const actions = $('#verify-actions');
+  const resendStatus = $('#verify-resend-status');
+  help.textContent = '';
+  actions.replaceChildren();
+  setStatus(resendStatus, '');
+  $('#verify-panel').dataset.state = 'pending';
+  let result;
+  if (!/^[0-9A-Za-z_-]{16,256}$/.test(token)) {
+    result = { ok: false, text: 'El enlace de verificación no es válido.' };
+  } else {
+    setStatus(status, 'Verificando tu correo…', 'info');
+    if (!verifications.has(token)) verifications.set(token, verifyToken(token));
+    result = await verifications.get(token);
+    if (seq !== verifySeq || currentView !== 'verificar') return;
+    if (result.ok) await refreshAccount(2500); // maybe the signed-in person's own address
+    if (seq !== verifySeq || currentView !== 'verificar') return;
+  }
+  $('#verify-panel').dataset.state = result.ok ? 'ok' : 'error';
+  setStatus(status, result.text, result.ok ? 'success' : 'error');
+  const inside = signedIn();
+  if (result.ok) {
+    help.textContent = 'Ya puedes votar por tus jugadores favoritos.';
+    actions.append(inside
+      ? h('a', { class: 'btn btn-primary', href: '#/galeria' }, 'Ir a la galería')
+      : h('a', { class: 'btn btn-primary', href: '#/cuenta' }, 'Iniciar sesión'));
+    if (!inside) actions.append(h('a', { class: 'btn', href: '#/galeria' }, 'Ver la galería'));
+    return;
+  }
+  if (result.retry) {
+    actions.append(h('button', { class: 'btn btn-primary', type: 'button', onclick: () => showVerify(params) }, 'Reintentar'));
+  }
+  if (inside && session.verified === false) {
+    help.textContent = `Pide un nuevo enlace: te lo enviamos a ${session.email}.`;
+    actions.append(resendButton(resendStatus, result.retry ? 'btn' : 'btn btn-primary'));
+  } else if (inside && session.verified) {
+    help.textContent = 'Tu correo ya está verificado: puedes votar.';
+  } else if (!inside) {
+    help.textContent = 'Inicia sesión para pedir un nuevo enlace, o para votar si tu correo ya está verificado.';
+  }
+  // one primary action: retry, else a new link, else onward
+  const primary = actions.childElementCount === 0 ? 'btn btn-primary' : 'btn';
+  actions.append(inside
+    ? h('a', { class: primary, href: '#/galeria' }, 'Ir a la galería')
+    : h('a', { class: primary, href: '#/cuenta' }, 'Iniciar sesión'));
 }
 
 // ---------------------------------------------------------------- my videos
@@ -657,6 +879,7 @@ async function loadMyVideos() {
   }
   if (seq !== mySeq || !signedIn()) return;
   const ids = new Set(list.map((v) => v.video_id));
+  session.own = new Set(ids);
   for (const [id, card] of myCards) {
     if (!ids.has(id)) { releaseVideos(card.li); card.li.remove(); myCards.delete(id); stopWatcher(id); }
   }
@@ -1125,6 +1348,12 @@ function start() {
   setupAccount();
   setupUpload();
   $('#my-refresh').addEventListener('click', () => loadMyVideos());
+  const noticeResend = resendButton($('#verify-notice-status'));
+  $('#verify-notice-actions').append(noticeResend);
+  // back from the mail app, where the link may have been opened in another tab
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible' && signedIn() && session.verified === false) refreshAccount();
+  });
   $('.skip-link').addEventListener('click', (event) => {
     event.preventDefault();
     $('#main').focus();
@@ -1134,6 +1363,7 @@ function start() {
     focusOnRoute = true;
   });
   render(false);
+  refreshAccount();
 }
 
 start();
