@@ -236,7 +236,8 @@ impl Accounts {
     /// them are this sign-up's (1 once recorded).
     fn sign_up_allowed(&self, counts: &[Count], own: u32, now: anb_domain::Timestamp) -> Result<(), SignUpError> {
         let limits = self.rules.sign_up;
-        let over = counts.iter().filter(|c| {
+        let window = chrono::Duration::from_std(limits.window).unwrap_or(chrono::Duration::MAX);
+        let over = counts.iter().filter(|c| c.since + window > now).filter(|c| {
             let limit = if c.key.starts_with("signup-address:") { limits.per_address } else { limits.per_network };
             c.count.saturating_sub(own) >= limit
         });
@@ -497,6 +498,20 @@ mod tests {
         accounts.sign_up(form(), from("198.51.100.1")).await.unwrap();
         accounts.sign_up(form(), None).await.unwrap();
         assert!(counters.keys().iter().all(|k| !k.contains("203.0.113.9") || k.contains("addr:")), "{:?}", counters.keys());
+    }
+
+    #[tokio::test]
+    async fn sign_ups_counted_in_a_window_that_ended_refuse_nothing() {
+        let counters = Arc::new(MemoryCounters::default());
+        let keys = ["signup-address:addr:203.0.113.9".to_owned(), "signup-network:net:203.0.113.0/24".to_owned()];
+        let two_hours_ago = Utc::now() - chrono::Duration::hours(2);
+        for _ in 0..10 {
+            counters.record(&keys, Duration::from_secs(3600), two_hours_ago).await.unwrap();
+        }
+        let accounts = accounts_with(signing_up_users(), counting_hasher(Arc::default()), MockTokenIssuer::new(), counters.clone());
+        accounts.sign_up(form(), Some("203.0.113.9".parse().unwrap())).await.unwrap();
+        let counts = counters.counts(&keys).await.unwrap();
+        assert!(counts.iter().all(|c| c.count == 1), "the counts started again: {counts:?}");
     }
 
     #[tokio::test]

@@ -40,8 +40,13 @@ impl MailSettings {
     }
 }
 
-/// Messages taken at once.
-const BATCH: u32 = 20;
+/// Messages taken at once: their sends (15 s at most each over SMTP) end
+/// well within the lease, so no other relay takes them meanwhile.
+const BATCH: u32 = 5;
+/// Failed attempts after which a message is dropped (with the 10 s to
+/// 15 min waits, about a day of trying): a refused address or sender will
+/// not change, and the person can ask for a new link.
+const MAX_ATTEMPTS: u32 = 100;
 /// The longest wait between two attempts at one message.
 const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 
@@ -110,6 +115,10 @@ impl MailRelay {
                 tracing::info!(user = %pending.user.id, kind = pending.kind.as_str(), "mail sent");
                 self.verifications.mail_sent(pending.id).await
             }
+            Err(error) if pending.attempts + 1 >= MAX_ATTEMPTS => {
+                tracing::error!(user = %pending.user.id, attempts = pending.attempts + 1, %error, "mail not sent; given up");
+                self.verifications.mail_sent(pending.id).await
+            }
             Err(error) => {
                 let wait = backoff(pending.attempts);
                 tracing::warn!(user = %pending.user.id, attempts = pending.attempts + 1, retry_in = wait.as_secs(), %error,
@@ -130,16 +139,17 @@ fn backoff(attempts: u32) -> Duration {
 pub fn verification_mail(user: &User, base_url: &str, token: &str, ttl: Duration) -> Mail {
     let link = format!("{}/#/verificar?token={token}", base_url.trim_end_matches('/'));
     let hours = ttl.as_secs().div_ceil(3600);
+    // No text the person typed goes into the body: anyone may sign up with
+    // someone else's address, and the message comes from our domain.
     let text = format!(
-        "Hola {first},\n\n\
+        "Hola,\n\n\
          Gracias por registrarte en ANB Rising Stars Showcase. Para confirmar tu correo \
          electrónico y poder votar, abre este enlace:\n\n{link}\n\n\
          El enlace funciona una sola vez y vence en {hours} horas. Si no creaste esta cuenta, \
          ignora este mensaje.\n\n\
-         Asociación Nacional de Baloncesto (ANB)\n",
-        first = user.first_name,
+         Asociación Nacional de Baloncesto (ANB)\n"
     );
-    Mail { to: user.email.clone(), to_name: user.username(), subject: "Confirma tu correo electrónico".into(), text }
+    Mail { to: user.email.clone(), to_name: String::new(), subject: "Confirma tu correo electrónico".into(), text }
 }
 
 #[cfg(test)]
@@ -220,6 +230,31 @@ mod tests {
         let mut mailer = MockMailer::new();
         mailer.expect_send().returning(|_| Err(BackendError::unavailable("connection refused")));
         assert_eq!(relay(verifications, mailer).send_due().await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_message_that_failed_for_a_day_is_given_up() {
+        let mut verifications = MockVerifications::new();
+        verifications
+            .expect_take_due()
+            .returning(|_, _, _| Ok(vec![PendingMail { id: 3, kind: MailKind::Verification, user: user(), attempts: MAX_ATTEMPTS - 1 }]));
+        verifications.expect_store_token().returning(|_, _, _| Ok(()));
+        verifications.expect_mail_sent().withf(|id| *id == 3).times(1).returning(|_| Ok(()));
+        verifications.expect_mail_failed().never();
+        let mut mailer = MockMailer::new();
+        mailer.expect_send().returning(|_| Err(BackendError::internal("550 mailbox unavailable")));
+        relay(verifications, mailer).send_due().await.unwrap();
+    }
+
+    #[test]
+    fn the_message_carries_nothing_the_person_typed() {
+        let mail = verification_mail(
+            &User { first_name: "Gana $$$ en http://evil.example".into(), ..user() },
+            "https://a.example",
+            "t",
+            Duration::from_secs(3600),
+        );
+        assert!(!mail.text.contains("evil") && mail.to_name.is_empty(), "{mail:?}");
     }
 
     #[test]

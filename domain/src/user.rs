@@ -21,8 +21,30 @@ impl fmt::Display for UserId {
 /// full Unicode case folding and NFKC again (Unicode's NFKC_Casefold, so that
 /// `ΑΣ` and `ασ`, `STRASSE` and `straße` are one address). Invisible characters (zero-width spaces and joiners, bidi
 /// marks, soft hyphens) make an address invalid rather than a different one.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Email(String);
+///
+/// Two forms are kept: the key ([`Email::as_str`]), by which accounts are
+/// told apart and found, and the address as typed ([`Email::address`]:
+/// NFKC, trimmed), to which mail is sent and which is shown (folding can
+/// change the mailbox a server delivers to: `straße` is not `strasse`).
+#[derive(Debug, Clone)]
+pub struct Email {
+    key: String,
+    address: String,
+}
+
+impl PartialEq for Email {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for Email {}
+
+impl std::hash::Hash for Email {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key.hash(state);
+    }
+}
 
 /// Why a string is not an acceptable e-mail address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,18 +82,24 @@ impl Email {
         if folded.len() > Self::MAX_LEN {
             return Err(InvalidEmail);
         }
-        Ok(Self(folded))
+        Ok(Self { key: folded, address: value.to_owned() })
     }
 
-    /// The normalised address.
+    /// The key: the address normalised and case-folded, which tells
+    /// accounts apart.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.key
+    }
+
+    /// The address as typed (NFKC, trimmed): where mail goes.
+    pub fn address(&self) -> &str {
+        &self.address
     }
 }
 
 impl fmt::Display for Email {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.key)
     }
 }
 
@@ -216,6 +244,8 @@ mod tests {
         assert_eq!(Email::parse("ας@example.com").unwrap(), Email::parse("ασ@example.com").unwrap());
         assert_eq!(Email::parse("STRASSE@example.com").unwrap(), Email::parse("straße@example.com").unwrap());
         assert_eq!(Email::parse("ﬁna@example.com").unwrap().as_str(), "fina@example.com", "ligatures unfold");
+        let typed = Email::parse(" Straße@Example.com ").unwrap();
+        assert_eq!((typed.as_str(), typed.address()), ("strasse@example.com", "Straße@Example.com"), "mail goes where it was typed");
         assert_ne!(Email::parse("ana@example.com").unwrap(), Email::parse("ana1@example.com").unwrap());
     }
 

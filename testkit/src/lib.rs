@@ -232,6 +232,16 @@ impl Moto {
         SHARED.get_or_init(Self::start)
     }
 
+    /// A server of the calling test's own, so that what moto records
+    /// (`/moto-api/data.json`) holds that test's resources only; stopped when
+    /// the test process ends.
+    ///
+    /// # Panics
+    /// As [`Moto::shared`].
+    pub fn own() -> Self {
+        Self::start()
+    }
+
     /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL`.
     pub fn endpoint(&self) -> &str {
         &self.endpoint

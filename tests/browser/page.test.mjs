@@ -185,13 +185,15 @@ function messagesTo(email) {
     if (error.code === 'ENOENT') return []; // nothing sent yet
     throw error;
   }
-  const want = `<${email.toLowerCase()}>`;
+  // `To: ana@example.com` or `To: Name <ana@example.com>`, this address alone.
+  const escaped = email.toLowerCase().replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const want = new RegExp(`(^|[<\\s,])${escaped}($|[>\\s,])`);
   return names.filter((name) => name.endsWith('.eml'))
     .map((name) => {
       const file = path.join(dir, name);
       return { name, time: statSync(file).mtimeMs, ...parseMessage(readFileSync(file, 'utf8')) };
     })
-    .filter((message) => (message.headers.to || '').toLowerCase().includes(want))
+    .filter((message) => want.test((message.headers.to || '').toLowerCase()))
     .sort((a, b) => a.time - b.time || a.name.localeCompare(b.name));
 }
 

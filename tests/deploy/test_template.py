@@ -757,6 +757,8 @@ def test_user_data_installs_the_package_and_holds_no_secret(stack, aws):
                 "ANB_MAIL": "ses",
                 "ANB_MAIL_FROM": f"ANB Rising Stars <{PARAMETERS['MailFrom']}>",
                 "ANB_VOTE_REQUIRES_VERIFIED_EMAIL": "true",
+                "ANB_SIGNUP_PER_ADDRESS": "10",
+                "ANB_SIGNUP_PER_NETWORK": "50",
             }
         else:
             assert env == common

@@ -78,7 +78,9 @@ async fn token_mailed_to(dir: &Path, email: &str, after: usize) -> String {
             .filter(|e| e.file_name().to_string_lossy().ends_with(".eml"))
             .map(|e| std::fs::read_to_string(e.path()).unwrap())
             .map(|m| quoted_printable(&m))
-            .filter(|m| m.contains(&format!("<{email}>")))
+            .filter(|m| {
+                m.lines().any(|line| line == format!("To: {email}") || line.starts_with("To: ") && line.ends_with(&format!("<{email}>")))
+            })
             .collect();
         messages.sort();
         if messages.len() > after {

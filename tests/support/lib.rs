@@ -33,6 +33,13 @@ pub struct TestApp {
     open_files: Option<u32>,
 }
 
+/// An HTTP client that lets go of idle connections before the server closes
+/// them (`ANB_HEADER_TIMEOUT`, 10 s): a request after a long wait never
+/// lands on a connection the server is closing.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(5)).build().expect("an HTTP client")
+}
+
 impl TestApp {
     /// Starts `anb-web` with `workers` embedded workers and extra variables.
     pub async fn spawn(workers: u32, extra: &[(&str, &str)]) -> Self {
@@ -52,7 +59,7 @@ impl TestApp {
         let mut app = Self {
             base: String::new(),
             data: tempfile::tempdir().unwrap(),
-            http: reqwest::Client::new(),
+            http: client(),
             child: None,
             env,
             disks,
@@ -70,7 +77,7 @@ impl TestApp {
         let mut app = Self {
             base: String::new(),
             data: tempfile::tempdir().unwrap(),
-            http: reqwest::Client::new(),
+            http: client(),
             child: None,
             env,
             disks: Vec::new(),

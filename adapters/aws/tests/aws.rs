@@ -257,7 +257,9 @@ async fn a_second_copy_of_a_job_waits_while_a_live_worker_holds_its_video() {
 async fn ses_sends_as_a_verified_sender_and_refuses_an_unverified_one() {
     use anb_domain::Mail;
     use anb_domain::ports::Mailer;
-    let config = aws_config().await;
+    // A moto of this test's own: its record of sent mail is read back whole.
+    let moto = Moto::own();
+    let config = moto.sdk_config().await;
     let sender = format!("no-reply-{}@anb.example", uuid::Uuid::new_v4().simple());
     aws_sdk_sesv2::Client::new(&config).create_email_identity().email_identity(&sender).send().await.unwrap();
     let mail = Mail {
@@ -269,8 +271,7 @@ async fn ses_sends_as_a_verified_sender_and_refuses_an_unverified_one() {
     anb_aws::SesMailer::new(&config, format!("ANB Rising Stars <{sender}>")).send(&mail).await.unwrap();
 
     // moto keeps what it was asked to send.
-    let data: serde_json::Value =
-        reqwest::get(format!("{}/moto-api/data.json", Moto::shared().endpoint())).await.unwrap().json().await.unwrap();
+    let data: serde_json::Value = reqwest::get(format!("{}/moto-api/data.json", moto.endpoint())).await.unwrap().json().await.unwrap();
     let sent: Vec<&serde_json::Value> =
         data["ses"]["Message"].as_array().unwrap().iter().filter(|m| m["source"].as_str().is_some_and(|s| s.contains(&sender))).collect();
     assert_eq!(sent.len(), 1, "{sent:?}");

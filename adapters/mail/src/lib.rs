@@ -38,9 +38,11 @@ impl Sender {
 
 /// `mail` as an RFC 5322 message from `from`.
 fn message(mail: &Mail, from: &Sender) -> Result<Message, BackendError> {
-    let to: Mailbox = format!("{} <{}>", quote(&mail.to_name), mail.to.as_str())
-        .parse()
-        .or_else(|_| mail.to.as_str().parse())
+    let address = mail.to.address();
+    let named = (!mail.to_name.trim().is_empty()).then(|| format!("{} <{address}>", quote(&mail.to_name)));
+    let to: Mailbox = named
+        .and_then(|named| named.parse().ok())
+        .map_or_else(|| address.parse(), Ok)
         .map_err(|e| BackendError::internal(format!("recipient address: {e}")))?;
     Message::builder()
         .from(from.0.clone())

@@ -29,9 +29,8 @@ struct VoterRow {
 }
 
 #[derive(Debug, FromQueryResult)]
-struct VideoCount {
+struct RemovedVote {
     video_id: i64,
-    votes: i64,
 }
 
 /// `$first, ...` for `n` values.
@@ -96,23 +95,25 @@ impl VoteAudit for SeaOrmVoteAudit {
         let ids: Vec<Value> = accounts.iter().map(|a| Value::from(a.0)).collect();
         let list = placeholders(1, ids.len());
         let txn = self.db.connection().begin().await.map_err(|e| db_error(&e))?;
-        let counts = format!("SELECT video_id, COUNT(*) AS votes FROM votes WHERE user_id IN ({list}) GROUP BY video_id");
-        let videos = VideoCount::find_by_statement(self.db.statement(&counts, ids.clone())).all(&txn).await.map_err(|e| db_error(&e))?;
-        txn.execute(self.db.statement(&format!("DELETE FROM votes WHERE user_id IN ({list})"), ids)).await.map_err(|e| db_error(&e))?;
-        // The totals recomputed from the votes that are left: the video's,
-        // then its owner's over their public videos.
-        for video in &videos {
-            let count = "UPDATE videos SET votes = (SELECT COUNT(*) FROM votes WHERE video_id = $1) WHERE id = $2";
-            txn.execute(self.db.statement(count, vec![video.video_id.into(), video.video_id.into()])).await.map_err(|e| db_error(&e))?;
-            let total = "UPDATE users SET public_votes = (SELECT COALESCE(SUM(v.votes), 0) FROM videos v \
-                                 WHERE v.owner_id = users.id AND v.status = 'processed') \
-                         WHERE id = (SELECT owner_id FROM videos WHERE id = $1)";
-            txn.execute(self.db.statement(total, vec![video.video_id.into()])).await.map_err(|e| db_error(&e))?;
+        // The delete comes first: on SQLite it takes the write lock at once
+        // (no read-then-write that a racing vote could make fail), on
+        // PostgreSQL it holds the rows; it says which votes went.
+        let delete = format!("DELETE FROM votes WHERE user_id IN ({list}) RETURNING video_id");
+        let removed = RemovedVote::find_by_statement(self.db.statement(&delete, ids)).all(&txn).await.map_err(|e| db_error(&e))?;
+        let mut per_video: BTreeMap<i64, i64> = BTreeMap::new();
+        for vote in &removed {
+            *per_video.entry(vote.video_id).or_default() += 1;
+        }
+        // Taken off the totals (votes go to public videos only, and a public
+        // video stays public): the video's, then its player's. Votes that
+        // others cast meanwhile are kept, being added to the same rows.
+        for (&video, &n) in &per_video {
+            let count = "UPDATE videos SET votes = votes - $1 WHERE id = $2";
+            txn.execute(self.db.statement(count, vec![n.into(), video.into()])).await.map_err(|e| db_error(&e))?;
+            let total = "UPDATE users SET public_votes = public_votes - $1 WHERE id = (SELECT owner_id FROM videos WHERE id = $2)";
+            txn.execute(self.db.statement(total, vec![n.into(), video.into()])).await.map_err(|e| db_error(&e))?;
         }
         txn.commit().await.map_err(|e| db_error(&e))?;
-        Ok(VoidReport {
-            votes: videos.iter().map(|v| u64::try_from(v.votes).unwrap_or(0)).sum(),
-            videos: videos.iter().map(|v| VideoId(v.video_id)).collect(),
-        })
+        Ok(VoidReport { votes: removed.len() as u64, videos: per_video.keys().map(|&v| VideoId(v)).collect() })
     }
 }

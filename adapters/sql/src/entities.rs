@@ -18,6 +18,9 @@ pub mod user {
         pub city_key: String,
         pub country: String,
         pub created_at: DateTimeUtc,
+        /// The address as typed (NFKC), where mail goes; `email` is its
+        /// case-folded key. Older accounts have none: mail goes to `email`.
+        pub email_address: Option<String>,
         /// When the address was verified (its link opened).
         pub email_verified_at: Option<DateTimeUtc>,
         /// The keyed pseudonym of the network the sign-up came from.

@@ -53,14 +53,28 @@ impl Counters for SeaOrmCounters {
         // One statement a key, returning the count it leaves (PostgreSQL and
         // SQLite 3.35+ both return the row an upsert wrote): a count whose
         // window ended starts again.
-        let upsert = "INSERT INTO login_failures (counter_key, failures, since_ms) VALUES ($1, 1, $2) \
+        // Each row keeps the end of its own window (`until_ms`): counters of
+        // different windows share the table, and the sweep below removes
+        // only rows whose own window has ended.
+        let until = now_ms.saturating_add(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
+        let upsert = "INSERT INTO login_failures (counter_key, failures, since_ms, until_ms) VALUES ($1, 1, $2, $3) \
                       ON CONFLICT (counter_key) DO UPDATE SET \
-                        failures = CASE WHEN login_failures.since_ms <= $3 THEN 1 ELSE login_failures.failures + 1 END, \
-                        since_ms = CASE WHEN login_failures.since_ms <= $4 THEN $5 ELSE login_failures.since_ms END \
+                        failures = CASE WHEN login_failures.since_ms <= $4 THEN 1 ELSE login_failures.failures + 1 END, \
+                        until_ms = CASE WHEN login_failures.since_ms <= $5 THEN $6 ELSE login_failures.until_ms END, \
+                        since_ms = CASE WHEN login_failures.since_ms <= $7 THEN $8 ELSE login_failures.since_ms END \
                       RETURNING counter_key, failures, since_ms";
         let mut counts = Vec::with_capacity(keys.len());
         for key in keys {
-            let values = vec![key.as_str().into(), now_ms.into(), expired.into(), expired.into(), now_ms.into()];
+            let values = vec![
+                key.as_str().into(),
+                now_ms.into(),
+                until.into(),
+                expired.into(),
+                expired.into(),
+                until.into(),
+                expired.into(),
+                now_ms.into(),
+            ];
             let row = Row::find_by_statement(self.db.statement(upsert, values))
                 .one(self.db.connection())
                 .await
@@ -68,8 +82,8 @@ impl Counters for SeaOrmCounters {
                 .ok_or_else(|| BackendError::internal("an upsert returned no row"))?;
             counts.push(to_count(row)?);
         }
-        // Counts whose window ended are of no use any more.
-        let sweep = self.db.statement("DELETE FROM login_failures WHERE since_ms <= $1", vec![expired.into()]);
+        // Counts whose own window ended are of no use any more.
+        let sweep = self.db.statement("DELETE FROM login_failures WHERE until_ms <= $1", vec![now_ms.into()]);
         self.db.connection().execute(sweep).await.map_err(|e| db_error(&e))?;
         Ok(counts)
     }

@@ -20,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(JobLeaseTakes),
             Box::new(Trust),
             Box::new(FoldedEmails),
+            Box::new(CounterWindows),
         ]
     }
 }
@@ -453,6 +454,7 @@ impl MigrationTrait for JobLeaseTakes {
 enum UsersTrust {
     #[sea_orm(iden = "users")]
     Table,
+    EmailAddress,
     EmailVerifiedAt,
     SignupNetwork,
 }
@@ -501,6 +503,7 @@ impl MigrationTrait for Trust {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         // SQLite adds one column per ALTER TABLE.
         for column in [
+            ColumnDef::new(UsersTrust::EmailAddress).text().null().to_owned(),
             ColumnDef::new(UsersTrust::EmailVerifiedAt).timestamp_with_time_zone().null().to_owned(),
             ColumnDef::new(UsersTrust::SignupNetwork).text().null().to_owned(),
         ] {
@@ -551,7 +554,7 @@ impl MigrationTrait for Trust {
         m.drop_table(Table::drop().table(MailOutbox::Table).to_owned()).await?;
         m.drop_table(Table::drop().table(EmailTokens::Table).to_owned()).await?;
         m.alter_table(Table::alter().table(VotesTrust::Table).drop_column(VotesTrust::Network).to_owned()).await?;
-        for column in [UsersTrust::SignupNetwork, UsersTrust::EmailVerifiedAt] {
+        for column in [UsersTrust::SignupNetwork, UsersTrust::EmailVerifiedAt, UsersTrust::EmailAddress] {
             m.alter_table(Table::alter().table(UsersTrust::Table).drop_column(column).to_owned()).await?;
         }
         Ok(())
@@ -561,7 +564,9 @@ impl MigrationTrait for Trust {
 /// Stored addresses normalised anew with full case folding (`anb_domain::Email`
 /// once only lower-cased, so `ας@…` and `ασ@…` could be two accounts). An
 /// address whose folded form another account already holds is left as it
-/// is (both accounts keep working; the log names them for an operator).
+/// is: that account can no longer log in by its address (log-ins find the
+/// other one), so the log names both accounts for an operator to merge or
+/// remove.
 struct FoldedEmails;
 
 impl MigrationName for FoldedEmails {
@@ -576,11 +581,11 @@ impl MigrationTrait for FoldedEmails {
         let db = m.get_connection();
         let backend = db.get_database_backend();
         let rows = db.query_all(sea_orm::Statement::from_string(backend, "SELECT id, email FROM users")).await?;
-        let mut stored = std::collections::HashSet::new();
+        let mut stored = std::collections::HashMap::new();
         let mut users = Vec::with_capacity(rows.len());
         for row in rows {
             let (id, email): (i64, String) = (row.try_get("", "id")?, row.try_get("", "email")?);
-            stored.insert(email.clone());
+            stored.insert(email.clone(), id);
             users.push((id, email));
         }
         let update = match backend {
@@ -593,17 +598,56 @@ impl MigrationTrait for FoldedEmails {
             if folded == email {
                 continue;
             }
-            if stored.contains(&folded) {
-                tracing::warn!(user = id, "an account's address folds to another account's: left as it is");
+            if let Some(&other) = stored.get(&folded) {
+                tracing::warn!(user = id, other_user = other, "an account's address folds to another account's: left as it is");
                 continue;
             }
             db.execute(sea_orm::Statement::from_sql_and_values(backend, update, [folded.clone().into(), id.into()])).await?;
-            stored.insert(folded);
+            stored.insert(folded, id);
         }
         Ok(())
     }
 
     async fn down(&self, _m: &SchemaManager) -> Result<(), DbErr> {
         Ok(())
+    }
+}
+
+#[derive(DeriveIden)]
+enum CounterEnds {
+    #[sea_orm(iden = "login_failures")]
+    Table,
+    UntilMs,
+}
+
+/// The end of each counter's own window: log-in failures (`ANB_LOGIN_LOCKOUT`),
+/// sign-ups and requests for a new link (an hour) share the table, and the
+/// sweep must not end one kind's windows by another's length.
+struct CounterWindows;
+
+impl MigrationName for CounterWindows {
+    fn name(&self) -> &str {
+        "m20261207_000010_counter_windows"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CounterWindows {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(CounterEnds::Table)
+                .add_column(ColumnDef::new(CounterEnds::UntilMs).big_integer().not_null().default(0))
+                .to_owned(),
+        )
+        .await?;
+        // Every row so far counted failed log-ins, over the default lockout.
+        m.get_connection().execute_unprepared("UPDATE login_failures SET until_ms = since_ms + 300000").await?;
+        m.create_index(Index::create().name("login_failures_until").table(CounterEnds::Table).col(CounterEnds::UntilMs).to_owned()).await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_index(Index::drop().name("login_failures_until").table(CounterEnds::Table).to_owned()).await?;
+        m.alter_table(Table::alter().table(CounterEnds::Table).drop_column(CounterEnds::UntilMs).to_owned()).await
     }
 }

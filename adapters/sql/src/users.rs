@@ -17,7 +17,8 @@ pub struct SeaOrmUserRepository {
 fn to_user(m: user::Model) -> Result<User, BackendError> {
     Ok(User {
         id: UserId(m.id),
-        email: Email::parse(&m.email).map_err(|_| BackendError::internal(format!("stored e-mail of user {} is invalid", m.id)))?,
+        email: Email::parse(m.email_address.as_deref().unwrap_or(&m.email))
+            .map_err(|_| BackendError::internal(format!("stored e-mail of user {} is invalid", m.id)))?,
         first_name: m.first_name,
         last_name: m.last_name,
         password_hash: PasswordHash(m.password_hash),
@@ -35,6 +36,7 @@ impl UserRepository for SeaOrmUserRepository {
             first_name: Set(new.first_name),
             last_name: Set(new.last_name),
             email: Set(new.email.as_str().to_owned()),
+            email_address: Set(Some(new.email.address().to_owned())),
             password_hash: Set(new.password_hash.0),
             city_key: Set(anb_domain::user::city_key(&new.city)),
             city: Set(new.city),

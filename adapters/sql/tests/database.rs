@@ -388,6 +388,16 @@ async fn failed_log_ins_are_counted_per_key_within_their_window_and_cleared() {
 
         attempts.clear(std::slice::from_ref(&a)).await.unwrap();
         assert!(attempts.counts(&[a.clone(), b.clone()]).await.unwrap().is_empty());
+
+        // Counters of different windows share the table: a short one's
+        // sweep leaves a longer one's count alone.
+        let sign_ups = "signup-address:x".to_owned();
+        attempts.record(std::slice::from_ref(&sign_ups), Duration::from_secs(3600), now).await.unwrap();
+        attempts.record(std::slice::from_ref(&a), window, now + chrono::Duration::seconds(600)).await.unwrap();
+        let kept = attempts.counts(std::slice::from_ref(&sign_ups)).await.unwrap();
+        assert_eq!(kept.iter().map(|c| c.count).collect::<Vec<_>>(), [1], "swept by the log-in's shorter window");
+        attempts.record(std::slice::from_ref(&a), window, now + chrono::Duration::seconds(3601)).await.unwrap();
+        assert!(attempts.counts(std::slice::from_ref(&sign_ups)).await.unwrap().is_empty(), "its own window ended: swept");
         assert!(attempts.counts(&[]).await.unwrap().is_empty());
         attempts.clear(&[]).await.unwrap();
     }
@@ -504,8 +514,9 @@ async fn a_sign_up_queues_its_message_and_a_token_verifies_the_address_once_unti
     use anb_domain::{MailKind, TokenHash};
     for t in databases().await {
         let verifications = t.db.verifications();
-        let now = Utc::now();
         let ana = t.db.users().create(new_user("ana@example.com", "Ana", "Cali")).await.unwrap();
+        // The message is due from the account's creation on.
+        let now = ana.created_at + chrono::Duration::milliseconds(1);
         assert!(!ana.email_verified);
 
         // The sign-up's message is due at once, taken by one relay only.

@@ -453,8 +453,11 @@ type Answer<T> = Result<T, ApiError>;
 fn client_address(request: &Request, behind_proxy: bool) -> Option<IpAddr> {
     if behind_proxy {
         let forwarded = request.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).next_back();
-        if let Some(last) = forwarded.and_then(|v| v.rsplit(',').next()) {
-            return last.trim().parse().ok();
+        // An entry that is not an address counts as the balancer's own (the
+        // connection's): the limits then hold it with the other such
+        // clients rather than not at all.
+        if let Some(address) = forwarded.and_then(|v| v.rsplit(',').next()).and_then(|last| last.trim().parse().ok()) {
+            return Some(address);
         }
     }
     request.remote_addr().as_socket_addr().map(std::net::SocketAddr::ip)
@@ -520,7 +523,7 @@ impl Api {
         Ok(MeResponse::Ok(Json(MeBody {
             first_name: user.first_name,
             last_name: user.last_name,
-            email: user.email.as_str().to_owned(),
+            email: user.email.address().to_owned(),
             city: user.city,
             country: user.country,
             email_verified: user.email_verified,
