@@ -56,15 +56,8 @@ impl TestApp {
         let mut env = vec![("ANB_WORKERS".to_owned(), workers.to_string()), ("ANB_RETRY_DELAY".to_owned(), "1".to_owned())];
         env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let disks = disks.iter().map(|(folder, size)| ((*folder).to_owned(), (*size).to_owned())).collect();
-        let mut app = Self {
-            base: String::new(),
-            data: tempfile::tempdir().unwrap(),
-            http: client(),
-            child: None,
-            env,
-            disks,
-            open_files: None,
-        };
+        let mut app =
+            Self { base: String::new(), data: tempfile::tempdir().unwrap(), http: client(), child: None, env, disks, open_files: None };
         app.start().await;
         app
     }
