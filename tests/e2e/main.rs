@@ -208,7 +208,10 @@ async fn a_valid_upload_is_processed_to_spec_then_voted_and_ranked() {
     let (status, again) = app.call(Method::POST, &vote, Some(&beto)).await;
     assert_eq!((status, detail(&again)), (400, "Ya has votado por este video."));
     assert_eq!(app.call(Method::POST, "/api/public/videos/999999/vote", Some(&beto)).await.0, 404);
-    assert_eq!(app.call(Method::POST, &vote, Some(&ana)).await.0, 200);
+    let (status, own) = app.call(Method::POST, &vote, Some(&ana)).await;
+    assert_eq!((status, detail(&own)), (400, "No puedes votar por tu propio video."));
+    let carla = app.player("carla@example.com", "Carla", "Cali").await;
+    assert_eq!(app.call(Method::POST, &vote, Some(&carla)).await.0, 200);
 
     let (_, ranking) = app.get("/api/public/rankings", None).await;
     assert_eq!(ranking, json!([{"position": 1, "username": "Ana Tester", "city": "Bogotá", "votes": 2}]));
