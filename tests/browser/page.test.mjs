@@ -840,9 +840,10 @@ test('9. the page says where the verification message went, and its link verifie
   await page.locator('#account-verified').getByText('Correo sin verificar').waitFor();
 
   // the message as the server wrote it, and its link opened in the page
+  // (the relay sends within a second or so: wait for it)
+  const token = await verificationToken(user.email);
   const [message] = messagesTo(user.email);
   assert.ok(message, `a message to ${user.email} in ${MAIL_DIR}`);
-  const token = await verificationToken(user.email);
   await page.goto(`${BASE}/#/verificar?token=${token}`);
   const status = page.locator('#verify-status');
   await status.getByText('Correo verificado.', { exact: true }).waitFor();
