@@ -387,12 +387,12 @@ pub struct WebConfig {
     pub login_lockout: u64,
 
     /// Sign-ups from one client address within an hour, at most (429 past it).
-    #[arg(long, env = "ANB_SIGNUP_PER_ADDRESS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, env = "ANB_SIGNUP_PER_ADDRESS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000_000_000))]
     pub signup_per_address: u32,
 
     /// Sign-ups from one network (/24 for IPv4, /64 for IPv6) within an
     /// hour, at most (429 past it).
-    #[arg(long, env = "ANB_SIGNUP_PER_NETWORK", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, env = "ANB_SIGNUP_PER_NETWORK", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1_000_000_000))]
     pub signup_per_network: u32,
 
     /// How verification messages are sent: `file` (an `.eml` file each under
