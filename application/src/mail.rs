@@ -155,23 +155,13 @@ pub fn verification_mail(user: &User, base_url: &str, token: &str, ttl: Duration
 #[cfg(test)]
 mod tests {
     use anb_domain::ports::{MockClock, MockKeyring, MockMailer, MockVerifications};
-    use anb_domain::{Email, NewToken, PasswordHash, TokenHash, UserId};
+    use anb_domain::{NewToken, TokenHash, UserId};
     use chrono::Utc;
 
     use super::*;
 
     fn user() -> User {
-        User {
-            id: UserId(7),
-            first_name: "Ana".into(),
-            last_name: "Pérez".into(),
-            email: Email::parse("ana@example.com").unwrap(),
-            password_hash: PasswordHash("$argon2id$x".into()),
-            city: "Bogotá".into(),
-            country: "Colombia".into(),
-            created_at: Utc::now(),
-            email_verified: false,
-        }
+        anb_domain::fixtures::user(7, false)
     }
 
     fn relay(verifications: MockVerifications, mailer: MockMailer) -> MailRelay {
@@ -202,7 +192,7 @@ mod tests {
         mailer
             .expect_send()
             .withf(|mail| {
-                mail.to.as_str() == "ana@example.com"
+                mail.to.as_str() == "ana7@example.com"
                     && mail.text.contains("https://anb.example.com/#/verificar?token=tok3n\n")
                     && mail.text.contains("48 horas")
                     && !mail.text.contains("hash-of")
