@@ -29,20 +29,23 @@ export ANB_SCHEMATHESIS ?= $(abspath $(TEST_VENV))/bin/schemathesis
 
 .PHONY: run run-scaleout build bench-web deps test-deps test-tools browser-deps package-deps deploy-tools package package-check deploy-check test check fmt clippy clean fuzz screenshots
 
-## run: install what is missing, build in release mode, serve on http://127.0.0.1:8080 (Swagger UI at /docs)
+## run: install what is missing, build in release mode what one machine needs (SQLite, files,
+## the database queue, the embedded worker: no broker, AWS or Redis client), serve on
+## http://127.0.0.1:8080 (Swagger UI at /docs)
+RUN_FEATURES := --no-default-features --features embedded-worker
 run: deps
-	$(CARGO) build --release --bins
+	$(CARGO) build --release -p anb-web $(RUN_FEATURES)
 	$(TARGET_DIR)/release/anb-web
 
 ## run-scaleout: the AWS shape on this machine (throwaway PostgreSQL, moto for S3 and SQS,
 ## 2 anb-web on :8080 and :8081, 2 anb-worker); Ctrl-C stops and removes it all
 run-scaleout: deps test-deps test-tools
-	$(CARGO) build --release --bins
+	$(CARGO) build --release -p anb-web -p anb-worker
 	CARGO_TARGET_DIR=$(TARGET_DIR) scripts/run-scaleout.sh
 
-## build: release build of both binaries
+## build: release build of both binaries, with every technology
 build: deps
-	$(CARGO) build --release --bins
+	$(CARGO) build --release -p anb-web -p anb-worker
 
 ## deps: install the Debian packages the project needs, if any is missing
 deps:
@@ -113,7 +116,7 @@ package-deps:
 
 ## package: the Debian package of both binaries (release build), checked, in target/debian/
 package: deps package-deps
-	$(CARGO) build --release --bins
+	$(CARGO) build --release -p anb-web -p anb-worker
 	$(CARGO) deb -p anb-web --no-build --dbgsym -o $(TARGET_DIR)/debian/
 	deploy/check-package.sh $$(ls -t $(TARGET_DIR)/debian/anb_*.deb | head -1)
 

@@ -25,6 +25,12 @@ check() { # what, pattern, cargo tree arguments...
 io='sea-orm|sea-orm-migration|sqlx|sqlx-core|aws-config|aws-sdk-s3|aws-sdk-sqs|aws-sdk-sesv2|lettre|gstreamer|gstreamer-sys|poem|poem-openapi|reqwest|hyper|tokio-postgres|redis|lapin|rdkafka|multer'
 check "anb-domain does no I/O" "$io" -p anb-domain
 check "anb-application does no I/O" "$io" -p anb-application
-check "anb-web built for a web-only host (--no-default-features) links no GStreamer" 'gstreamer|gstreamer-sys|glib|glib-sys' -p anb-web --no-default-features
+brokers='lapin|amq-protocol|rdkafka|rdkafka-sys|aws-config|aws-sdk-s3|aws-sdk-sqs|aws-sdk-sesv2|aws-sdk-secretsmanager|redis'
+check "anb-web built for a web-only host with no brokers (--no-default-features) links no GStreamer, broker, AWS SDK or Redis client" \
+    "gstreamer|gstreamer-sys|glib|glib-sys|$brokers" -p anb-web --no-default-features
+check "anb-web as make run builds it (one machine) links no broker, AWS SDK or Redis client" "$brokers" \
+    -p anb-web --no-default-features --features embedded-worker
+check "anb-web for a web-only host on AWS links no GStreamer, RabbitMQ, Kafka or Redis client" \
+    'gstreamer|gstreamer-sys|glib|glib-sys|lapin|rdkafka|rdkafka-sys|redis' -p anb-web --no-default-features --features aws
 check "anb-worker links no web framework" 'poem|poem-openapi|multer' -p anb-worker
 exit "$failed"

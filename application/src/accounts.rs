@@ -12,8 +12,23 @@ use anb_domain::ports::{
 use anb_domain::user::{Email, NewUser, Password};
 use anb_domain::{BackendError, MailKind, PasswordHash, User, UserId};
 
-use crate::FieldError;
 use crate::login::{Keys, LoginLimits};
+
+/// A field that failed validation, reported as `errors[]` in problem bodies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The request field's name as the client sent it.
+    pub field: &'static str,
+    /// What is wrong with it, for the user.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A field error.
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self { field, message: message.into() }
+    }
+}
 
 /// How many sign-ups a client may make, counted over [`SignUpLimits::window`]
 /// in the database (every web server sees the same counts).

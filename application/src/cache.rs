@@ -21,11 +21,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anb_domain::ports::{Cache, CacheLookup};
-use anb_domain::{BackendError, CityFilter, Page, RankingEntry, VideoId};
+use anb_domain::{BackendError, CityFilter, Page};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-
-use crate::public::PublicVideoView;
 
 /// How long an entry lives by default, in seconds.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(5);
@@ -100,7 +98,7 @@ impl PageCache {
     /// The page under `key` (`None`: do not cache this one), from the cache
     /// when it is fresh, else from `build`, once for all the readers that
     /// want it at the same time.
-    async fn fetch<T, B>(&self, key: Option<String>, build: B) -> Result<T, BackendError>
+    pub(crate) async fn fetch<T, B>(&self, key: Option<String>, build: B) -> Result<T, BackendError>
     where
         T: Encoded,
         B: Future<Output = Result<T, BackendError>> + Send + 'static,
@@ -216,47 +214,22 @@ impl Drop for FlightGuard {
     }
 }
 
-/// The key of a page of the public list, `None` when not cached.
-pub(crate) fn videos_key(city: &CityFilter, page: Page) -> Option<String> {
-    key("videos", city, page)
-}
-
-/// The key of a page of the ranking, `None` when not cached.
-pub(crate) fn rankings_key(city: &CityFilter, page: Page) -> Option<String> {
-    key("rankings", city, page)
-}
-
-fn key(what: &str, city: &CityFilter, page: Page) -> Option<String> {
+/// The key of page `page` of `what` (the list, the ranking) in `city`;
+/// `None` when it is not to be cached.
+pub(crate) fn page_key(what: &str, city: &CityFilter, page: Page) -> Option<String> {
     let city = city.key().unwrap_or("");
     (city.len() <= MAX_CACHED_CITY).then(|| format!("{what}:{}:{}:{city}", page.limit, page.offset))
 }
 
-impl PageCache {
-    /// A page of the public list.
-    pub(crate) async fn videos<B>(&self, key: Option<String>, build: B) -> Result<Vec<PublicVideoView>, BackendError>
-    where
-        B: Future<Output = Result<Vec<PublicVideoView>, BackendError>> + Send + 'static,
-    {
-        self.fetch(key, build).await
-    }
-
-    /// A page of the ranking.
-    pub(crate) async fn rankings<B>(&self, key: Option<String>, build: B) -> Result<Vec<RankingEntry>, BackendError>
-    where
-        B: Future<Output = Result<Vec<RankingEntry>, BackendError>> + Send + 'static,
-    {
-        self.fetch(key, build).await
-    }
-}
-
 /// A page as bytes: a small length-prefixed format, read defensively (an
 /// entry from another version or a corrupt one is a miss, never a fault).
-trait Encoded: Sized + Send + Sync + 'static {
+pub(crate) trait Encoded: Sized + Send + Sync + 'static {
     fn write(&self, out: &mut Writer);
     fn read(input: &mut Reader<'_>) -> Option<Self>;
 }
 
-fn encode<T: Encoded>(page: &T, generation: u64) -> Vec<u8> {
+/// `page` as an entry built at `generation`.
+pub(crate) fn encode<T: Encoded>(page: &T, generation: u64) -> Vec<u8> {
     let mut out = Writer(Vec::with_capacity(1024));
     out.0.push(FORMAT);
     out.u64(generation);
@@ -266,7 +239,7 @@ fn encode<T: Encoded>(page: &T, generation: u64) -> Vec<u8> {
 
 /// The page in `bytes` if it reads whole and was built at `generation`
 /// (when one is expected).
-fn decode<T: Encoded>(bytes: &[u8], generation: Option<u64>) -> Option<T> {
+pub(crate) fn decode<T: Encoded>(bytes: &[u8], generation: Option<u64>) -> Option<T> {
     let mut input = Reader(bytes);
     let (format, built) = (input.byte()?, input.u64()?);
     if format != FORMAT || generation.is_some_and(|g| g != built) {
@@ -276,24 +249,26 @@ fn decode<T: Encoded>(bytes: &[u8], generation: Option<u64>) -> Option<T> {
     input.0.is_empty().then_some(page)
 }
 
-struct Writer(Vec<u8>);
+/// Where an entry is written.
+pub(crate) struct Writer(Vec<u8>);
 
 impl Writer {
-    fn u64(&mut self, value: u64) {
+    pub(crate) fn u64(&mut self, value: u64) {
         self.0.extend_from_slice(&value.to_le_bytes());
     }
 
-    fn i64(&mut self, value: i64) {
+    pub(crate) fn i64(&mut self, value: i64) {
         self.0.extend_from_slice(&value.to_le_bytes());
     }
 
-    fn str(&mut self, value: &str) {
+    pub(crate) fn str(&mut self, value: &str) {
         self.u64(value.len() as u64);
         self.0.extend_from_slice(value.as_bytes());
     }
 }
 
-struct Reader<'a>(&'a [u8]);
+/// What an entry is read from.
+pub(crate) struct Reader<'a>(&'a [u8]);
 
 impl Reader<'_> {
     fn byte(&mut self) -> Option<u8> {
@@ -308,15 +283,15 @@ impl Reader<'_> {
         Some(*head)
     }
 
-    fn u64(&mut self) -> Option<u64> {
+    pub(crate) fn u64(&mut self) -> Option<u64> {
         self.bytes().map(u64::from_le_bytes)
     }
 
-    fn i64(&mut self) -> Option<i64> {
+    pub(crate) fn i64(&mut self) -> Option<i64> {
         self.bytes().map(i64::from_le_bytes)
     }
 
-    fn string(&mut self) -> Option<String> {
+    pub(crate) fn string(&mut self) -> Option<String> {
         let len = usize::try_from(self.u64()?).ok()?;
         if len > self.0.len() {
             return None;
@@ -327,7 +302,7 @@ impl Reader<'_> {
     }
 
     /// A count of items, each at least `min_size` bytes long.
-    fn count(&mut self, min_size: usize) -> Option<usize> {
+    pub(crate) fn count(&mut self, min_size: usize) -> Option<usize> {
         let count = usize::try_from(self.u64()?).ok()?;
         (count.checked_mul(min_size)? <= self.0.len()).then_some(count)
     }
@@ -344,37 +319,6 @@ impl<T: Encoded> Encoded for Vec<T> {
     fn read(input: &mut Reader<'_>) -> Option<Self> {
         let count = input.count(16)?;
         (0..count).map(|_| T::read(input)).collect()
-    }
-}
-
-impl Encoded for PublicVideoView {
-    fn write(&self, out: &mut Writer) {
-        out.i64(self.id.0);
-        out.i64(self.votes);
-        out.str(&self.title);
-        out.str(&self.username);
-        out.str(&self.city);
-        out.str(&self.processed_url);
-    }
-
-    fn read(input: &mut Reader<'_>) -> Option<Self> {
-        let (id, votes) = (input.i64()?, input.i64()?);
-        let (title, username, city, processed_url) = (input.string()?, input.string()?, input.string()?, input.string()?);
-        Some(Self { id: VideoId(id), title, username, city, votes, processed_url })
-    }
-}
-
-impl Encoded for RankingEntry {
-    fn write(&self, out: &mut Writer) {
-        out.i64(self.position);
-        out.i64(self.votes);
-        out.str(&self.username);
-        out.str(&self.city);
-    }
-
-    fn read(input: &mut Reader<'_>) -> Option<Self> {
-        let (position, votes) = (input.i64()?, input.i64()?);
-        Some(Self { position, votes, username: input.string()?, city: input.string()? })
     }
 }
 
@@ -421,8 +365,26 @@ mod tests {
         }
     }
 
-    fn ranking(votes: i64) -> Vec<RankingEntry> {
-        vec![RankingEntry { position: 1, username: "Ana Pérez".into(), city: "Bogotá".into(), votes }]
+    /// A page of the tests.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct Entry {
+        votes: i64,
+        name: String,
+    }
+
+    impl Encoded for Entry {
+        fn write(&self, out: &mut Writer) {
+            out.i64(self.votes);
+            out.str(&self.name);
+        }
+
+        fn read(input: &mut Reader<'_>) -> Option<Self> {
+            Some(Self { votes: input.i64()?, name: input.string()? })
+        }
+    }
+
+    fn ranking(votes: i64) -> Vec<Entry> {
+        vec![Entry { votes, name: "Ana Pérez".into() }]
     }
 
     /// A build that counts its runs and answers `votes`, after `delay`.
@@ -430,7 +392,7 @@ mod tests {
         runs: &Arc<AtomicUsize>,
         votes: i64,
         delay: Duration,
-    ) -> impl Future<Output = Result<Vec<RankingEntry>, BackendError>> + Send + 'static {
+    ) -> impl Future<Output = Result<Vec<Entry>, BackendError>> + Send + 'static {
         let runs = runs.clone();
         async move {
             runs.fetch_add(1, Ordering::SeqCst);
@@ -440,7 +402,7 @@ mod tests {
     }
 
     fn key() -> Option<String> {
-        rankings_key(&CityFilter::any(), Page { limit: 10, offset: 0 })
+        page_key("rankings", &CityFilter::any(), Page { limit: 10, offset: 0 })
     }
 
     #[tokio::test]
@@ -448,11 +410,11 @@ mod tests {
         let store = Arc::new(MapCache::default());
         let pages = PageCache::new(store.clone(), Duration::from_secs(5));
         let runs = Arc::new(AtomicUsize::new(0));
-        assert_eq!(pages.rankings(key(), build(&runs, 1, Duration::ZERO)).await.unwrap(), ranking(1));
-        assert_eq!(pages.rankings(key(), build(&runs, 2, Duration::ZERO)).await.unwrap(), ranking(1), "served from the cache");
+        assert_eq!(pages.fetch(key(), build(&runs, 1, Duration::ZERO)).await.unwrap(), ranking(1));
+        assert_eq!(pages.fetch(key(), build(&runs, 2, Duration::ZERO)).await.unwrap(), ranking(1), "served from the cache");
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         pages.invalidate().await;
-        assert_eq!(pages.rankings(key(), build(&runs, 3, Duration::ZERO)).await.unwrap(), ranking(3), "rebuilt after the vote");
+        assert_eq!(pages.fetch(key(), build(&runs, 3, Duration::ZERO)).await.unwrap(), ranking(3), "rebuilt after the vote");
         assert_eq!(runs.load(Ordering::SeqCst), 2);
         assert!(pages.flights.lock().unwrap().is_empty(), "no build stays in the table");
     }
@@ -464,7 +426,7 @@ mod tests {
         let readers: Vec<_> = (0..50)
             .map(|_| {
                 let (pages, build) = (pages.clone(), build(&runs, 7, Duration::from_millis(100)));
-                tokio::spawn(async move { pages.rankings(key(), build).await })
+                tokio::spawn(async move { pages.fetch(key(), build).await })
             })
             .collect();
         for reader in readers {
@@ -484,11 +446,11 @@ mod tests {
         let runs = Arc::new(AtomicUsize::new(0));
         let early = {
             let (pages, build) = (pages.clone(), build(&runs, 1, Duration::from_millis(200)));
-            tokio::spawn(async move { pages.rankings(key(), build).await })
+            tokio::spawn(async move { pages.fetch(key(), build).await })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
         pages.invalidate().await;
-        assert_eq!(pages.rankings(key(), build(&runs, 2, Duration::ZERO)).await.unwrap(), ranking(2), "not the build from before the vote");
+        assert_eq!(pages.fetch(key(), build(&runs, 2, Duration::ZERO)).await.unwrap(), ranking(2), "not the build from before the vote");
         assert_eq!(early.await.unwrap().unwrap(), ranking(1));
         assert_eq!(runs.load(Ordering::SeqCst), 2);
         (pages, runs)
@@ -499,7 +461,7 @@ mod tests {
         let (pages, runs) = vote_during_a_build(true).await;
         // The early build stored its page last, marked with its older
         // generation: it is a miss, never served.
-        assert_eq!(pages.rankings(key(), build(&runs, 3, Duration::ZERO)).await.unwrap(), ranking(3));
+        assert_eq!(pages.fetch(key(), build(&runs, 3, Duration::ZERO)).await.unwrap(), ranking(3));
     }
 
     #[tokio::test]
@@ -513,23 +475,23 @@ mod tests {
         store.failing.store(true, Ordering::SeqCst);
         let pages = PageCache::new(store.clone(), Duration::from_secs(5));
         let runs = Arc::new(AtomicUsize::new(0));
-        assert_eq!(pages.rankings(key(), build(&runs, 4, Duration::ZERO)).await.unwrap(), ranking(4));
-        assert_eq!(pages.rankings(key(), build(&runs, 5, Duration::ZERO)).await.unwrap(), ranking(5));
+        assert_eq!(pages.fetch(key(), build(&runs, 4, Duration::ZERO)).await.unwrap(), ranking(4));
+        assert_eq!(pages.fetch(key(), build(&runs, 5, Duration::ZERO)).await.unwrap(), ranking(5));
         pages.invalidate().await;
         assert_eq!(runs.load(Ordering::SeqCst), 2);
         assert_eq!(pages.failures.load(Ordering::SeqCst), 3, "two lookups and an invalidation failed");
         store.failing.store(false, Ordering::SeqCst);
-        assert_eq!(pages.rankings(key(), build(&runs, 6, Duration::ZERO)).await.unwrap(), ranking(6));
+        assert_eq!(pages.fetch(key(), build(&runs, 6, Duration::ZERO)).await.unwrap(), ranking(6));
         assert_eq!(pages.failures.load(Ordering::SeqCst), 0, "back: the next outage is logged at once");
     }
 
     #[tokio::test]
     async fn a_failed_build_is_not_kept() {
         let pages = PageCache::new(Arc::new(MapCache::default()), Duration::from_secs(5));
-        let failing = async { Err::<Vec<RankingEntry>, _>(BackendError::unavailable("database down")) };
-        assert_eq!(pages.rankings(key(), failing).await.unwrap_err().message, "database down");
+        let failing = async { Err::<Vec<Entry>, _>(BackendError::unavailable("database down")) };
+        assert_eq!(pages.fetch(key(), failing).await.unwrap_err().message, "database down");
         let runs = Arc::new(AtomicUsize::new(0));
-        assert_eq!(pages.rankings(key(), build(&runs, 1, Duration::ZERO)).await.unwrap(), ranking(1));
+        assert_eq!(pages.fetch(key(), build(&runs, 1, Duration::ZERO)).await.unwrap(), ranking(1));
         assert!(pages.flights.lock().unwrap().is_empty());
     }
 
@@ -537,10 +499,10 @@ mod tests {
     async fn readers_that_give_up_leave_no_build_behind() {
         let pages = Arc::new(PageCache::new(Arc::new(MapCache::default()), Duration::from_secs(5)));
         let runs = Arc::new(AtomicUsize::new(0));
-        let gone = tokio::time::timeout(Duration::from_millis(20), pages.rankings(key(), build(&runs, 1, Duration::from_secs(60)))).await;
+        let gone = tokio::time::timeout(Duration::from_millis(20), pages.fetch(key(), build(&runs, 1, Duration::from_secs(60)))).await;
         assert!(gone.is_err());
         assert!(pages.flights.lock().unwrap().is_empty(), "an abandoned build is dropped with its last reader");
-        assert_eq!(pages.rankings(key(), build(&runs, 2, Duration::ZERO)).await.unwrap(), ranking(2));
+        assert_eq!(pages.fetch(key(), build(&runs, 2, Duration::ZERO)).await.unwrap(), ranking(2));
     }
 
     #[tokio::test]
@@ -558,35 +520,10 @@ mod tests {
             [vec![], good[..good.len() - 1].to_vec(), other_format, long_count, [good.clone(), vec![0]].concat()].into_iter().enumerate()
         {
             store.entries.lock().unwrap().insert(key.clone(), bad.into());
-            assert_eq!(pages.rankings(Some(key.clone()), build(&runs, 1, Duration::ZERO)).await.unwrap(), ranking(1), "case {i}");
+            assert_eq!(pages.fetch(Some(key.clone()), build(&runs, 1, Duration::ZERO)).await.unwrap(), ranking(1), "case {i}");
             assert_eq!(runs.load(Ordering::SeqCst), i + 1, "case {i} was a miss");
         }
-        assert_eq!(decode::<Vec<RankingEntry>>(&good, Some(0)), Some(ranking(9)));
-        assert_eq!(decode::<Vec<RankingEntry>>(&good, Some(1)), None, "another generation");
-    }
-
-    #[test]
-    fn pages_round_trip_and_keys_tell_pages_apart() {
-        let view = PublicVideoView {
-            id: VideoId(3),
-            title: "Triple ✓".into(),
-            username: "Ana".into(),
-            city: "Bogotá".into(),
-            votes: 12,
-            processed_url: "/files/processed/x.mp4?expires=1&signature=ab".into(),
-        };
-        let bytes = encode(&vec![view.clone(), view.clone()], 42);
-        assert_eq!(decode::<Vec<PublicVideoView>>(&bytes, Some(42)), Some(vec![view.clone(), view]));
-        let page = Page { limit: 20, offset: 0 };
-        let keys = [
-            videos_key(&CityFilter::any(), page),
-            videos_key(&CityFilter::city("Bogotá"), page),
-            videos_key(&CityFilter::any(), Page { limit: 20, offset: 20 }),
-            rankings_key(&CityFilter::any(), page),
-        ];
-        let distinct: std::collections::HashSet<_> = keys.iter().collect();
-        assert_eq!(distinct.len(), keys.len());
-        assert_eq!(videos_key(&CityFilter::city("BOGOTÁ"), page), videos_key(&CityFilter::city("bogotá"), page));
-        assert_eq!(videos_key(&CityFilter::city(&"x".repeat(101)), page), None, "an absurd city is not cached");
+        assert_eq!(decode::<Vec<Entry>>(&good, Some(0)), Some(ranking(9)));
+        assert_eq!(decode::<Vec<Entry>>(&good, Some(1)), None, "another generation");
     }
 }

@@ -11,7 +11,7 @@ use anb_domain::ports::{Clock, Keyring, Mailer, Verifications};
 use anb_domain::{BackendError, Mail, MailKind, PendingMail, User};
 use futures::future::{Either, select};
 
-use crate::worker::Shutdown;
+use crate::shutdown::Shutdown;
 
 /// How the relay works.
 #[derive(Debug, Clone, PartialEq, Eq)]

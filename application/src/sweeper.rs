@@ -10,12 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anb_domain::ports::{Clock, DeadLetterQueue, JobEvent, JobEvents, QueueError, VideoRepository, VideoRepositoryError};
+use anb_domain::{ATTEMPTS_EXHAUSTED, BackendError};
 use futures::future::{Either, select};
 
-use crate::{Shutdown, WorkerError};
-
-/// The reason a video whose attempts ran out without an answer is given.
-pub const ATTEMPTS_EXHAUSTED: &str = "Se agotaron los intentos de procesamiento: el procesamiento se interrumpió en cada intento.";
+use crate::shutdown::Shutdown;
 
 /// Marks the videos of dead-lettered jobs `failed`.
 #[derive(Clone)]
@@ -47,14 +45,14 @@ impl DeadLetterSweeper {
     /// marked `failed`.
     ///
     /// # Errors
-    /// [`WorkerError`] when the queue or the database fail.
-    pub async fn sweep(&self) -> Result<usize, WorkerError> {
+    /// [`BackendError`] when the queue or the database fail.
+    pub async fn sweep(&self) -> Result<usize, BackendError> {
         let mut marked = 0;
         loop {
             let job = match self.dead.next_dead_letter(self.hide_for).await {
                 Ok(Some(job)) => job,
                 Ok(None) => return Ok(marked),
-                Err(QueueError::Backend(e)) => return Err(e.into()),
+                Err(QueueError::Backend(e)) => return Err(e),
                 Err(QueueError::ReceiptExpired) => continue,
             };
             match self.videos.mark_failed(job.video_id, ATTEMPTS_EXHAUSTED).await {
@@ -65,7 +63,7 @@ impl DeadLetterSweeper {
                 }
                 // Deleted, or already final (a worker marked it): nothing to do.
                 Err(VideoRepositoryError::NotFound | VideoRepositoryError::InvalidTransition { .. }) => {}
-                Err(VideoRepositoryError::Backend(e)) => return Err(e.into()),
+                Err(VideoRepositoryError::Backend(e)) => return Err(e),
             }
         }
     }

@@ -70,16 +70,19 @@ pub struct Videos {
     url_ttl: Duration,
 }
 
+/// What the upload use cases talk to.
+pub struct VideosPorts {
+    pub videos: Arc<dyn VideoRepository>,
+    pub storage: Arc<dyn ObjectStorage>,
+    pub probe: Arc<dyn VideoProbe>,
+    pub clock: Arc<dyn Clock>,
+}
+
 impl Videos {
-    /// Wires the use cases to their ports.
-    pub fn new(
-        videos: Arc<dyn VideoRepository>,
-        storage: Arc<dyn ObjectStorage>,
-        probe: Arc<dyn VideoProbe>,
-        clock: Arc<dyn Clock>,
-        rules: UploadRules,
-        url_ttl: Duration,
-    ) -> Self {
+    /// Wires the use cases to their ports; uploads are checked against
+    /// `rules`, and links to a player's files last `url_ttl`.
+    pub fn new(ports: VideosPorts, rules: UploadRules, url_ttl: Duration) -> Self {
+        let VideosPorts { videos, storage, probe, clock } = ports;
         Self { videos, storage, probe, clock, rules, url_ttl }
     }
 
@@ -111,7 +114,7 @@ impl Videos {
 
         let task_id = TaskId::random();
         let original_key = ObjectKey::original(task_id);
-        self.storage.put_file(&original_key, file).await.map_err(storage_backend)?;
+        self.storage.put_file(&original_key, file).await.map_err(StorageError::into_backend)?;
         let new = NewVideo { owner, title, task_id, original_key: original_key.clone(), uploaded_at: self.clock.now() };
         match self.videos.create_with_job(new).await {
             Ok(video) => Ok(video),
@@ -119,7 +122,7 @@ impl Videos {
                 if let Err(cleanup) = self.storage.delete(&original_key).await {
                     tracing::error!(key = %original_key, error = %cleanup, "could not remove the original of a failed upload");
                 }
-                Err(video_backend(error).into())
+                Err(error.into_backend().into())
             }
         }
     }
@@ -129,7 +132,7 @@ impl Videos {
     /// # Errors
     /// Only [`BackendError`].
     pub async fn list_own(&self, owner: UserId) -> Result<Vec<VideoSummary>, BackendError> {
-        let videos = self.videos.list_by_owner(owner).await.map_err(video_backend)?;
+        let videos = self.videos.list_by_owner(owner).await.map_err(VideoRepositoryError::into_backend)?;
         let mut summaries = Vec::with_capacity(videos.len());
         for video in videos {
             let processed_url = self.processed_url(&video).await?;
@@ -144,11 +147,11 @@ impl Videos {
     /// [`VideoAccessError::NotFound`], or [`VideoAccessError::Forbidden`] when
     /// it belongs to someone else.
     pub async fn detail(&self, owner: UserId, id: VideoId) -> Result<VideoDetail, VideoAccessError> {
-        let video = self.videos.by_id(id).await.map_err(video_backend)?.ok_or(VideoAccessError::NotFound)?;
+        let video = self.videos.by_id(id).await.map_err(VideoRepositoryError::into_backend)?.ok_or(VideoAccessError::NotFound)?;
         if video.owner != owner {
             return Err(VideoAccessError::Forbidden);
         }
-        let original_url = self.storage.signed_url(&video.original_key, self.url_ttl).await.map_err(storage_backend)?;
+        let original_url = self.storage.signed_url(&video.original_key, self.url_ttl).await.map_err(StorageError::into_backend)?;
         let processed_url = self.processed_url(&video).await?;
         Ok(VideoDetail { video, original_url, processed_url })
     }
@@ -159,17 +162,17 @@ impl Videos {
     /// [`DeleteError::NotFound`], [`DeleteError::Forbidden`], or
     /// [`DeleteError::AlreadyPublic`] for a processed video.
     pub async fn delete(&self, owner: UserId, id: VideoId) -> Result<VideoId, DeleteError> {
-        let video = self.videos.by_id(id).await.map_err(video_backend)?.ok_or(DeleteError::NotFound)?;
+        let video = self.videos.by_id(id).await.map_err(VideoRepositoryError::into_backend)?.ok_or(DeleteError::NotFound)?;
         if video.owner != owner {
             return Err(DeleteError::Forbidden);
         }
         if video.status.is_public() {
             return Err(DeleteError::AlreadyPublic);
         }
-        match self.videos.delete_unless_public(id).await.map_err(video_backend)? {
+        match self.videos.delete_unless_public(id).await.map_err(VideoRepositoryError::into_backend)? {
             Deletion::Deleted(video) => {
                 for key in std::iter::once(&video.original_key).chain(video.processed_key.as_ref()) {
-                    self.storage.delete(key).await.map_err(storage_backend)?;
+                    self.storage.delete(key).await.map_err(StorageError::into_backend)?;
                 }
                 Ok(id)
             }
@@ -180,31 +183,14 @@ impl Videos {
 
     async fn processed_url(&self, video: &Video) -> Result<Option<String>, BackendError> {
         match (&video.processed_key, video.status.is_public()) {
-            (Some(key), true) => Ok(Some(self.storage.signed_url(key, self.url_ttl).await.map_err(storage_backend)?)),
+            (Some(key), true) => Ok(Some(self.storage.signed_url(key, self.url_ttl).await.map_err(StorageError::into_backend)?)),
             _ => Ok(None),
         }
     }
 }
 
-/// The backend failure inside a repository error that a caller has no
-/// business case for (a read that cannot be `NotFound`, for example).
-pub(crate) fn video_backend(error: VideoRepositoryError) -> BackendError {
-    match error {
-        VideoRepositoryError::Backend(e) => e,
-        other => BackendError::internal(other.to_string()),
-    }
-}
-
-/// As [`video_backend`], for storage.
-pub(crate) fn storage_backend(error: StorageError) -> BackendError {
-    match error {
-        StorageError::Backend(e) => e,
-        StorageError::NotFound => BackendError::internal("stored file is missing"),
-    }
-}
-
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use std::path::PathBuf;
 
     use anb_domain::ports::{MockClock, MockObjectStorage, MockVideoProbe, MockVideoRepository};
@@ -214,7 +200,7 @@ pub(crate) mod tests {
 
     use super::*;
 
-    pub(crate) use anb_domain::fixtures::video;
+    use anb_domain::fixtures::video;
 
     fn good_probe() -> MockVideoProbe {
         let mut probe = MockVideoProbe::new();
@@ -231,7 +217,11 @@ pub(crate) mod tests {
     }
 
     fn videos(repo: MockVideoRepository, storage: MockObjectStorage, probe: MockVideoProbe) -> Videos {
-        Videos::new(Arc::new(repo), Arc::new(storage), Arc::new(probe), Arc::new(clock()), UploadRules::default(), Duration::from_secs(60))
+        Videos::new(
+            VideosPorts { videos: Arc::new(repo), storage: Arc::new(storage), probe: Arc::new(probe), clock: Arc::new(clock()) },
+            UploadRules::default(),
+            Duration::from_secs(60),
+        )
     }
 
     fn file() -> PathBuf {

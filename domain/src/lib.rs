@@ -20,8 +20,8 @@ pub use trust::{AuditBasis, AuditFinding, Mail, MailKind, NetworkTag, NewToken, 
 pub use upload::{ACCEPTED_CODECS, ProbedVideo, UploadRejection, UploadRules};
 pub use user::{Email, NewUser, Password, PasswordHash, User, UserId};
 pub use video::{
-    CityFilter, Delivery, Job, NewVideo, ObjectKey, Page, ProgressSink, PublicVideo, RankingEntry, Receipt, TaskId, Title, Video, VideoId,
-    VideoStatus,
+    ATTEMPTS_EXHAUSTED, CityFilter, Delivery, Job, NewVideo, ObjectKey, Page, ProgressSink, PublicVideo, RankingEntry, Receipt, TaskId,
+    Title, Video, VideoId, VideoStatus,
 };
 
 /// A point in time, always UTC.

@@ -65,6 +65,17 @@ pub enum VideoRepositoryError {
     Backend(#[from] BackendError),
 }
 
+impl VideoRepositoryError {
+    /// The backend failure inside, for a caller that has no business case
+    /// for the other variants (a read that cannot be `NotFound`, say).
+    pub fn into_backend(self) -> BackendError {
+        match self {
+            Self::Backend(e) => e,
+            other => BackendError::internal(other.to_string()),
+        }
+    }
+}
+
 /// What [`VideoRepository::delete_unless_public`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Deletion {
@@ -210,6 +221,17 @@ pub enum StorageError {
     NotFound,
     #[error(transparent)]
     Backend(#[from] BackendError),
+}
+
+impl StorageError {
+    /// The backend failure inside, for a caller that expects the object to
+    /// exist (a missing one is then an internal failure).
+    pub fn into_backend(self) -> BackendError {
+        match self {
+            Self::Backend(e) => e,
+            Self::NotFound => BackendError::internal("stored file is missing"),
+        }
+    }
 }
 
 /// Keeps the original and processed files.

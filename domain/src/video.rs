@@ -305,6 +305,10 @@ impl ProgressSink {
     }
 }
 
+/// The reason a `failed` video is given when its job ran out of attempts
+/// without an answer (every attempt was cut short: its workers killed).
+pub const ATTEMPTS_EXHAUSTED: &str = "Se agotaron los intentos de procesamiento: el procesamiento se interrumpió en cada intento.";
+
 /// The work of processing one uploaded video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Job {

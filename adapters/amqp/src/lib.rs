@@ -57,7 +57,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use anb_domain::ports::{DeadLetterQueue, JobQueue, QueueError};
-use anb_domain::{BackendError, Delivery, Job, Receipt, TaskId, VideoId};
+use anb_domain::{BackendError, Delivery, Job, Receipt};
 use async_trait::async_trait;
 use futures::StreamExt;
 use lapin::options::{
@@ -67,7 +67,6 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::uri::AMQPUri;
 use lapin::{Acker, BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer, ExchangeKind};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 /// The delay queues, in seconds: a job given back with a delay waits in the
@@ -86,13 +85,6 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Dead letters that are not jobs moved aside in one sweep step, at most.
 const NON_JOBS_PER_SWEEP: usize = 10;
-
-/// The message body of a job (the same JSON as on SQS).
-#[derive(Debug, Serialize, Deserialize)]
-struct Message {
-    task_id: uuid::Uuid,
-    video_id: i64,
-}
 
 /// An AMQP URL whose password never shows: `Debug` and [`AmqpUrl::redacted`]
 /// print `amqp://user:***@host:port/vhost`.
@@ -448,7 +440,7 @@ impl AmqpQueue {
     /// Publishes a copy of a held job to `key`, then acknowledges it.
     async fn move_to(&self, held: InFlight, key: &str, mut headers: FieldTable) -> Result<(), QueueError> {
         headers.insert(RECEIVES_HEADER.into(), AMQPValue::LongLongInt(i64::from(held.receives)));
-        if let Err(error) = self.publish(key, &encode(&held.job)?, headers, held.message_id.clone()).await {
+        if let Err(error) = self.publish(key, anb_job_json::encode(&held.job).as_bytes(), headers, held.message_id.clone()).await {
             // Back in the queue now rather than held until the connection ends.
             let _ = held.acker.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await;
             return Err(error.into());
@@ -460,8 +452,8 @@ impl AmqpQueue {
     async fn take(&self, generation: u64, delivery: lapin::message::Delivery, visibility: Duration) -> Option<Delivery> {
         let headers = delivery.properties.headers().as_ref();
         let receives = header_int(headers, RECEIVES_HEADER).saturating_add(header_int(headers, "x-delivery-count")).saturating_add(1);
-        let job = match serde_json::from_slice::<Message>(&delivery.data) {
-            Ok(m) => Job { task_id: TaskId(m.task_id), video_id: VideoId(m.video_id) },
+        let job = match anb_job_json::decode(&delivery.data) {
+            Ok(job) => job,
             Err(error) => {
                 // Not ours to act on: to the dead-letter queue, where it can be looked at.
                 tracing::error!(%error, "a message that is not a job: dead-lettered");
@@ -562,11 +554,6 @@ fn amqp_error(context: &str, error: &lapin::Error) -> BackendError {
     }
 }
 
-fn encode(job: &Job) -> Result<Vec<u8>, BackendError> {
-    serde_json::to_vec(&Message { task_id: job.task_id.0, video_id: job.video_id.0 })
-        .map_err(|e| BackendError::internal(format!("encoding a job: {e}")))
-}
-
 /// An integer header of any width; zero when missing.
 fn header_int(headers: Option<&FieldTable>, name: &str) -> u64 {
     let value = headers.and_then(|h| h.inner().get(name));
@@ -595,7 +582,7 @@ async fn ack(acker: &Acker) -> Result<(), QueueError> {
 impl JobQueue for AmqpQueue {
     async fn send(&self, job: &Job) -> Result<(), QueueError> {
         let id = ShortString::from(job.task_id.0.to_string());
-        Ok(self.publish("jobs", &encode(job)?, FieldTable::default(), Some(id)).await?)
+        Ok(self.publish("jobs", anb_job_json::encode(job).as_bytes(), FieldTable::default(), Some(id)).await?)
     }
 
     async fn receive(&self, visibility: Duration) -> Result<Option<Delivery>, QueueError> {
@@ -689,9 +676,9 @@ impl DeadLetterQueue for AmqpQueue {
             let headers = delivery.properties.headers().clone().unwrap_or_default();
             self.publish("failed", &delivery.data, headers, delivery.properties.message_id().clone()).await?;
             ack(&delivery.acker).await?;
-            match serde_json::from_slice::<Message>(&delivery.data) {
-                Ok(m) => return Ok(Some(Job { task_id: TaskId(m.task_id), video_id: VideoId(m.video_id) })),
-                Err(_) => tracing::warn!("a dead letter that is not a job, moved aside"),
+            match anb_job_json::decode(&delivery.data) {
+                Ok(job) => return Ok(Some(job)),
+                Err(error) => tracing::warn!(%error, "a dead letter that is not a job, moved aside"),
             }
         }
         Ok(None)

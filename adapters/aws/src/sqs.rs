@@ -10,12 +10,11 @@
 use std::time::Duration;
 
 use anb_domain::ports::{DeadLetterQueue, JobQueue, QueueError};
-use anb_domain::{BackendError, Delivery, Job, Receipt, TaskId, VideoId};
+use anb_domain::{BackendError, Delivery, Job, Receipt};
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::SdkError;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
-use serde::{Deserialize, Serialize};
 
 use crate::{sdk_error, service_code};
 
@@ -23,13 +22,6 @@ use crate::{sdk_error, service_code};
 pub const LONG_POLL: Duration = Duration::from_secs(20);
 /// SQS's longest visibility timeout (12 hours).
 const MAX_VISIBILITY: u64 = 43_200;
-
-/// The message body of a job.
-#[derive(Debug, Serialize, Deserialize)]
-struct Message {
-    task_id: uuid::Uuid,
-    video_id: i64,
-}
 
 /// Processing jobs as messages of one SQS queue.
 #[derive(Clone, Debug)]
@@ -224,8 +216,7 @@ where
 #[async_trait]
 impl JobQueue for SqsQueue {
     async fn send(&self, job: &Job) -> Result<(), QueueError> {
-        let body = serde_json::to_string(&Message { task_id: job.task_id.0, video_id: job.video_id.0 })
-            .map_err(|e| BackendError::internal(format!("encoding a job: {e}")))?;
+        let body = anb_job_json::encode(job);
         self.client.send_message().queue_url(&self.url).message_body(body).send().await.map_err(|e| sdk_error("sending a job", &e))?;
         Ok(())
     }
@@ -251,12 +242,8 @@ impl JobQueue for SqsQueue {
             .and_then(|c| c.parse().ok())
             .unwrap_or(1);
         let body = message.body.unwrap_or_default();
-        match serde_json::from_str::<Message>(&body) {
-            Ok(m) => Ok(Some(Delivery {
-                job: Job { task_id: TaskId(m.task_id), video_id: VideoId(m.video_id) },
-                receipt: Receipt(receipt),
-                receive_count,
-            })),
+        match anb_job_json::decode(body.as_bytes()) {
+            Ok(job) => Ok(Some(Delivery { job, receipt: Receipt(receipt), receive_count })),
             Err(e) => {
                 // Not ours to act on; left hidden, the redrive policy moves it
                 // to the dead-letter queue after its last receive.
@@ -310,9 +297,11 @@ impl DeadLetterQueue for SqsQueue {
                 .await
                 .map_err(|e| sdk_error("reading the dead-letter queue", &e))?;
             let Some(message) = output.messages.and_then(|m| m.into_iter().next()) else { return Ok(None) };
-            match serde_json::from_str::<Message>(message.body.as_deref().unwrap_or_default()) {
-                Ok(m) => return Ok(Some(Job { task_id: TaskId(m.task_id), video_id: VideoId(m.video_id) })),
-                Err(_) => tracing::warn!(message_id = message.message_id.as_deref().unwrap_or(""), "a dead letter that is not a job"),
+            match anb_job_json::decode(message.body.as_deref().unwrap_or_default().as_bytes()) {
+                Ok(job) => return Ok(Some(job)),
+                Err(error) => {
+                    tracing::warn!(%error, message_id = message.message_id.as_deref().unwrap_or(""), "a dead letter that is not a job")
+                }
             }
         }
         Ok(None)

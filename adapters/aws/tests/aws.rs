@@ -140,7 +140,7 @@ async fn a_job_whose_every_attempt_was_cut_short_is_swept_from_the_dead_letter_q
     assert_eq!(sweeper.sweep().await.unwrap(), 1);
     let video = db.videos().by_id(job.video_id).await.unwrap().unwrap();
     assert_eq!(video.status, VideoStatus::Failed);
-    assert_eq!(video.failure_reason.as_deref(), Some(anb_application::sweeper::ATTEMPTS_EXHAUSTED));
+    assert_eq!(video.failure_reason.as_deref(), Some(anb_domain::ATTEMPTS_EXHAUSTED));
     assert_eq!(sweeper.sweep().await.unwrap(), 0, "a job looked at is not looked at again at once");
     assert_eq!(dead_depth.depth().await.unwrap(), 1, "the job stays in the dead-letter queue, for inspection and re-drive");
 }

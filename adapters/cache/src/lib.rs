@@ -10,7 +10,9 @@
 //!   that is away slows no request by more than that bound.
 
 mod memory;
+#[cfg(feature = "redis")]
 mod redis;
 
 pub use memory::MemoryCache;
+#[cfg(feature = "redis")]
 pub use redis::RedisCache;

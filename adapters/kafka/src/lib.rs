@@ -58,7 +58,7 @@ use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anb_domain::ports::{DeadLetterQueue, JobQueue, QueueError};
-use anb_domain::{BackendError, Delivery, Job, Receipt, TaskId, VideoId};
+use anb_domain::{BackendError, Delivery, Job, Receipt};
 use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
@@ -68,7 +68,6 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message as _, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
 
@@ -88,13 +87,6 @@ const DEAD_RETENTION_MS: &str = "2592000000";
 const TICK: Duration = Duration::from_millis(200);
 /// Dead letters that are not jobs skipped in one sweep step, at most.
 const NON_JOBS_PER_SWEEP: usize = 10;
-
-/// The message body of a job (the same JSON as on SQS and RabbitMQ).
-#[derive(Debug, Serialize, Deserialize)]
-struct Message {
-    task_id: uuid::Uuid,
-    video_id: i64,
-}
 
 /// The names of the topics and consumer groups, all under one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -451,18 +443,17 @@ impl KafkaQueue {
         let headers = message.headers();
         let receives = u32::try_from(header_int(headers, RECEIVES_HEADER).unwrap_or(0)).unwrap_or(u32::MAX);
         let due = header_int(headers, DUE_HEADER);
-        match message.payload().map(serde_json::from_slice::<Message>) {
-            Some(Ok(m)) => {
-                let job = Job { task_id: TaskId(m.task_id), video_id: VideoId(m.video_id) };
+        match anb_job_json::decode(message.payload().unwrap_or_default()) {
+            Ok(job) => {
                 let mut state = self.lock();
                 state.arrive(Pending { at, job, receives }, due, now_ms()) && state.ready_len() > 0
             }
-            _ => {
+            Err(error) => {
                 // Not ours to act on: to the dead-letter topic, where it can
                 // be looked at. Its offset stays open (nothing after it is
                 // committed) until it is there.
                 if self.lock().hold_open(&at) {
-                    tracing::error!(topic = %at.topic, partition = at.partition, offset = at.offset, "a message that is not a job: dead-lettered");
+                    tracing::error!(%error, topic = %at.topic, partition = at.partition, offset = at.offset, "a message that is not a job: dead-lettered");
                     let payload = message.payload().unwrap_or_default().to_vec();
                     tokio::spawn(self.clone().set_aside(at, payload));
                 }
@@ -532,7 +523,7 @@ impl KafkaQueue {
     async fn move_now(&self, pending: Pending, topic: &str, headers: OwnedHeaders) -> Result<(), QueueError> {
         let receives = pending.receives.to_string();
         let headers = headers.insert(Header { key: RECEIVES_HEADER, value: Some(receives.as_str()) });
-        let copy = encode(&pending.job)?;
+        let copy = anb_job_json::encode(&pending.job).into_bytes();
         if let Err(error) = self.produce(topic, &pending.job.video_id.0.to_string(), &copy, headers).await {
             self.lock().requeue(pending);
             self.shared.arrived.notify_waiters();
@@ -563,7 +554,7 @@ impl KafkaQueue {
 impl JobQueue for KafkaQueue {
     async fn send(&self, job: &Job) -> Result<(), QueueError> {
         let topic = self.shared.topics.jobs();
-        Ok(self.produce(&topic, &job.video_id.0.to_string(), &encode(job)?, OwnedHeaders::new()).await?)
+        Ok(self.produce(&topic, &job.video_id.0.to_string(), anb_job_json::encode(job).as_bytes(), OwnedHeaders::new()).await?)
     }
 
     async fn receive(&self, visibility: Duration) -> Result<Option<Delivery>, QueueError> {
@@ -646,9 +637,9 @@ impl DeadLetterQueue for KafkaQueue {
                 Ok(Ok(message)) => message,
             };
             dead.last = Some((message.partition(), message.offset()));
-            match message.payload().map(serde_json::from_slice::<Message>) {
-                Some(Ok(m)) => return Ok(Some(Job { task_id: TaskId(m.task_id), video_id: VideoId(m.video_id) })),
-                _ => tracing::warn!(offset = message.offset(), "a dead letter that is not a job, skipped"),
+            match anb_job_json::decode(message.payload().unwrap_or_default()) {
+                Ok(job) => return Ok(Some(job)),
+                Err(error) => tracing::warn!(%error, offset = message.offset(), "a dead letter that is not a job, skipped"),
             }
         }
         Ok(None)
@@ -665,11 +656,6 @@ fn commit<C: Consumer<X>, X: ConsumerContext>(consumer: &C, offsets: Vec<(Partit
         return Ok(());
     }
     consumer.commit(&list, mode)
-}
-
-fn encode(job: &Job) -> Result<Vec<u8>, BackendError> {
-    serde_json::to_vec(&Message { task_id: job.task_id.0, video_id: job.video_id.0 })
-        .map_err(|e| BackendError::internal(format!("encoding a job: {e}")))
 }
 
 /// An integer header written as decimal text.

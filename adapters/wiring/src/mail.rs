@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anb_application::{MailRelay, MailSettings};
-use anb_aws::SesMailer;
 use anb_domain::ports::{Clock, Keyring, Mailer, Verifications};
 use anb_mail::{FileMailer, Sender, SmtpMailer};
 
 use crate::StartupError;
+use crate::aws::Cloud;
 use crate::config::{MailKind, Secret};
 
 /// The sender when none is configured (only the `file` mailer allows it).
@@ -38,8 +38,11 @@ impl MailConfig {
     ///
     /// # Errors
     /// [`StartupError::Config`] naming the setting to fix.
-    pub fn validate(&self) -> Result<(), StartupError> {
+    pub fn check(&self) -> Result<(), StartupError> {
         self.sender()?;
+        if self.kind == MailKind::Ses && !cfg!(feature = "aws") {
+            return Err(crate::checked::not_built("ANB_MAIL=ses", "aws"));
+        }
         if self.kind == MailKind::Smtp {
             let url = self
                 .smtp_url
@@ -62,17 +65,13 @@ impl MailConfig {
         }
     }
 
-    /// Whether these settings need the AWS SDK's configuration.
-    pub fn uses_aws(&self) -> bool {
-        self.kind == MailKind::Ses
-    }
-
-    /// The mailer these settings name (`aws`: the SDK's configuration, for SES).
+    /// The mailer these settings name.
     ///
     /// # Errors
     /// [`StartupError::Config`] for a bad setting, [`StartupError::DataDir`]
     /// when the `file` mailer's directory cannot be made.
-    pub fn mailer(&self, aws: Option<&aws_config::SdkConfig>) -> Result<Arc<dyn Mailer>, StartupError> {
+    #[cfg_attr(not(feature = "aws"), allow(unused_variables, clippy::unused_async))]
+    pub(crate) async fn mailer(&self, cloud: &Cloud) -> Result<Arc<dyn Mailer>, StartupError> {
         let from = self.sender()?;
         match self.kind {
             MailKind::File => {
@@ -86,11 +85,13 @@ impl MailConfig {
                 tracing::info!(server = mailer.server(), "mail is sent by SMTP");
                 Ok(Arc::new(mailer))
             }
+            #[cfg(feature = "aws")]
             MailKind::Ses => {
-                let aws = aws.ok_or_else(|| StartupError::Config("ANB_MAIL=ses needs the AWS configuration".into()))?;
                 tracing::info!(from = from.address(), "mail is sent by Amazon SES");
-                Ok(Arc::new(SesMailer::new(aws, self.from.clone().unwrap_or_default())))
+                Ok(Arc::new(anb_aws::SesMailer::new(cloud.config().await, self.from.clone().unwrap_or_default())))
             }
+            #[cfg(not(feature = "aws"))]
+            MailKind::Ses => Err(crate::checked::not_built("ANB_MAIL=ses", "aws")),
         }
     }
 
@@ -98,14 +99,14 @@ impl MailConfig {
     ///
     /// # Errors
     /// As [`MailConfig::mailer`].
-    pub fn relay(
+    pub(crate) async fn relay(
         &self,
-        aws: Option<&aws_config::SdkConfig>,
+        cloud: &Cloud,
         verifications: Arc<dyn Verifications>,
         keyring: Arc<dyn Keyring>,
         clock: Arc<dyn Clock>,
     ) -> Result<MailRelay, StartupError> {
         let settings = MailSettings { token_ttl: self.token_ttl, ..MailSettings::new(self.public_base_url.clone()) };
-        Ok(MailRelay::new(verifications, self.mailer(aws)?, keyring, clock, settings))
+        Ok(MailRelay::new(verifications, self.mailer(cloud).await?, keyring, clock, settings))
     }
 }

@@ -2,10 +2,9 @@
 //! response enum per operation, errors as problem+json through [`ApiError`]
 //! (whose `From` impls in `problem.rs` are the status table).
 
-use anb_application::videos::VideoSummary;
-use anb_application::{Accounts, Resent, Showcase, SignUp, VideoDetail, Videos};
-use anb_domain::ports::HealthCheck;
+use anb_application::{Accounts, Resent, SignUp, VideoDetail, VideoSummary, Videos};
 use anb_domain::{Timestamp, UserId, Video, VideoId};
+use anb_wiring::UseCases;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use poem::Request;
@@ -15,7 +14,6 @@ use poem_openapi::payload::{EventStream, Json};
 use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme, Tags};
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How often an event stream looks at its video.
@@ -437,10 +435,7 @@ fn failure_reason(video: &Video) -> Option<String> {
 
 /// The API; each field is a group of use cases.
 pub struct Api {
-    pub health: Arc<dyn HealthCheck>,
-    pub accounts: Accounts,
-    pub videos: Videos,
-    pub showcase: Showcase,
+    pub use_cases: UseCases,
     /// Take the client's address from `X-Forwarded-For` (behind a balancer).
     pub behind_proxy: bool,
 }
@@ -468,7 +463,7 @@ impl Api {
     /// Whether this process can serve: 200 when it reaches its database.
     #[oai(path = "/health", method = "get", tag = "Tag::Health")]
     async fn health(&self) -> HealthResponse {
-        match self.health.check().await {
+        match self.use_cases.health.check().await {
             Ok(()) => HealthResponse::Ok(Json(HealthBody { status: "ok".into() })),
             Err(error) => {
                 tracing::warn!(%error, "health check failed");
@@ -493,7 +488,7 @@ impl Api {
             city: b.city,
             country: b.country,
         };
-        self.accounts.sign_up(form, client_address(request, self.behind_proxy)).await?;
+        self.use_cases.accounts.sign_up(form, client_address(request, self.behind_proxy)).await?;
         Ok(SignUpResponse::Created(message("Usuario creado exitosamente.")))
     }
 
@@ -501,7 +496,7 @@ impl Api {
     /// use; it expires).
     #[oai(path = "/auth/verify-email", method = "post", tag = "Tag::Auth")]
     async fn verify_email(&self, body: Json<VerifyRequest>) -> Answer<VerifyResponse> {
-        self.accounts.verify_email(&body.token).await?;
+        self.use_cases.accounts.verify_email(&body.token).await?;
         Ok(VerifyResponse::Ok(message("Correo verificado.")))
     }
 
@@ -509,7 +504,7 @@ impl Api {
     /// hour at most: 429 past it).
     #[oai(path = "/auth/resend-verification", method = "post", tag = "Tag::Auth")]
     async fn resend_verification(&self, auth: BearerAuth) -> Answer<ResendResponse> {
-        let text = match self.accounts.resend_verification(auth.0).await? {
+        let text = match self.use_cases.accounts.resend_verification(auth.0).await? {
             Resent::Queued => "Te enviamos un nuevo enlace de verificación. Revisa tu correo.",
             Resent::AlreadyVerified => "Tu correo ya está verificado.",
         };
@@ -519,7 +514,7 @@ impl Api {
     /// Who is signed in, and whether the address is verified.
     #[oai(path = "/auth/me", method = "get", tag = "Tag::Auth")]
     async fn me(&self, auth: BearerAuth) -> Answer<MeResponse> {
-        let user = self.accounts.me(auth.0).await?;
+        let user = self.use_cases.accounts.me(auth.0).await?;
         Ok(MeResponse::Ok(Json(MeBody {
             first_name: user.first_name,
             last_name: user.last_name,
@@ -534,7 +529,7 @@ impl Api {
     #[oai(path = "/auth/login", method = "post", tag = "Tag::Auth")]
     async fn log_in(&self, request: &Request, body: Json<LogInRequest>) -> Answer<LogInResponse> {
         let client = client_address(request, self.behind_proxy);
-        let token = self.accounts.log_in(&body.email, &body.password, client).await?;
+        let token = self.use_cases.accounts.log_in(&body.email, &body.password, client).await?;
         Ok(LogInResponse::Ok(Json(TokenBody { access_token: token.token, token_type: "Bearer".into(), expires_in: token.expires_in })))
     }
 
@@ -544,7 +539,7 @@ impl Api {
         let title = form.title.ok_or_else(|| ApiError::bad_request("El título es obligatorio."))?;
         let file = form.file.ok_or_else(|| ApiError::bad_request("El archivo video_file es obligatorio."))?;
         // The received file is removed when `file` drops, whatever happens.
-        let video = self.videos.upload(auth.0, &title, &file.path, file.size).await.inspect_err(|error| {
+        let video = self.use_cases.videos.upload(auth.0, &title, &file.path, file.size).await.inspect_err(|error| {
             if let Some(reason) = rejection_reason(error) {
                 metrics::counter!(anb_metrics::names::UPLOADS_REJECTED, "reason" => reason).increment(1);
             }
@@ -559,7 +554,7 @@ impl Api {
     /// The signed-in player's videos, newest first.
     #[oai(path = "/videos", method = "get", tag = "Tag::Videos")]
     async fn list_own(&self, request: &Request, auth: BearerAuth) -> Answer<ListResponse> {
-        let videos = self.videos.list_own(auth.0).await?;
+        let videos = self.use_cases.videos.list_own(auth.0).await?;
         let links = Links::of(request, self.behind_proxy);
         Ok(ListResponse::Ok(Json(videos.into_iter().map(|v| video_item(v, &links)).collect())))
     }
@@ -567,7 +562,7 @@ impl Api {
     /// One of the signed-in player's videos.
     #[oai(path = "/videos/:video_id", method = "get", tag = "Tag::Videos")]
     async fn detail(&self, request: &Request, auth: BearerAuth, video_id: Path<i64>) -> Answer<DetailResponse> {
-        let detail = self.videos.detail(auth.0, VideoId(video_id.0)).await?;
+        let detail = self.use_cases.videos.detail(auth.0, VideoId(video_id.0)).await?;
         Ok(DetailResponse::Ok(Json(VideoDetailBody::of(detail, &Links::of(request, self.behind_proxy)))))
     }
 
@@ -577,7 +572,7 @@ impl Api {
     /// (a client then connects again or polls).
     #[oai(path = "/videos/:video_id/events", method = "get", tag = "Tag::Videos")]
     async fn events(&self, request: &Request, auth: BearerAuth, video_id: Path<i64>) -> Answer<EventsResponse> {
-        let (videos, owner, id) = (self.videos.clone(), auth.0, VideoId(video_id.0));
+        let (videos, owner, id) = (self.use_cases.videos.clone(), auth.0, VideoId(video_id.0));
         let links = Links::of(request, self.behind_proxy);
         // Access is checked now, so a refusal is an answer, not a stream.
         let first = VideoDetailBody::of(videos.detail(owner, id).await?, &links);
@@ -592,7 +587,7 @@ impl Api {
     /// Deletes one of the player's videos that is not public yet, with its files.
     #[oai(path = "/videos/:video_id", method = "delete", tag = "Tag::Videos")]
     async fn delete(&self, auth: BearerAuth, video_id: Path<i64>) -> Answer<DeleteResponse> {
-        let id = self.videos.delete(auth.0, VideoId(video_id.0)).await?;
+        let id = self.use_cases.videos.delete(auth.0, VideoId(video_id.0)).await?;
         Ok(DeleteResponse::Ok(Json(DeletedBody { message: "El video ha sido eliminado exitosamente.".into(), video_id: id.0 })))
     }
 
@@ -605,7 +600,7 @@ impl Api {
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<i64>>,
         #[oai(validator(minimum(value = "0")))] offset: Query<Option<i64>>,
     ) -> Answer<PublicListResponse> {
-        let videos = self.showcase.list_videos(city.0.as_deref(), limit.0, offset.0).await?;
+        let videos = self.use_cases.showcase.list_videos(city.0.as_deref(), limit.0, offset.0).await?;
         let links = Links::of(request, self.behind_proxy);
         Ok(PublicListResponse::Ok(SerdeJson(
             videos
@@ -627,7 +622,7 @@ impl Api {
     /// verified address.
     #[oai(path = "/public/videos/:video_id/vote", method = "post", tag = "Tag::Public")]
     async fn vote(&self, request: &Request, auth: BearerAuth, video_id: Path<i64>) -> Answer<VoteResponse> {
-        self.showcase.vote(auth.0, VideoId(video_id.0), client_address(request, self.behind_proxy)).await?;
+        self.use_cases.showcase.vote(auth.0, VideoId(video_id.0), client_address(request, self.behind_proxy)).await?;
         metrics::counter!(anb_metrics::names::VOTES).increment(1);
         Ok(VoteResponse::Ok(message("Voto registrado exitosamente.")))
     }
@@ -640,7 +635,7 @@ impl Api {
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<i64>>,
         #[oai(validator(minimum(value = "0")))] offset: Query<Option<i64>>,
     ) -> Answer<RankingResponse> {
-        let entries = self.showcase.rankings(city.0.as_deref(), limit.0, offset.0).await?;
+        let entries = self.use_cases.showcase.rankings(city.0.as_deref(), limit.0, offset.0).await?;
         Ok(RankingResponse::Ok(SerdeJson(
             entries.into_iter().map(|e| RankingItem { position: e.position, username: e.username, city: e.city, votes: e.votes }).collect(),
         )))

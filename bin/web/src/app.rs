@@ -8,13 +8,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anb_application::worker::shutdown_on;
-use anb_application::{AccountRules, Accounts, LoginLimits, Showcase, SignUpLimits, Videos};
-use anb_domain::ports::HealthCheck;
-use anb_files::LocalFileStorage;
+use anb_application::{AccountRules, LoginLimits, SignUpLimits, shutdown_on};
 use anb_wiring::config::{CommonConfig, WebConfig};
 use anb_wiring::mail::MailConfig;
-use anb_wiring::{Role, Services, StartupError, WebRole};
+use anb_wiring::{Checked, Role, Services, StartupError, UseCases, WebRole};
 use poem::endpoint::BoxEndpoint;
 use poem::http::StatusCode;
 use poem::middleware::CatchPanic;
@@ -46,12 +43,7 @@ pub enum WebStartupError {
 /// What the routes need: the use cases and the web server's own settings.
 #[derive(Clone)]
 pub struct AppState {
-    pub accounts: Accounts,
-    pub videos: Videos,
-    pub showcase: Showcase,
-    pub health: Arc<dyn HealthCheck>,
-    /// Stored files served under `/files/` (single-node mode); `None` with S3.
-    pub files: Option<Arc<LocalFileStorage>>,
+    pub use_cases: UseCases,
     pub upload: UploadLimits,
     /// Longest a request other than an upload may take (503 past it).
     pub request_timeout: Duration,
@@ -90,29 +82,21 @@ impl Application {
         web: WebConfig,
         telemetry: Option<Arc<anb_metrics::Telemetry>>,
     ) -> Result<Self, WebStartupError> {
-        let mut role = web_role(&common, &web);
-        anb_wiring::validate(&common, &Role::Web(Box::new(role.clone())))?;
+        let checked = Checked::new(common.clone(), Role::Web(Box::new(web_role(&common, &web))))?;
         let listen = |source| WebStartupError::Listen { addr: web.http_addr, source };
         let listener = tokio::net::TcpListener::bind(web.http_addr).await.map_err(listen)?;
         let addr = listener.local_addr().map_err(listen)?;
         // Links in messages need a base a person can open: the configured
-        // one, else the address just bound (its port, when 0 was asked).
-        if web.public_base_url.is_none() {
-            role.mail.public_base_url = format!("http://{addr}");
-        }
-        let role = Role::Web(Box::new(role));
+        // one, else the address just bound.
+        let checked = checked.bound_at(addr);
         let server = server_settings(&web, common.database_pool);
         clean_upload_dir(&common);
-        let services = Services::build(&common, &role).await?;
+        let services = Services::build(&checked).await?;
         let state = AppState {
-            accounts: services.accounts.clone(),
-            videos: services.videos.clone(),
-            showcase: services.showcase.clone(),
-            health: services.health.clone(),
-            files: services.files.clone(),
+            use_cases: services.use_cases.clone(),
             upload: UploadLimits {
                 dir: common.upload_dir(),
-                rules: services.videos.rules().clone(),
+                rules: services.use_cases.videos.rules().clone(),
                 idle_timeout: Duration::from_secs(web.upload_idle_timeout),
                 min_rate: web.upload_min_rate,
                 rate_grace: crate::upload::RATE_GRACE,
@@ -252,13 +236,7 @@ fn clean_upload_dir(common: &CommonConfig) {
 /// When the API's own OpenAPI document cannot be read (a bug, caught by
 /// every test).
 pub fn endpoint(state: AppState) -> BoxEndpoint<'static> {
-    let api = Api {
-        accounts: state.accounts.clone(),
-        videos: state.videos.clone(),
-        showcase: state.showcase.clone(),
-        health: state.health.clone(),
-        behind_proxy: state.behind_proxy,
-    };
+    let api = Api { use_cases: state.use_cases.clone(), behind_proxy: state.behind_proxy };
     let api_service = OpenApiService::new(api, "ANB Rising Stars Showcase", env!("CARGO_PKG_VERSION"))
         .description("Players upload skill videos; the public votes; the ranking picks the showcase.")
         .server(format!("{}/api", state.public_base_url.as_deref().unwrap_or_default()));
@@ -302,10 +280,10 @@ pub fn endpoint(state: AppState) -> BoxEndpoint<'static> {
                 }
             }
         })
-        .data(state.accounts.clone())
+        .data(state.use_cases.accounts.clone())
         .data(state.upload.clone())
         .boxed();
-    if let Some(files) = &state.files {
+    if let Some(files) = &state.use_cases.files {
         route = route.data(files.clone()).boxed();
     }
 

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anb_application::{AccountRules, Accounts, AccountsPorts, LoginLimits, Showcase, ShowcasePorts, ShowcaseRules, SignUpLimits, Videos};
+use anb_application::{
+    AccountRules, Accounts, AccountsPorts, LoginLimits, Showcase, ShowcasePorts, ShowcaseRules, SignUpLimits, Videos, VideosPorts,
+};
 use anb_domain::fixtures::{MemoryCounters, PlainKeyring, video};
 use anb_domain::ports::{
     AccessToken, Deletion, MockHealthCheck, MockObjectStorage, MockPasswordHasher, MockUserRepository, MockVerifications, MockVideoProbe,
@@ -21,7 +23,7 @@ use anb_domain::{
 use anb_files::{LocalFileStorage, UrlSigner};
 use anb_web::upload::UploadLimits;
 use anb_web::{AppState, endpoint};
-use anb_wiring::SystemClock;
+use anb_wiring::{SystemClock, UseCases};
 use futures::StreamExt;
 use poem::endpoint::BoxEndpoint;
 use poem::http::StatusCode;
@@ -117,7 +119,7 @@ fn client(ports: Ports) -> (TestClient<BoxEndpoint<'static>>, tempfile::TempDir)
         login: LoginLimits { max_failures: 2, lockout: Duration::from_secs(60) },
         sign_up: SignUpLimits { per_address: 2, per_network: 3, window: Duration::from_secs(3600), resends: 1 },
     };
-    let state = AppState {
+    let use_cases = UseCases {
         accounts: Accounts::new(
             AccountsPorts {
                 users,
@@ -130,13 +132,16 @@ fn client(ports: Ports) -> (TestClient<BoxEndpoint<'static>>, tempfile::TempDir)
             },
             rules_of_accounts,
         ),
-        videos: Videos::new(videos, storage, Arc::new(ports.probe), clock, rules.clone(), Duration::from_secs(60)),
+        videos: Videos::new(VideosPorts { videos, storage, probe: Arc::new(ports.probe), clock }, rules.clone(), Duration::from_secs(60)),
         showcase,
         health: match ports.slow_health {
             Some(delay) => Arc::new(SlowHealth(delay)),
             None => Arc::new(ports.health),
         },
         files,
+    };
+    let state = AppState {
+        use_cases,
         upload: UploadLimits {
             dir: upload_dir.path().to_owned(),
             rules,

@@ -7,12 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anb_application::worker::shutdown_on;
-use anb_aws::{S3Storage, SqsQueue};
+use anb_application::shutdown_on;
 use anb_domain::ports::Transcoder;
 use anb_gstreamer::{GstTranscoder, TranscodeSettings};
-use anb_wiring::config::{CommonConfig, QueueKind, StorageKind};
-use anb_wiring::{Role, Services, runtime};
+use anb_wiring::config::CommonConfig;
+use anb_wiring::{Checked, Role, Services, runtime};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
@@ -178,7 +177,8 @@ fn one_per_core() -> u32 {
 
 async fn run(common: &CommonConfig, workers: u32, metrics_addr: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
     let telemetry = runtime::init_metrics("anb-worker", "ANB/Worker", common.metrics)?;
-    let services = Services::build(common, &Role::Worker { workers }).await.context("cannot start")?;
+    let checked = Checked::new(common.clone(), Role::Worker { workers }).context("cannot start")?;
+    let services = Services::build(&checked).await.context("cannot start")?;
     let shutdown = shutdown_on(runtime::termination());
     if let Some(addr) = metrics_addr {
         let (telemetry, shutdown) = (telemetry.clone(), shutdown.clone());
@@ -241,7 +241,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 async fn audit_votes(common: &CommonConfig, since: Duration, min_accounts: u32) -> anyhow::Result<()> {
-    let audit = anb_wiring::ballot_audit(common).await.context("cannot start")?;
+    let audit = anb_wiring::ballot_audit(&tool(common)?).await.context("cannot start")?;
     let findings = audit.findings(since, min_accounts).await.context("database")?;
     for f in &findings {
         let line = serde_json::json!({
@@ -262,7 +262,7 @@ async fn audit_votes(common: &CommonConfig, since: Duration, min_accounts: u32) 
 }
 
 async fn void_votes(common: &CommonConfig, accounts: &[i64]) -> anyhow::Result<()> {
-    let audit = anb_wiring::ballot_audit(common).await.context("cannot start")?;
+    let audit = anb_wiring::ballot_audit(&tool(common)?).await.context("cannot start")?;
     let ids: Vec<anb_domain::UserId> = accounts.iter().map(|&id| anb_domain::UserId(id)).collect();
     let report = audit.void(&ids).await.context("database")?;
     let line = serde_json::json!({
@@ -275,54 +275,21 @@ async fn void_votes(common: &CommonConfig, accounts: &[i64]) -> anyhow::Result<(
 }
 
 async fn provision(common: &CommonConfig, queue_name: &str) -> anyhow::Result<()> {
-    let mut provisioned = false;
-    if common.storage == StorageKind::S3 || common.queue == QueueKind::Sqs {
-        let aws = anb_aws::sdk_config().await;
-        if common.storage == StorageKind::S3 {
-            let bucket = common.bucket().context("ANB_S3_BUCKET (--s3-bucket) must name the bucket to provision")?;
-            let created = S3Storage::new(&aws, bucket).ensure_bucket().await.context("S3")?;
-            tracing::info!(bucket, created, "bucket ready");
-            println!("ANB_S3_BUCKET={bucket}");
-        }
-        if common.queue == QueueKind::Sqs {
-            let queues = SqsQueue::provision(&aws, queue_name, common.max_attempts).await.context("SQS")?;
-            tracing::info!(
-                queue = queues.queue_url,
-                dead_letter = queues.dead_letter_url,
-                max_receives = common.max_attempts,
-                "queues ready"
-            );
-            println!("ANB_SQS_QUEUE_URL={}", queues.queue_url);
-            println!("ANB_SQS_DEAD_LETTER_URL={}", queues.dead_letter_url);
-        }
-        provisioned = true;
-    }
-    if common.queue == QueueKind::Rabbitmq {
-        let queue = anb_wiring::amqp_queue(common, 1).await.context("RabbitMQ")?;
-        let topology = queue.topology();
-        tracing::info!(exchange = topology.exchange(), queues = ?topology.queues(), delivery_limit = common.max_attempts - 1, "exchange and queues ready");
-        queue.close().await;
-        println!("ANB_AMQP_QUEUE={}", topology.jobs());
-        println!("ANB_AMQP_DEAD_LETTER_QUEUE={}", topology.dead());
-        println!("ANB_AMQP_FAILED_QUEUE={}", topology.failed());
-        provisioned = true;
-    }
-    if common.queue == QueueKind::Kafka {
-        let queue = anb_wiring::kafka_queue(common, 0).await.context("Kafka")?;
-        let topics = queue.topics();
-        tracing::info!(topics = ?topics.all(), partitions = common.kafka_partitions, "topics ready");
-        println!("ANB_KAFKA_TOPIC={}", topics.jobs());
-        println!("ANB_KAFKA_RETRY_TOPIC={}", topics.retry());
-        println!("ANB_KAFKA_DEAD_LETTER_TOPIC={}", topics.dead());
-        println!("ANB_KAFKA_GROUP={}", topics.workers_group());
-        provisioned = true;
-    }
+    let settings = anb_wiring::provision(&tool(common)?, queue_name).await?;
     anyhow::ensure!(
-        provisioned,
+        !settings.is_empty(),
         "nothing to provision: the data directory and the database queue need none (set ANB_STORAGE=s3, or ANB_QUEUE=sqs, rabbitmq or \
          kafka)"
     );
+    for (variable, value) in settings {
+        println!("{variable}={value}");
+    }
     Ok(())
+}
+
+/// The settings of a one-shot command (no job loops), checked.
+fn tool(common: &CommonConfig) -> anyhow::Result<Checked> {
+    Ok(Checked::new(common.clone(), Role::Worker { workers: 0 })?)
 }
 
 async fn transcode(settings: TranscodeSettings, input: &std::path::Path, output: &std::path::Path) -> anyhow::Result<()> {

@@ -14,18 +14,15 @@ use anb_domain::ports::{
     Clock, JobEvent, JobEvents, JobQueue, ObjectStorage, QueueError, ScratchDir, ScratchSpace, StorageError, TranscodeError, Transcoder,
     VideoRepository, VideoRepositoryError,
 };
-use anb_domain::{BackendError, Delivery, ObjectKey, ProgressSink, Receipt, VideoId, VideoStatus};
-use futures::future::{BoxFuture, Either, Shared, select};
+use anb_domain::{ATTEMPTS_EXHAUSTED, BackendError, Delivery, ObjectKey, ProgressSink, Receipt, VideoId, VideoStatus};
+use futures::future::{Either, select};
 use tracing::Instrument;
 
 use crate::cache::PageCache;
-use crate::videos::{storage_backend, video_backend};
+use crate::shutdown::Shutdown;
 
 /// How often a running job's progress is written to its video, at most.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Resolves when the process is asked to stop. Cloning is cheap.
-pub type Shutdown = Shared<BoxFuture<'static, ()>>;
 
 /// A failure of the worker's own plumbing (database, queue, scratch disk);
 /// the job itself comes back after its visibility timeout.
@@ -170,7 +167,7 @@ impl Processor {
 
     async fn handle(&self, delivery: &Delivery, scratch: &ScratchDir, shutdown: Shutdown) -> Result<Outcome, WorkerError> {
         let id = delivery.job.video_id;
-        let Some(video) = self.videos.by_id(id).await.map_err(video_backend)? else {
+        let Some(video) = self.videos.by_id(id).await.map_err(VideoRepositoryError::into_backend)? else {
             return Ok(Outcome::Skipped("video deleted"));
         };
         if matches!(video.status, VideoStatus::Processed | VideoStatus::Failed) {
@@ -193,7 +190,7 @@ impl Processor {
         match self.storage.get_to_file(&video.original_key, &scratch.input).await {
             Ok(()) => {}
             Err(StorageError::NotFound) => {
-                return Ok(match self.videos.by_id(id).await.map_err(video_backend)? {
+                return Ok(match self.videos.by_id(id).await.map_err(VideoRepositoryError::into_backend)? {
                     None => Outcome::Skipped("video deleted"),
                     Some(_) => Outcome::Failed("El archivo original ya no existe.".into()),
                 });
@@ -226,7 +223,7 @@ impl Processor {
         let transcoded = self.since(transcoding);
         let storing = self.clock.now();
         let key = ObjectKey::processed(video.task_id);
-        self.storage.put_file(&key, &scratch.output).await.map_err(storage_backend)?;
+        self.storage.put_file(&key, &scratch.output).await.map_err(StorageError::into_backend)?;
         let stored = self.since(storing);
         match self.videos.mark_processed(id, &key, self.clock.now()).await {
             Ok(()) => {
@@ -245,7 +242,7 @@ impl Processor {
                 Ok(Outcome::Done)
             }
             Err(VideoRepositoryError::NotFound) => {
-                self.storage.delete(&key).await.map_err(storage_backend)?;
+                self.storage.delete(&key).await.map_err(StorageError::into_backend)?;
                 Ok(Outcome::Skipped("video deleted while processing"))
             }
             Err(VideoRepositoryError::InvalidTransition { .. }) => Ok(Outcome::Skipped("video finished by another worker")),
@@ -274,7 +271,7 @@ impl Processor {
             }
             Ok(Outcome::Exhausted) => {
                 tracing::error!(attempts = delivery.receive_count - 1, "every attempt was cut short; video failed, job dead-lettered");
-                self.fail_for_good(id, receipt, crate::sweeper::ATTEMPTS_EXHAUSTED).await
+                self.fail_for_good(id, receipt, ATTEMPTS_EXHAUSTED).await
             }
             Ok(Outcome::Failed(reason)) if delivery.receive_count >= self.settings.max_attempts => {
                 tracing::error!(%reason, "job failed for the last time; dead-lettered");
@@ -391,14 +388,9 @@ impl Future for YieldNow {
     }
 }
 
-/// Turns any future into a [`Shutdown`].
-pub fn shutdown_on<F: Future<Output = ()> + Send + 'static>(signal: F) -> Shutdown {
-    use futures::FutureExt;
-    signal.boxed().shared()
-}
-
 #[cfg(test)]
 mod tests {
+    use anb_domain::fixtures::video;
     use anb_domain::ports::{MockClock, MockJobQueue, MockObjectStorage, MockTranscoder, MockVideoRepository, TranscodeReport};
     use anb_domain::{Job, TaskId, VideoId};
     use chrono::Utc;
@@ -407,13 +399,7 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     use super::*;
-    use crate::videos::tests::video;
-
-    /// A shutdown that never comes.
-    fn never() -> Shutdown {
-        use futures::FutureExt;
-        futures::future::pending::<()>().boxed().shared()
-    }
+    use crate::shutdown::{never, shutdown_on};
 
     struct Mocks {
         videos: MockVideoRepository,

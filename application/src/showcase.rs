@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anb_domain::ports::{
-    Clock, Keyring, ObjectStorage, UserRepository, UserRepositoryError, VideoRepository, VoteRepository, VoteRepositoryError,
+    Clock, Keyring, ObjectStorage, StorageError, UserRepository, UserRepositoryError, VideoRepository, VideoRepositoryError,
+    VoteRepository, VoteRepositoryError,
 };
 use anb_domain::{BackendError, CityFilter, Page, PublicVideo, RankingEntry, UserId, VideoId};
 
-use crate::cache::{PageCache, rankings_key, videos_key};
-use crate::videos::{storage_backend, video_backend};
+use crate::cache::{Encoded, PageCache, Reader, Writer, page_key};
 
 /// Why a public listing was refused.
 #[derive(Debug, thiserror::Error)]
@@ -127,15 +127,15 @@ impl Showcase {
         let (videos, storage, url_ttl) = (self.videos.clone(), self.storage.clone(), self.rules.url_ttl);
         // The links are signed for `url_ttl`, far longer than a page is kept.
         let build = async move {
-            let videos = videos.list_public(city, page).await.map_err(video_backend)?;
+            let videos = videos.list_public(city, page).await.map_err(VideoRepositoryError::into_backend)?;
             let mut views = Vec::with_capacity(videos.len());
             for video in videos {
-                let processed_url = storage.signed_url(&video.processed_key, url_ttl).await.map_err(storage_backend)?;
+                let processed_url = storage.signed_url(&video.processed_key, url_ttl).await.map_err(StorageError::into_backend)?;
                 views.push(PublicVideoView::new(video, processed_url));
             }
             Ok(views)
         };
-        Ok(self.cache.videos(key, build).await?)
+        Ok(self.cache.fetch(key, build).await?)
     }
 
     /// One vote by `voter`, from `client` (its network is recorded, as a
@@ -187,7 +187,48 @@ impl Showcase {
                 other => BackendError::internal(other.to_string()),
             })
         };
-        Ok(self.cache.rankings(key, build).await?)
+        Ok(self.cache.fetch(key, build).await?)
+    }
+}
+
+/// The cache key of a page of the public list, `None` when not cached.
+fn videos_key(city: &CityFilter, page: Page) -> Option<String> {
+    page_key("videos", city, page)
+}
+
+/// The cache key of a page of the ranking, `None` when not cached.
+fn rankings_key(city: &CityFilter, page: Page) -> Option<String> {
+    page_key("rankings", city, page)
+}
+
+impl Encoded for PublicVideoView {
+    fn write(&self, out: &mut Writer) {
+        out.i64(self.id.0);
+        out.i64(self.votes);
+        out.str(&self.title);
+        out.str(&self.username);
+        out.str(&self.city);
+        out.str(&self.processed_url);
+    }
+
+    fn read(input: &mut Reader<'_>) -> Option<Self> {
+        let (id, votes) = (input.i64()?, input.i64()?);
+        let (title, username, city, processed_url) = (input.string()?, input.string()?, input.string()?, input.string()?);
+        Some(Self { id: VideoId(id), title, username, city, votes, processed_url })
+    }
+}
+
+impl Encoded for RankingEntry {
+    fn write(&self, out: &mut Writer) {
+        out.i64(self.position);
+        out.i64(self.votes);
+        out.str(&self.username);
+        out.str(&self.city);
+    }
+
+    fn read(input: &mut Reader<'_>) -> Option<Self> {
+        let (position, votes) = (input.i64()?, input.i64()?);
+        Some(Self { position, votes, username: input.string()?, city: input.string()? })
     }
 }
 
@@ -323,5 +364,33 @@ mod tests {
         assert!(matches!(refused, VoteError::Unverified));
         assert_eq!(refused.to_string(), "Verifica tu correo electrónico para votar.");
         s.vote(UserId(2), VideoId(1), None).await.unwrap();
+    }
+
+    #[test]
+    fn pages_round_trip_and_keys_tell_pages_apart() {
+        use crate::cache::{decode, encode};
+        let view = PublicVideoView {
+            id: VideoId(3),
+            title: "Triple ✓".into(),
+            username: "Ana".into(),
+            city: "Bogotá".into(),
+            votes: 12,
+            processed_url: "/files/processed/x.mp4?expires=1&signature=ab".into(),
+        };
+        let bytes = encode(&vec![view.clone(), view.clone()], 42);
+        assert_eq!(decode::<Vec<PublicVideoView>>(&bytes, Some(42)), Some(vec![view.clone(), view]));
+        let ranking = vec![RankingEntry { position: 1, username: "Ana Pérez".into(), city: "Bogotá".into(), votes: 7 }];
+        assert_eq!(decode::<Vec<RankingEntry>>(&encode(&ranking, 3), Some(3)), Some(ranking));
+        let page = Page { limit: 20, offset: 0 };
+        let keys = [
+            videos_key(&CityFilter::any(), page),
+            videos_key(&CityFilter::city("Bogotá"), page),
+            videos_key(&CityFilter::any(), Page { limit: 20, offset: 20 }),
+            rankings_key(&CityFilter::any(), page),
+        ];
+        let distinct: std::collections::HashSet<_> = keys.iter().collect();
+        assert_eq!(distinct.len(), keys.len());
+        assert_eq!(videos_key(&CityFilter::city("BOGOTÁ"), page), videos_key(&CityFilter::city("bogotá"), page));
+        assert_eq!(videos_key(&CityFilter::city(&"x".repeat(101)), page), None, "an absurd city is not cached");
     }
 }

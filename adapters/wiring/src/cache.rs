@@ -1,0 +1,60 @@
+//! The cache family: where the public pages are kept for a few seconds, in
+//! this process (`MemoryCache`), in a Redis every server shares
+//! (`RedisCache`), or nowhere.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anb_application::PageCache;
+use anb_cache::MemoryCache;
+
+use crate::StartupError;
+use crate::config::{CacheKind, CommonConfig};
+
+/// Checks the cache settings without connecting.
+pub(crate) fn check(config: &CommonConfig) -> Result<(), StartupError> {
+    if config.cache_kind() == CacheKind::Redis {
+        let url = config
+            .redis_url
+            .as_ref()
+            .filter(|u| !u.expose().is_empty())
+            .ok_or_else(|| StartupError::Config("ANB_REDIS_URL (--redis-url) must name the server with ANB_CACHE=redis".into()))?;
+        #[cfg(feature = "redis")]
+        anb_cache::RedisCache::new(url.expose(), &config.redis_prefix)
+            .map_err(|e| StartupError::Config(format!("ANB_REDIS_URL: {}", e.message)))?;
+        #[cfg(not(feature = "redis"))]
+        {
+            let _ = url;
+            return Err(crate::checked::not_built("ANB_CACHE=redis", "redis"));
+        }
+    }
+    Ok(())
+}
+
+/// The public pages' cache the configuration asks for. A Redis that does not
+/// answer at start is not fatal: pages come from the database until it does.
+pub(crate) async fn page_cache(config: &CommonConfig) -> Result<PageCache, StartupError> {
+    // Cached pages hand out signed links: a link served from the cache
+    // keeps at least half its lifetime.
+    let ttl = Duration::from_secs(config.cache_ttl.min(config.url_ttl / 2));
+    if ttl.as_secs() < config.cache_ttl {
+        tracing::info!(cache_ttl = ttl.as_secs(), url_ttl = config.url_ttl, "pages are cached for at most half of ANB_URL_TTL");
+    }
+    Ok(match config.cache_kind() {
+        CacheKind::Off => PageCache::disabled(),
+        _ if ttl.is_zero() => PageCache::disabled(),
+        #[cfg(feature = "redis")]
+        CacheKind::Redis => {
+            let url = config.redis_url.as_ref().map(crate::config::Secret::expose).unwrap_or_default();
+            let redis = anb_cache::RedisCache::new(url, &config.redis_prefix)
+                .map_err(|e| StartupError::Config(format!("ANB_REDIS_URL: {}", e.message)))?;
+            match redis.ping().await {
+                Ok(()) => tracing::info!(server = redis.server(), "public pages cached in Redis"),
+                Err(error) => tracing::warn!(%error, "Redis does not answer: public pages come from the database until it does"),
+            }
+            PageCache::new(Arc::new(redis), ttl)
+        }
+        // Memory (Redis is refused by `check` when not built).
+        _ => PageCache::new(Arc::new(MemoryCache::default()), ttl),
+    })
+}

@@ -1,0 +1,78 @@
+//! [`Checked`]: the configuration and the role of the process, checked as a
+//! whole, once, before anything connects. [`Services::build`] takes nothing
+//! else, so an unchecked configuration cannot be wired. Each port family
+//! checks its own settings (`storage`, `queues`, `cache`, `secrets`,
+//! `mail`); what spans families is checked here.
+//!
+//! [`Services::build`]: crate::Services::build
+
+use std::net::SocketAddr;
+
+use crate::config::CommonConfig;
+use crate::{Role, StartupError, cache, queues, secrets, storage};
+
+/// A configuration that passed every check.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    common: CommonConfig,
+    role: Role,
+}
+
+impl Checked {
+    /// Checks `common` for a process that is `role`.
+    ///
+    /// # Errors
+    /// [`StartupError::Config`] naming the setting to fix.
+    pub fn new(common: CommonConfig, role: Role) -> Result<Self, StartupError> {
+        storage::check(&common)?;
+        queues::check(&common)?;
+        cache::check(&common)?;
+        secrets::check(&common)?;
+        if let Role::Web(web) = &role {
+            web.mail.check()?;
+            if common.shared_database() && common.jwt_secret.is_none() && common.jwt_secret_id.is_none() {
+                return Err(StartupError::Config(
+                    "ANB_JWT_SECRET (--jwt-secret) or ANB_JWT_SECRET_ID is required with a shared database: every web server must \
+                     verify the tokens the others sign"
+                        .into(),
+                ));
+            }
+        }
+        if role.workers() > 0 && !cfg!(feature = "gstreamer") {
+            return Err(StartupError::Config(
+                "this build has no transcoder (built without GStreamer): set ANB_WORKERS=0 and run anb-worker hosts".into(),
+            ));
+        }
+        Ok(Self { common, role })
+    }
+
+    /// The settings.
+    pub fn common(&self) -> &CommonConfig {
+        &self.common
+    }
+
+    /// What the process is.
+    pub fn role(&self) -> &Role {
+        &self.role
+    }
+
+    /// A web server bound to `addr`: with no `ANB_PUBLIC_BASE_URL`, the links
+    /// in its messages name that address (its port, when 0 was asked).
+    #[must_use]
+    pub fn bound_at(mut self, addr: SocketAddr) -> Self {
+        if let Role::Web(web) = &mut self.role
+            && web.public_base_url.is_none()
+        {
+            web.mail.public_base_url = format!("http://{addr}");
+        }
+        self
+    }
+}
+
+/// The refusal of a setting that needs a technology this build left out.
+pub(crate) fn not_built(setting: &str, feature: &str) -> StartupError {
+    StartupError::Config(format!(
+        "{setting}: this build has no {feature} (built without anb-wiring's `{feature}` feature; the Debian package and a plain \
+         `cargo build` have every technology)"
+    ))
+}
