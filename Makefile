@@ -151,6 +151,8 @@ CARGO_MACHETE_VERSION := 0.9.2
 test: deps test-deps test-tools browser-deps package-deps deploy-tools
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p anb-web $(RUN_FEATURES) -- -D warnings
+	$(CARGO) clippy -p anb-web --no-default-features -- -D warnings
 	CARGO=$(CARGO) scripts/check-layers.sh
 	@command -v cargo-machete >/dev/null || $(CARGO) install cargo-machete --locked --version $(CARGO_MACHETE_VERSION)
 	$(CARGO) machete

@@ -42,6 +42,22 @@ pub enum UploadRejection {
     Resolution { width: u32, height: u32, min_short_side: u32 },
 }
 
+impl UploadRejection {
+    /// A short stable label of the kind of refusal (`codec`, `too_large`,
+    /// ...), for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NotMp4 => "not_video",
+            Self::NoVideoTrack => "no_video_track",
+            Self::Codec { .. } => "codec",
+            Self::SizeMismatch { .. } => "size_mismatch",
+            Self::TooLarge { .. } => "too_large",
+            Self::Duration { .. } => "duration",
+            Self::Resolution { .. } => "resolution",
+        }
+    }
+}
+
 /// Sample entry types of the accepted codecs: H.264 (`avc1`, `avc3`) and
 /// HEVC (`hvc1`, `hev1`).
 pub const ACCEPTED_CODECS: [&str; 4] = ["avc1", "avc3", "hvc1", "hev1"];

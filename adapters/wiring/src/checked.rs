@@ -76,3 +76,52 @@ pub(crate) fn not_built(setting: &str, feature: &str) -> StartupError {
          `cargo build` have every technology)"
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Settings {
+        #[command(flatten)]
+        common: CommonConfig,
+    }
+
+    fn settings(args: &[&str]) -> CommonConfig {
+        Settings::try_parse_from(std::iter::once("anb").chain(args.iter().copied())).unwrap().common
+    }
+
+    fn refusal(args: &[&str], role: Role) -> String {
+        Checked::new(settings(args), role).err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    const WORKER: Role = Role::Worker { workers: 0 };
+
+    #[test]
+    fn each_family_names_the_setting_it_misses() {
+        assert!(refusal(&["--storage", "s3"], WORKER).contains("ANB_S3_BUCKET"));
+        assert!(refusal(&["--queue", "sqs"], WORKER).contains("ANB_SQS_QUEUE_URL"));
+        assert!(refusal(&["--queue", "rabbitmq"], WORKER).contains("ANB_AMQP_URL"));
+        assert!(refusal(&["--queue", "rabbitmq", "--amqp-url", "http://x"], WORKER).contains("ANB_AMQP_URL:"));
+        assert!(refusal(&["--queue", "kafka", "--kafka-brokers", " "], WORKER).contains("ANB_KAFKA_BROKERS"));
+        assert!(refusal(&["--cache", "redis"], WORKER).contains("ANB_REDIS_URL"));
+        assert!(refusal(&["--jwt-secret", "short"], WORKER).contains("at least 32"));
+        assert!(refusal(&["--database-url", "postgres://h/db", "--database-secret", "s"], WORKER).contains("not both"));
+    }
+
+    #[test]
+    fn a_good_configuration_passes_and_keeps_what_it_was_given() {
+        let checked = Checked::new(settings(&["--queue", "kafka", "--kafka-brokers", "k:9092"]), WORKER).unwrap();
+        assert_eq!(checked.common().kafka_brokers.as_deref(), Some("k:9092"));
+        assert_eq!(checked.role(), &WORKER);
+    }
+
+    #[test]
+    fn a_technology_left_out_of_the_build_is_refused_by_name() {
+        let error = not_built("ANB_QUEUE=kafka", "kafka").to_string();
+        assert!(error.starts_with("ANB_QUEUE=kafka: this build has no kafka"), "{error}");
+        assert!(error.contains("`kafka` feature"), "{error}");
+    }
+}

@@ -293,9 +293,12 @@ pub async fn ballot_audit(checked: &Checked) -> Result<BallotAudit, StartupError
 ///
 /// # Errors
 /// A [`StartupError`] naming what could not be created.
-pub async fn provision(checked: &Checked, sqs_queue_name: &str) -> Result<Vec<(&'static str, String)>, StartupError> {
+pub async fn provision(config: &CommonConfig, sqs_queue_name: &str) -> Result<Vec<(&'static str, String)>, StartupError> {
+    // Not a `Checked`: the SQS queue's URL is what this makes.
+    storage::check(config)?;
+    queues::check_for_provision(config)?;
     let cloud = Cloud::new();
-    let mut settings = storage::provision(checked.common(), &cloud).await?;
-    settings.extend(queues::provision(checked.common(), &cloud, sqs_queue_name).await?);
+    let mut settings = storage::provision(config, &cloud).await?;
+    settings.extend(queues::provision(config, &cloud, sqs_queue_name).await?);
     Ok(settings)
 }

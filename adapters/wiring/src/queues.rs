@@ -71,6 +71,16 @@ pub(crate) fn check(config: &CommonConfig) -> Result<(), StartupError> {
     Ok(())
 }
 
+/// Checks the queue settings for `anb-worker provision`, which makes the
+/// SQS queue whose URL the other processes are then given.
+pub(crate) fn check_for_provision(config: &CommonConfig) -> Result<(), StartupError> {
+    match config.queue {
+        QueueKind::Sqs if !cfg!(feature = "aws") => Err(not_built("ANB_QUEUE=sqs", "aws")),
+        QueueKind::Sqs => Ok(()),
+        _ => check(config),
+    }
+}
+
 /// The queue of a process and what comes with it.
 pub(crate) struct Queues {
     /// Where jobs are sent and received.

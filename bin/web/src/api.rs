@@ -387,18 +387,11 @@ fn video_item(summary: VideoSummary, links: &Links) -> VideoItem {
 /// server fault, which is no refusal).
 fn rejection_reason(error: &anb_application::UploadError) -> Option<&'static str> {
     use anb_application::UploadError;
-    use anb_domain::UploadRejection::*;
-    Some(match error {
-        UploadError::Rejected(NotMp4) => "not_video",
-        UploadError::Rejected(NoVideoTrack) => "no_video_track",
-        UploadError::Rejected(Codec { .. }) => "codec",
-        UploadError::Rejected(SizeMismatch { .. }) => "size_mismatch",
-        UploadError::Rejected(TooLarge { .. }) => "too_large",
-        UploadError::Rejected(Duration { .. }) => "duration",
-        UploadError::Rejected(Resolution { .. }) => "resolution",
-        UploadError::InvalidTitle(_) => "title",
-        UploadError::Backend(_) => return None,
-    })
+    match error {
+        UploadError::Rejected(rejection) => Some(rejection.kind()),
+        UploadError::InvalidTitle(_) => Some("title"),
+        UploadError::Backend(_) => None,
+    }
 }
 
 /// Makes the links handed to a client absolute. Links to S3, and to local

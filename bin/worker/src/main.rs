@@ -275,7 +275,7 @@ async fn void_votes(common: &CommonConfig, accounts: &[i64]) -> anyhow::Result<(
 }
 
 async fn provision(common: &CommonConfig, queue_name: &str) -> anyhow::Result<()> {
-    let settings = anb_wiring::provision(&tool(common)?, queue_name).await?;
+    let settings = anb_wiring::provision(common, queue_name).await?;
     anyhow::ensure!(
         !settings.is_empty(),
         "nothing to provision: the data directory and the database queue need none (set ANB_STORAGE=s3, or ANB_QUEUE=sqs, rabbitmq or \
