@@ -147,7 +147,7 @@ async fn a_dead_lettered_job_keeps_its_reason_and_is_swept_once_into_failed() {
         headers.inner().get("x-anb-reason").and_then(|v| v.as_long_string()).map(ToString::to_string).as_deref(),
         Some("No se pudo decodificar el video.")
     );
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&kept.delivery.data).unwrap()["video_id"], 7);
+    assert_eq!(anb_job_json::decode(&kept.delivery.data).unwrap().video_id.0, 7);
     connection.close(200, "done".into()).await.unwrap();
 }
 

@@ -235,8 +235,7 @@ async fn dead_letters_keep_their_reason_and_reach_the_sweeper_once() {
     let headers = &dead[0].1;
     assert!(headers.contains(&("anb-reason".into(), "no se puede decodificar".into())), "{headers:?}");
     assert!(headers.contains(&("anb-receives".into(), "1".into())), "{headers:?}");
-    let body: serde_json::Value = serde_json::from_slice(&dead[0].0).unwrap();
-    assert_eq!(body["video_id"], 7);
+    assert_eq!(anb_job_json::decode(&dead[0].0).unwrap().video_id.0, 7);
     queue.close().await;
 
     // Another sweeper of the group, once the group has given it the
