@@ -9,24 +9,23 @@ use anb_application::PageCache;
 use anb_cache::MemoryCache;
 
 use crate::StartupError;
-use crate::config::{CacheKind, CommonConfig};
+use crate::checked::required;
+use crate::config::{CacheKind, CommonConfig, Secret};
 
 /// Checks the cache settings without connecting.
 pub(crate) fn check(config: &CommonConfig) -> Result<(), StartupError> {
     if config.cache_kind() == CacheKind::Redis {
-        let url = config
-            .redis_url
-            .as_ref()
-            .filter(|u| !u.expose().is_empty())
-            .ok_or_else(|| StartupError::Config("ANB_REDIS_URL (--redis-url) must name the server with ANB_CACHE=redis".into()))?;
-        #[cfg(feature = "redis")]
-        anb_cache::RedisCache::new(url.expose(), &config.redis_prefix)
-            .map_err(|e| StartupError::Config(format!("ANB_REDIS_URL: {}", e.message)))?;
-        #[cfg(not(feature = "redis"))]
-        {
-            let _ = url;
+        if !cfg!(feature = "redis") {
             return Err(crate::checked::not_built("ANB_CACHE=redis", "redis"));
         }
+        let url = required(
+            config.redis_url.as_ref().map(Secret::expose),
+            "ANB_REDIS_URL (--redis-url) must name the server with ANB_CACHE=redis",
+        )?;
+        #[cfg(feature = "redis")]
+        anb_cache::RedisCache::new(url, &config.redis_prefix).map_err(|e| StartupError::Config(format!("ANB_REDIS_URL: {}", e.message)))?;
+        #[cfg(not(feature = "redis"))]
+        let _ = url;
     }
     Ok(())
 }
@@ -45,7 +44,7 @@ pub(crate) async fn page_cache(config: &CommonConfig) -> Result<PageCache, Start
         _ if ttl.is_zero() => PageCache::disabled(),
         #[cfg(feature = "redis")]
         CacheKind::Redis => {
-            let url = config.redis_url.as_ref().map(crate::config::Secret::expose).unwrap_or_default();
+            let url = config.redis_url.as_ref().map(Secret::expose).unwrap_or_default();
             let redis = anb_cache::RedisCache::new(url, &config.redis_prefix)
                 .map_err(|e| StartupError::Config(format!("ANB_REDIS_URL: {}", e.message)))?;
             match redis.ping().await {

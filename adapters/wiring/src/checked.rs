@@ -69,6 +69,11 @@ impl Checked {
     }
 }
 
+/// A setting that must be set, and not blank, or the refusal `missing`.
+pub(crate) fn required<'a>(value: Option<&'a str>, missing: &str) -> Result<&'a str, StartupError> {
+    value.filter(|v| !v.trim().is_empty()).ok_or_else(|| StartupError::Config(missing.into()))
+}
+
 /// The refusal of a setting that needs a technology this build left out.
 pub(crate) fn not_built(setting: &str, feature: &str) -> StartupError {
     StartupError::Config(format!(

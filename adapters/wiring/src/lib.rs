@@ -41,7 +41,7 @@ use anb_application::{
     ShowcaseRules, Shutdown, Videos, VideosPorts,
 };
 use anb_auth::{Argon2Hasher, HmacKeyring, JwtTokenIssuer};
-use anb_domain::ports::{Clock, HealthCheck, ObjectStorage, VideoRepository};
+use anb_domain::ports::{Clock, HealthCheck, Verifications, VideoRepository};
 use anb_domain::{BackendError, UploadRules};
 use anb_files::LocalFileStorage;
 use anb_mp4::Mp4BoxProbe;
@@ -169,13 +169,17 @@ impl Services {
         let cloud = Cloud::new();
         let (database_url, key) = secrets::read(config, &cloud).await?;
         let database = Database::connect(&database_url, config.database_pool).await.map_err(StartupError::Database)?;
-        let pages = Arc::new(cache::page_cache(config).await?);
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let keyring = Arc::new(HmacKeyring::derive(&key));
-        let storage = storage::build(config, &cloud, role.link_base(), &key).await;
-        let videos: Arc<dyn VideoRepository> = Arc::new(database.videos());
-        let sweep = queues::SweepPorts { videos: videos.clone(), clock: clock.clone() };
-        let queues = queues::build(config, &cloud, &database, role.workers(), sweep).await?;
+        let shared = Shared {
+            videos: Arc::new(database.videos()),
+            verifications: Arc::new(database.verifications()),
+            storage: storage::build(config, &cloud, role.link_base(), &key).await,
+            keyring: Arc::new(HmacKeyring::derive(&key)),
+            clock: Arc::new(SystemClock),
+            pages: Arc::new(cache::page_cache(config).await?),
+            database,
+        };
+        let sweep = queues::SweepPorts { videos: shared.videos.clone(), clock: shared.clock.clone() };
+        let queues = queues::build(config, &cloud, &shared.database, role.workers(), sweep).await?;
         let mut work = background::Work { relay: queues.relay, sweeper: queues.sweeper, broker: queues.broker, ..Default::default() };
         if role.workers() > 0 {
             let visibility = Duration::from_secs(config.job_visibility);
@@ -191,23 +195,22 @@ impl Services {
                 idle_wait: Duration::from_millis(20),
             };
             let ports = ProcessorPorts {
-                videos: videos.clone(),
+                videos: shared.videos.clone(),
                 queue: queues.jobs,
-                storage: storage.objects.clone(),
+                storage: shared.storage.objects.clone(),
                 transcoder: background::transcoder(role.workers())?,
                 scratch: Arc::new(scratch.clone()),
-                clock: clock.clone(),
+                clock: shared.clock.clone(),
                 events: Arc::new(anb_metrics::MetricsJobEvents),
             };
-            work.processor = Some((Processor::new(ports, settings).with_cache(pages.clone()), role.workers()));
+            work.processor = Some((Processor::new(ports, settings).with_cache(shared.pages.clone()), role.workers()));
             work.scratch = Some(scratch);
         }
         if let Role::Web(web) = role {
-            let verifications = Arc::new(database.verifications());
-            work.mail = Some(web.mail.relay(&cloud, verifications, keyring.clone(), clock.clone()).await?);
+            let (verifications, keyring, clock) = (shared.verifications.clone(), shared.keyring.clone(), shared.clock.clone());
+            work.mail = Some(web.mail.relay(&cloud, verifications, keyring, clock).await?);
         }
-        let use_cases = use_cases(config, role, &database, storage, Keys { keyring, signing: &key }, clock, pages);
-        Ok(Self { use_cases, work })
+        Ok(Self { use_cases: shared.use_cases(config, role, &key), work })
     }
 
     /// Starts the background work until `shutdown`.
@@ -216,59 +219,59 @@ impl Services {
     }
 }
 
-/// The keys of a process: the keyring (pseudonyms, tokens of messages) and
-/// the key that signs access tokens.
-struct Keys<'a> {
-    keyring: Arc<HmacKeyring>,
-    signing: &'a [u8],
-}
-
-/// The use cases over their adapters.
-fn use_cases(
-    config: &CommonConfig,
-    role: &Role,
-    database: &Database,
+/// The adapters that the use cases and the background work share.
+struct Shared {
+    database: Database,
+    videos: Arc<dyn VideoRepository>,
+    verifications: Arc<dyn Verifications>,
     storage: storage::Storage,
-    keys: Keys<'_>,
+    /// Pseudonyms and the tokens of messages.
+    keyring: Arc<HmacKeyring>,
     clock: Arc<dyn Clock>,
     pages: Arc<PageCache>,
-) -> UseCases {
-    let (rules, votes_require_verified_email) = match role {
-        Role::Web(web) => (web.accounts, web.votes_require_verified_email),
-        Role::Worker { .. } => (AccountRules::default(), false),
-    };
-    let objects: Arc<dyn ObjectStorage> = storage.objects;
-    let (users, videos) = (Arc::new(database.users()), Arc::new(database.videos()));
-    let accounts = Accounts::new(
-        AccountsPorts {
-            users: users.clone(),
-            hasher: Arc::new(Argon2Hasher),
-            tokens: Arc::new(JwtTokenIssuer::new(keys.signing, TOKEN_LIFETIME)),
-            clock: clock.clone(),
-            counters: Arc::new(database.counters()),
-            keyring: keys.keyring.clone(),
-            verifications: Arc::new(database.verifications()),
-        },
-        rules,
-    );
-    let showcase = Showcase::new(
-        ShowcasePorts {
-            videos: videos.clone(),
-            votes: Arc::new(database.votes()),
-            users,
-            storage: objects.clone(),
-            keyring: keys.keyring,
-            clock: clock.clone(),
-        },
-        ShowcaseRules { url_ttl: config.url_ttl(), votes_require_verified_email },
-    )
-    .with_cache(pages);
-    let videos = Videos::new(
-        VideosPorts { videos, storage: objects, probe: Arc::new(Mp4BoxProbe), clock },
-        UploadRules::default(),
-        config.url_ttl(),
-    );
-    UseCases { accounts, videos, showcase, health: Arc::new(database.clone()), files: storage.files }
+}
+
+impl Shared {
+    /// The use cases over these adapters; access tokens are signed with
+    /// `signing_key`.
+    fn use_cases(self, config: &CommonConfig, role: &Role, signing_key: &[u8]) -> UseCases {
+        let (rules, votes_require_verified_email) = match role {
+            Role::Web(web) => (web.accounts, web.votes_require_verified_email),
+            Role::Worker { .. } => (AccountRules::default(), false),
+        };
+        let Self { database, videos, verifications, storage, keyring, clock, pages } = self;
+        let users = Arc::new(database.users());
+        let accounts = Accounts::new(
+            AccountsPorts {
+                users: users.clone(),
+                hasher: Arc::new(Argon2Hasher),
+                tokens: Arc::new(JwtTokenIssuer::new(signing_key, TOKEN_LIFETIME)),
+                clock: clock.clone(),
+                counters: Arc::new(database.counters()),
+                keyring: keyring.clone(),
+                verifications,
+            },
+            rules,
+        );
+        let showcase = Showcase::new(
+            ShowcasePorts {
+                videos: videos.clone(),
+                votes: Arc::new(database.votes()),
+                users,
+                storage: storage.objects.clone(),
+                keyring,
+                clock: clock.clone(),
+            },
+            ShowcaseRules { url_ttl: config.url_ttl(), votes_require_verified_email },
+        )
+        .with_cache(pages);
+        let videos = Videos::new(
+            VideosPorts { videos, storage: storage.objects, probe: Arc::new(Mp4BoxProbe), clock },
+            UploadRules::default(),
+            config.url_ttl(),
+        );
+        UseCases { accounts, videos, showcase, health: Arc::new(database), files: storage.files }
+    }
 }
 
 /// The vote audit for `anb-worker audit-votes` and `void-votes`: the

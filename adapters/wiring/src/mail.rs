@@ -44,12 +44,11 @@ impl MailConfig {
             return Err(crate::checked::not_built("ANB_MAIL=ses", "aws"));
         }
         if self.kind == MailKind::Smtp {
-            let url = self
-                .smtp_url
-                .as_ref()
-                .filter(|u| !u.expose().is_empty())
-                .ok_or_else(|| StartupError::Config("ANB_SMTP_URL (--smtp-url) must name the server with ANB_MAIL=smtp".into()))?;
-            SmtpMailer::new(url.expose(), self.sender()?).map_err(|e| StartupError::Config(format!("ANB_SMTP_URL: {e}")))?;
+            let url = crate::checked::required(
+                self.smtp_url.as_ref().map(Secret::expose),
+                "ANB_SMTP_URL (--smtp-url) must name the server with ANB_MAIL=smtp",
+            )?;
+            SmtpMailer::new(url, self.sender()?).map_err(|e| StartupError::Config(format!("ANB_SMTP_URL: {e}")))?;
         }
         Ok(())
     }

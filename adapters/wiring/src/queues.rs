@@ -22,8 +22,8 @@ use anb_sql::{Database, OutboxRelay};
 
 use crate::StartupError;
 use crate::aws::Cloud;
-use crate::checked::not_built;
-use crate::config::{CommonConfig, QueueKind};
+use crate::checked::{not_built, required};
+use crate::config::{CommonConfig, QueueKind, Secret};
 
 /// How often an idle outbox relay looks for new jobs.
 const RELAY_INTERVAL: Duration = Duration::from_millis(200);
@@ -39,33 +39,27 @@ pub(crate) fn check(config: &CommonConfig) -> Result<(), StartupError> {
             if !cfg!(feature = "aws") {
                 return Err(not_built("ANB_QUEUE=sqs", "aws"));
             }
-            if config.sqs_queue_url.as_deref().is_none_or(str::is_empty) {
-                return Err(StartupError::Config(
-                    "ANB_SQS_QUEUE_URL (--sqs-queue-url) must name the queue with ANB_QUEUE=sqs; `anb-worker provision` prints it".into(),
-                ));
-            }
+            required(
+                config.sqs_queue_url.as_deref(),
+                "ANB_SQS_QUEUE_URL (--sqs-queue-url) must name the queue with ANB_QUEUE=sqs; `anb-worker provision` prints it",
+            )?;
         }
         QueueKind::Rabbitmq => {
-            let url = config
-                .amqp_url
-                .as_ref()
-                .filter(|u| !u.expose().is_empty())
-                .ok_or_else(|| StartupError::Config("ANB_AMQP_URL (--amqp-url) must name the broker with ANB_QUEUE=rabbitmq".into()))?;
-            #[cfg(feature = "rabbitmq")]
-            anb_amqp::AmqpUrl::parse(url.expose()).map_err(|e| StartupError::Config(format!("ANB_AMQP_URL: {e}")))?;
-            #[cfg(not(feature = "rabbitmq"))]
-            {
-                let _ = url;
+            if !cfg!(feature = "rabbitmq") {
                 return Err(not_built("ANB_QUEUE=rabbitmq", "rabbitmq"));
             }
+            let url = required(
+                config.amqp_url.as_ref().map(Secret::expose),
+                "ANB_AMQP_URL (--amqp-url) must name the broker with ANB_QUEUE=rabbitmq",
+            )?;
+            #[cfg(feature = "rabbitmq")]
+            anb_amqp::AmqpUrl::parse(url).map_err(|e| StartupError::Config(format!("ANB_AMQP_URL: {e}")))?;
         }
         QueueKind::Kafka => {
             if !cfg!(feature = "kafka") {
                 return Err(not_built("ANB_QUEUE=kafka", "kafka"));
             }
-            if config.kafka_brokers.as_deref().is_none_or(|b| b.trim().is_empty()) {
-                return Err(StartupError::Config("ANB_KAFKA_BROKERS (--kafka-brokers) must name the brokers with ANB_QUEUE=kafka".into()));
-            }
+            required(config.kafka_brokers.as_deref(), "ANB_KAFKA_BROKERS (--kafka-brokers) must name the brokers with ANB_QUEUE=kafka")?;
         }
     }
     Ok(())
@@ -218,7 +212,7 @@ impl Broker {
 #[cfg(feature = "rabbitmq")]
 async fn amqp_queue(config: &CommonConfig, workers: u32) -> Result<anb_amqp::AmqpQueue, anb_domain::BackendError> {
     use anb_amqp::{AmqpSettings, AmqpUrl};
-    let url = config.amqp_url.as_ref().map(crate::config::Secret::expose).unwrap_or_default();
+    let url = config.amqp_url.as_ref().map(Secret::expose).unwrap_or_default();
     let mut settings = AmqpSettings::new(AmqpUrl::parse(url).map_err(anb_domain::BackendError::internal)?);
     settings.prefix.clone_from(&config.amqp_queue);
     settings.max_attempts = config.max_attempts;
