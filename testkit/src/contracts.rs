@@ -2,10 +2,10 @@
 //! adapter's test file against its own backend.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anb_domain::ports::{Cache, JobQueue, ObjectStorage, StorageError};
-use anb_domain::{Job, ObjectKey};
+use anb_domain::{Delivery, Job, ObjectKey, Receipt};
 
 /// Put, get, replace, delete (twice), and a missing object, on `store`;
 /// `scratch` is a directory for the test's own files.
@@ -74,6 +74,50 @@ pub async fn queue_delivers_at_least_once(queue: &dyn JobQueue, job: &Job) {
     queue.ack(&third.receipt).await.unwrap();
     queue.release(&first.receipt, Duration::ZERO).await.ok();
     assert!(queue.receive(second).await.unwrap().is_none(), "an acknowledged job is gone");
+}
+
+/// A job given back with a delay (a retry) comes back after the delay, not
+/// before, with its count going on, and does not hold back `second`, sent
+/// after it; a second retry keeps counting. The queue is empty; delays are
+/// whole seconds (SQS's unit). Returns the receipt of the job, acknowledged.
+pub async fn queue_retries_after_a_delay_without_holding_back_the_next(queue: &dyn JobQueue, first: &Job, second: &Job) -> Receipt {
+    let (long, delay) = (Duration::from_secs(30), Duration::from_secs(3));
+    queue.send(first).await.unwrap();
+    let got = next_within(queue, long, Duration::from_secs(10)).await.expect("the job is delivered");
+    assert_eq!((&got.job, got.receive_count), (first, 1));
+    let released = Instant::now();
+    queue.release(&got.receipt, delay).await.unwrap();
+
+    queue.send(second).await.unwrap();
+    let next_one = next_within(queue, long, Duration::from_secs(10)).await.expect("the next job is not held back");
+    assert_eq!(&next_one.job, second);
+    assert!(released.elapsed() < delay, "it came before the delay ended: {:?}", released.elapsed());
+    queue.ack(&next_one.receipt).await.unwrap();
+
+    let again = next_within(queue, long, Duration::from_secs(15)).await.expect("the delayed job comes back");
+    assert!(released.elapsed() >= delay, "not before its delay: {:?}", released.elapsed());
+    assert_eq!((&again.job, again.receive_count), (first, 2), "its count goes on");
+    // A second delayed round trip keeps counting.
+    queue.release(&again.receipt, Duration::from_secs(1)).await.unwrap();
+    let third = next_within(queue, long, Duration::from_secs(10)).await.expect("the job comes back again");
+    assert_eq!((&third.job, third.receive_count), (first, 3));
+    queue.ack(&third.receipt).await.unwrap();
+    assert!(next_within(queue, long, Duration::from_secs(2)).await.is_none(), "nothing else");
+    third.receipt
+}
+
+/// Receives until a job comes, for up to `within` (adapters that do not
+/// wait for a job themselves answer `None` at once).
+pub async fn next_within(queue: &dyn JobQueue, visibility: Duration, within: Duration) -> Option<Delivery> {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        match queue.receive(visibility).await {
+            Ok(Some(delivery)) => return Some(delivery),
+            Ok(None) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    None
 }
 
 /// Entries round-trip byte for byte and apart from each other, expire after

@@ -102,25 +102,8 @@ async fn rabbitmq_delivers_at_least_once() {
 async fn a_delayed_job_waits_in_its_tier_without_holding_back_the_next() {
     let names = Names::new(RabbitMq::shared().url());
     let queue = names.queue(5).await;
-    let (first, second) = (some_job(1), some_job(2));
-    queue.send(&first).await.unwrap();
-    queue.send(&second).await.unwrap();
-    let got = queue.receive(Duration::from_secs(30)).await.unwrap().unwrap();
-    assert_eq!(got.job, first);
-    let released = Instant::now();
-    queue.release(&got.receipt, Duration::from_millis(1_500)).await.unwrap();
-    let next_one = queue.receive(Duration::from_secs(30)).await.unwrap().expect("the next job is not held back");
-    assert_eq!(next_one.job, second);
-    queue.ack(&next_one.receipt).await.unwrap();
-    let again = next(&queue, Duration::from_secs(30), Duration::from_secs(10)).await.expect("the delayed job comes back");
-    assert!(released.elapsed() >= Duration::from_millis(1_500), "not before its delay: {:?}", released.elapsed());
-    assert_eq!((&again.job, again.receive_count), (&first, 2), "its count goes on");
-    // A second delayed round trip keeps counting.
-    queue.release(&again.receipt, Duration::from_millis(10)).await.unwrap();
-    let third = next(&queue, Duration::from_secs(30), Duration::from_secs(10)).await.unwrap();
-    assert_eq!((&third.job, third.receive_count), (&first, 3));
-    queue.ack(&third.receipt).await.unwrap();
-    assert_eq!(queue.release(&third.receipt, Duration::ZERO).await, Err(QueueError::ReceiptExpired), "a settled receipt is stale");
+    let settled = contracts::queue_retries_after_a_delay_without_holding_back_the_next(&queue, &some_job(1), &some_job(2)).await;
+    assert_eq!(queue.release(&settled, Duration::ZERO).await, Err(QueueError::ReceiptExpired), "a settled receipt is stale");
 }
 
 #[tokio::test]

@@ -85,6 +85,12 @@ async fn sqs_delivers_at_least_once() {
 }
 
 #[tokio::test]
+async fn sqs_retries_after_a_delay_without_holding_back_the_next() {
+    let (queue, _) = queue(5).await;
+    contracts::queue_retries_after_a_delay_without_holding_back_the_next(&queue, &some_job(), &some_job()).await;
+}
+
+#[tokio::test]
 async fn sqs_reads_the_redrive_policy_and_dead_letters_after_the_last_receive() {
     let (queue, queues) = queue(2).await;
     assert_eq!(queue.max_receive_count().await.unwrap(), Some(2));

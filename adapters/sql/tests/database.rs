@@ -257,6 +257,26 @@ async fn futures_voters(db: &Database, n: usize) -> Vec<UserId> {
 }
 
 #[tokio::test]
+async fn the_queue_retries_after_a_delay_without_holding_back_the_next() {
+    for t in databases().await {
+        let owner = t.db.users().create(new_user("d@example.com", "D", "Cali")).await.unwrap().id;
+        let mut jobs = Vec::new();
+        for title in ["d1", "d2"] {
+            let video = t.db.videos().create_with_job(new_video(owner, title)).await.unwrap();
+            jobs.push(anb_domain::Job { task_id: video.task_id, video_id: video.id });
+        }
+        // The uploads queued their jobs already: taken out first, the
+        // contract sends them itself.
+        let queue = t.db.queue();
+        for _ in 0..2 {
+            let delivery = queue.receive(Duration::from_secs(30)).await.unwrap().unwrap();
+            queue.ack(&delivery.receipt).await.unwrap();
+        }
+        contracts::queue_retries_after_a_delay_without_holding_back_the_next(&queue, &jobs[0], &jobs[1]).await;
+    }
+}
+
+#[tokio::test]
 async fn the_queue_delivers_at_least_once_and_voids_stale_receipts() {
     for t in databases().await {
         let owner = t.db.users().create(new_user("q@example.com", "Q", "Cali")).await.unwrap().id;
