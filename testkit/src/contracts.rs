@@ -106,6 +106,18 @@ pub async fn queue_retries_after_a_delay_without_holding_back_the_next(queue: &d
     third.receipt
 }
 
+/// A message that is not a job, which the caller put in the queue first
+/// (by the broker's own client: another producer, a person), is never
+/// delivered as a job, and does not block `job`, sent after it.
+pub async fn queue_sets_aside_messages_that_are_not_jobs(queue: &dyn JobQueue, job: &Job) {
+    let long = Duration::from_secs(30);
+    queue.send(job).await.unwrap();
+    let got = next_within(queue, long, Duration::from_secs(10)).await.expect("the job behind it comes");
+    assert_eq!((&got.job, got.receive_count), (job, 1));
+    queue.ack(&got.receipt).await.unwrap();
+    assert!(next_within(queue, long, Duration::from_secs(2)).await.is_none(), "the stray message is nobody's job");
+}
+
 /// Receives until a job comes, for up to `within` (adapters that do not
 /// wait for a job themselves answer `None` at once).
 pub async fn next_within(queue: &dyn JobQueue, visibility: Duration, within: Duration) -> Option<Delivery> {

@@ -184,11 +184,7 @@ async fn a_message_that_is_not_a_job_is_set_aside_without_blocking_the_queue() {
         .await
         .unwrap();
     connection.close(200, "done".into()).await.unwrap();
-    let job = some_job(12);
-    queue.send(&job).await.unwrap();
-    let got = next(&queue, Duration::from_secs(30), Duration::from_secs(5)).await.expect("the job behind it");
-    assert_eq!(got.job, job);
-    queue.ack(&got.receipt).await.unwrap();
+    contracts::queue_sets_aside_messages_that_are_not_jobs(&queue, &some_job(12)).await;
     // The broker dead-letters it in its own time; swept, it rests in `failed`.
     let start = Instant::now();
     while queue.ready(&names.topology().failed()).await.unwrap() == 0 {
