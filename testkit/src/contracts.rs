@@ -1,6 +1,7 @@
 //! Behaviour every adapter of a port must show, written once and run by each
 //! adapter's test file against its own backend.
 
+use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -116,6 +117,29 @@ pub async fn queue_sets_aside_messages_that_are_not_jobs(queue: &dyn JobQueue, j
     assert_eq!((&got.job, got.receive_count), (job, 1));
     queue.ack(&got.receipt).await.unwrap();
     assert!(next_within(queue, long, Duration::from_secs(2)).await.is_none(), "the stray message is nobody's job");
+}
+
+/// A job held by a worker that dies (`crash` ends `crashing`, given what it
+/// holds: a killed process, a lost connection) is not delivered twice while
+/// held, then goes
+/// to `survivor`, a worker of the same queue, as its second delivery. The
+/// queue is empty.
+pub async fn queue_redelivers_the_job_of_a_dead_worker<Q, C, F>(crashing: Q, crash: C, survivor: &dyn JobQueue, job: &Job)
+where
+    Q: JobQueue,
+    C: FnOnce(Q, Delivery) -> F,
+    F: Future<Output = ()>,
+{
+    // Held for a few seconds (whole seconds: SQS's unit); nobody extends it.
+    let held_for = Duration::from_secs(4);
+    survivor.send(job).await.unwrap();
+    let held = next_within(&crashing, held_for, Duration::from_secs(10)).await.expect("the job is delivered");
+    assert_eq!((&held.job, held.receive_count), (job, 1));
+    assert!(survivor.receive(held_for).await.unwrap().is_none(), "held, so not delivered twice");
+    crash(crashing, held).await;
+    let taken_over = next_within(survivor, Duration::from_secs(30), Duration::from_secs(15)).await.expect("redelivered");
+    assert_eq!((&taken_over.job, taken_over.receive_count), (job, 2));
+    survivor.ack(&taken_over.receipt).await.unwrap();
 }
 
 /// Receives until a job comes, for up to `within` (adapters that do not

@@ -91,6 +91,15 @@ async fn sqs_retries_after_a_delay_without_holding_back_the_next() {
 }
 
 #[tokio::test]
+async fn sqs_hands_the_job_of_a_dead_worker_to_another() {
+    let (queue, queues) = queue(5).await;
+    let crashing = SqsQueue::new(&aws_config().await, &queues.queue_url).with_wait(Duration::from_secs(1));
+    // A killed worker says nothing: its job's visibility runs out.
+    let crash = |queue: SqsQueue, _| async move { drop(queue) };
+    contracts::queue_redelivers_the_job_of_a_dead_worker(crashing, crash, &queue, &some_job()).await;
+}
+
+#[tokio::test]
 async fn sqs_reads_the_redrive_policy_and_dead_letters_after_the_last_receive() {
     let (queue, queues) = queue(2).await;
     assert_eq!(queue.max_receive_count().await.unwrap(), Some(2));

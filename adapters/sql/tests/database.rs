@@ -277,6 +277,22 @@ async fn the_queue_retries_after_a_delay_without_holding_back_the_next() {
 }
 
 #[tokio::test]
+async fn the_job_of_a_dead_worker_goes_to_another() {
+    for t in databases().await {
+        let owner = t.db.users().create(new_user("k@example.com", "K", "Cali")).await.unwrap().id;
+        let video = t.db.videos().create_with_job(new_video(owner, "k")).await.unwrap();
+        let queue = t.db.queue();
+        // The upload queued its job already: taken out first, the contract sends it itself.
+        let queued = queue.receive(Duration::from_secs(30)).await.unwrap().unwrap();
+        queue.ack(&queued.receipt).await.unwrap();
+        // A killed worker says nothing: its job's visibility runs out.
+        let crash = |queue: anb_sql::SeaOrmJobQueue, _| async move { drop(queue) };
+        let job = anb_domain::Job { task_id: video.task_id, video_id: video.id };
+        contracts::queue_redelivers_the_job_of_a_dead_worker(t.db.queue(), crash, &queue, &job).await;
+    }
+}
+
+#[tokio::test]
 async fn the_queue_delivers_at_least_once_and_voids_stale_receipts() {
     for t in databases().await {
         let owner = t.db.users().create(new_user("q@example.com", "Q", "Cali")).await.unwrap().id;
