@@ -79,11 +79,11 @@ pub enum SignUpError {
     /// One or more fields are wrong; every one is listed.
     #[error("{}", .0.first().map_or("", |e| e.message.as_str()))]
     Invalid(Vec<FieldError>),
-    #[error("El correo electrónico ya está registrado.")]
+    #[error("the e-mail address is registered already")]
     EmailTaken,
     /// Too many sign-ups from this client's address or network; sign-ups
     /// from it wait `retry_after`.
-    #[error("Se crearon demasiadas cuentas desde tu red. Inténtalo de nuevo más tarde.")]
+    #[error("too many sign-ups from this address or network")]
     Throttled { retry_after: Duration },
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -92,11 +92,11 @@ pub enum SignUpError {
 /// Why a verification link was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    #[error("El enlace de verificación no es válido.")]
+    #[error("no such verification link")]
     Invalid,
-    #[error("El enlace de verificación ya fue usado.")]
+    #[error("the verification link was used already")]
     Used,
-    #[error("El enlace de verificación expiró. Pide uno nuevo desde tu cuenta.")]
+    #[error("the verification link expired")]
     Expired,
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -115,7 +115,7 @@ pub enum Resent {
 #[derive(Debug, thiserror::Error)]
 pub enum ResendError {
     /// Asked too often; the next request may come after `retry_after`.
-    #[error("Ya pediste varios enlaces. Inténtalo de nuevo más tarde.")]
+    #[error("too many verification links asked for")]
     Throttled { retry_after: Duration },
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -125,11 +125,11 @@ pub enum ResendError {
 #[derive(Debug, thiserror::Error)]
 pub enum LogInError {
     /// Unknown e-mail or wrong password; deliberately the same answer.
-    #[error("Correo o contraseña incorrectos.")]
+    #[error("unknown e-mail address or wrong password")]
     InvalidCredentials,
     /// Too many failures for this account or from this address (see
     /// [`crate::login`]); log-ins wait `retry_after`.
-    #[error("Demasiados intentos fallidos. Inténtalo de nuevo más tarde.")]
+    #[error("too many failed log-ins")]
     Locked { retry_after: Duration },
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -139,7 +139,7 @@ pub enum LogInError {
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// No token, or one that is malformed, forged, expired or names no account.
-    #[error("No autenticado: falta el token o no es válido.")]
+    #[error("no valid access token")]
     Unauthenticated,
     #[error(transparent)]
     Backend(#[from] BackendError),

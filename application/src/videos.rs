@@ -22,9 +22,9 @@ pub enum UploadError {
 /// Why a video cannot be shown.
 #[derive(Debug, thiserror::Error)]
 pub enum VideoAccessError {
-    #[error("El video no existe.")]
+    #[error("no such video")]
     NotFound,
-    #[error("El video pertenece a otro usuario.")]
+    #[error("the video is another user's")]
     Forbidden,
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -33,11 +33,11 @@ pub enum VideoAccessError {
 /// Why a video cannot be deleted.
 #[derive(Debug, thiserror::Error)]
 pub enum DeleteError {
-    #[error("El video no existe.")]
+    #[error("no such video")]
     NotFound,
-    #[error("El video pertenece a otro usuario.")]
+    #[error("the video is another user's")]
     Forbidden,
-    #[error("El video ya es público y no puede eliminarse.")]
+    #[error("the video is public already")]
     AlreadyPublic,
     #[error(transparent)]
     Backend(#[from] BackendError),

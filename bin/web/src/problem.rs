@@ -1,7 +1,8 @@
 //! `application/problem+json` bodies (RFC 9457) and the one place that turns
 //! errors into HTTP statuses: each use case's error has its `From` into
 //! [`ApiError`] here, so the whole status table reads in this file and the
-//! handlers end in `?`. Internals never reach a body: server faults are
+//! handlers end in `?`. The wording users read is here too (the use cases'
+//! errors describe themselves in English, for logs). Internals never reach a body: server faults are
 //! logged with the request id and answered with a generic detail.
 
 use anb_application::{
@@ -175,6 +176,11 @@ impl From<Problem> for ApiError {
     }
 }
 
+/// The answer to a request without a valid access token.
+const UNAUTHENTICATED: &str = "No autenticado: falta el token o no es válido.";
+const NO_SUCH_VIDEO: &str = "El video no existe.";
+const ANOTHER_USERS_VIDEO: &str = "El video pertenece a otro usuario.";
+
 impl From<BackendError> for ApiError {
     fn from(error: BackendError) -> Self {
         Self::from(Problem::from(error))
@@ -184,7 +190,7 @@ impl From<BackendError> for ApiError {
 impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> Self {
         match error {
-            AuthError::Unauthenticated => Self::new(StatusCode::UNAUTHORIZED, error.to_string()),
+            AuthError::Unauthenticated => Self::new(StatusCode::UNAUTHORIZED, UNAUTHENTICATED),
             AuthError::Backend(e) => e.into(),
         }
     }
@@ -194,8 +200,10 @@ impl From<SignUpError> for ApiError {
     fn from(error: SignUpError) -> Self {
         match error {
             SignUpError::Invalid(errors) => Problem::invalid_fields(&errors).into(),
-            SignUpError::EmailTaken => Self::bad_request(error.to_string()),
-            SignUpError::Throttled { retry_after } => Self::too_many_requests(error.to_string(), retry_after),
+            SignUpError::EmailTaken => Self::bad_request("El correo electrónico ya está registrado."),
+            SignUpError::Throttled { retry_after } => {
+                Self::too_many_requests("Se crearon demasiadas cuentas desde tu red. Inténtalo de nuevo más tarde.", retry_after)
+            }
             SignUpError::Backend(e) => e.into(),
         }
     }
@@ -204,7 +212,9 @@ impl From<SignUpError> for ApiError {
 impl From<VerifyError> for ApiError {
     fn from(error: VerifyError) -> Self {
         match error {
-            VerifyError::Invalid | VerifyError::Used | VerifyError::Expired => Self::bad_request(error.to_string()),
+            VerifyError::Invalid => Self::bad_request("El enlace de verificación no es válido."),
+            VerifyError::Used => Self::bad_request("El enlace de verificación ya fue usado."),
+            VerifyError::Expired => Self::bad_request("El enlace de verificación expiró. Pide uno nuevo desde tu cuenta."),
             VerifyError::Backend(e) => e.into(),
         }
     }
@@ -213,7 +223,9 @@ impl From<VerifyError> for ApiError {
 impl From<ResendError> for ApiError {
     fn from(error: ResendError) -> Self {
         match error {
-            ResendError::Throttled { retry_after } => Self::too_many_requests(error.to_string(), retry_after),
+            ResendError::Throttled { retry_after } => {
+                Self::too_many_requests("Ya pediste varios enlaces. Inténtalo de nuevo más tarde.", retry_after)
+            }
             ResendError::Backend(e) => e.into(),
         }
     }
@@ -222,8 +234,10 @@ impl From<ResendError> for ApiError {
 impl From<LogInError> for ApiError {
     fn from(error: LogInError) -> Self {
         match error {
-            LogInError::InvalidCredentials => Self::new(StatusCode::UNAUTHORIZED, error.to_string()),
-            LogInError::Locked { retry_after } => Self::too_many_requests(error.to_string(), retry_after),
+            LogInError::InvalidCredentials => Self::new(StatusCode::UNAUTHORIZED, "Correo o contraseña incorrectos."),
+            LogInError::Locked { retry_after } => {
+                Self::too_many_requests("Demasiados intentos fallidos. Inténtalo de nuevo más tarde.", retry_after)
+            }
             LogInError::Backend(e) => e.into(),
         }
     }
@@ -242,8 +256,8 @@ impl From<UploadError> for ApiError {
 impl From<VideoAccessError> for ApiError {
     fn from(error: VideoAccessError) -> Self {
         match error {
-            VideoAccessError::NotFound => Self::new(StatusCode::NOT_FOUND, error.to_string()),
-            VideoAccessError::Forbidden => Self::new(StatusCode::FORBIDDEN, error.to_string()),
+            VideoAccessError::NotFound => Self::new(StatusCode::NOT_FOUND, NO_SUCH_VIDEO),
+            VideoAccessError::Forbidden => Self::new(StatusCode::FORBIDDEN, ANOTHER_USERS_VIDEO),
             VideoAccessError::Backend(e) => e.into(),
         }
     }
@@ -252,9 +266,9 @@ impl From<VideoAccessError> for ApiError {
 impl From<DeleteError> for ApiError {
     fn from(error: DeleteError) -> Self {
         match error {
-            DeleteError::AlreadyPublic => Self::bad_request(error.to_string()),
-            DeleteError::NotFound => Self::new(StatusCode::NOT_FOUND, error.to_string()),
-            DeleteError::Forbidden => Self::new(StatusCode::FORBIDDEN, error.to_string()),
+            DeleteError::AlreadyPublic => Self::bad_request("El video ya es público y no puede eliminarse."),
+            DeleteError::NotFound => Self::new(StatusCode::NOT_FOUND, NO_SUCH_VIDEO),
+            DeleteError::Forbidden => Self::new(StatusCode::FORBIDDEN, ANOTHER_USERS_VIDEO),
             DeleteError::Backend(e) => e.into(),
         }
     }
@@ -263,9 +277,10 @@ impl From<DeleteError> for ApiError {
 impl From<VoteError> for ApiError {
     fn from(error: VoteError) -> Self {
         match error {
-            VoteError::AlreadyVoted | VoteError::OwnVideo => Self::bad_request(error.to_string()),
-            VoteError::Unverified => Self::new(StatusCode::FORBIDDEN, error.to_string()),
-            VoteError::NotFound => Self::new(StatusCode::NOT_FOUND, error.to_string()),
+            VoteError::AlreadyVoted => Self::bad_request("Ya has votado por este video."),
+            VoteError::OwnVideo => Self::bad_request("No puedes votar por tu propio video."),
+            VoteError::Unverified => Self::new(StatusCode::FORBIDDEN, "Verifica tu correo electrónico para votar."),
+            VoteError::NotFound => Self::new(StatusCode::NOT_FOUND, "El video no existe o no es público."),
             VoteError::Backend(e) => e.into(),
         }
     }
@@ -328,7 +343,7 @@ pub fn problem_for<'a>(error: poem::Error, path_param: impl Fn(usize) -> Option<
     let detail = match status {
         StatusCode::NOT_FOUND => "Recurso no encontrado.".to_owned(),
         StatusCode::METHOD_NOT_ALLOWED => "Método no permitido.".to_owned(),
-        StatusCode::UNAUTHORIZED => "No autenticado: falta el token o no es válido.".to_owned(),
+        StatusCode::UNAUTHORIZED => UNAUTHENTICATED.to_owned(),
         StatusCode::PAYLOAD_TOO_LARGE => "El cuerpo de la solicitud supera el tamaño permitido.".to_owned(),
         s if s.is_server_error() => {
             tracing::error!(%error, "unhandled server error");
