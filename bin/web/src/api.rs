@@ -526,7 +526,7 @@ impl Api {
         Ok(LogInResponse::Ok(Json(TokenBody { access_token: token.token, token_type: "Bearer".into(), expires_in: token.expires_in })))
     }
 
-    /// Uploads a video (MP4, 20–60 s, at least 1080p, at most 100 MB) for processing.
+    /// Uploads a video for processing (the rules it must meet: `video_file`).
     #[oai(path = "/videos/upload", method = "post", tag = "Tag::Videos")]
     async fn upload(&self, auth: BearerAuth, form: UploadForm) -> Answer<UploadResponse> {
         let title = form.title.ok_or_else(|| ApiError::bad_request("El título es obligatorio."))?;

@@ -257,13 +257,26 @@ impl<S: Stream<Item = Result<bytes::Bytes, std::io::Error>> + Unpin> Stream for 
     }
 }
 
+/// What the OpenAPI document says of the file, from the rules uploads are
+/// checked against.
+static FILE_RULES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let rules = UploadRules::default();
+    format!(
+        "The video: MP4 or MOV, H.264 or HEVC, {}–{} s long, its short side at least {} pixels, at most {} MB.",
+        rules.min_duration.as_secs(),
+        rules.max_duration.as_secs(),
+        rules.min_short_side,
+        rules.max_bytes / 1_048_576
+    )
+});
+
 impl<'a> ApiExtractor<'a> for UploadForm {
     const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
     type ParamType = ();
     type ParamRawType = ();
 
     fn request_meta() -> Option<MetaRequest> {
-        let file = MetaSchema { format: Some("binary"), description: Some("The MP4 video, at most 100 MB."), ..MetaSchema::new("string") };
+        let file = MetaSchema { format: Some("binary"), description: Some(FILE_RULES.as_str()), ..MetaSchema::new("string") };
         let title = MetaSchema { min_length: Some(1), max_length: Some(200), ..MetaSchema::new("string") };
         let schema = MetaSchema {
             required: vec!["video_file", "title"],

@@ -4,7 +4,8 @@
 
 const GALLERY_PAGE = 12;
 const RANKING_PAGE = 10;
-const MAX_BYTES = 104_857_600; // 100 MB, as the server counts it
+const MAX_BYTES = 104_857_600; // as the server counts it (UploadRules)
+const MAX_MEGABYTES = MAX_BYTES / 1_048_576;
 const MIN_SECONDS = 20;
 const MAX_SECONDS = 60;
 const MIN_SHORT_SIDE = 1080;
@@ -233,7 +234,7 @@ function problemFrom(status, text, header) {
   try { body = text ? JSON.parse(text) : null; } catch { body = null; }
   let detail = body && typeof body.detail === 'string' && body.detail ? body.detail : '';
   if (!detail) {
-    detail = status === 413 ? 'El archivo supera el tamaño máximo permitido (100 MB).'
+    detail = status === 413 ? `El archivo supera el tamaño máximo permitido (${MAX_MEGABYTES} MB).`
       : status >= 500 ? 'El servidor no pudo atender la solicitud. Inténtalo de nuevo en unos momentos.'
         : `La solicitud falló (error ${status}).`;
   }
@@ -1172,7 +1173,7 @@ function checkFile(file) {
   const typeOk = ['video/mp4', 'video/quicktime'].includes(file.type) || /\.(mp4|m4v|mov)$/i.test(file.name);
   if (!typeOk) problems.push('El archivo no parece un video MP4 o MOV.');
   if (file.size > MAX_BYTES) {
-    problems.push(`El archivo pesa ${megabytes(file.size)} MB y supera el máximo permitido (100 MB).`);
+    problems.push(`El archivo pesa ${megabytes(file.size)} MB y supera el máximo permitido (${MAX_MEGABYTES} MB).`);
     blocking = true;
   }
   out.replaceChildren(h('span', { text: `${file.name} · ${megabytes(file.size)} MB · comprobando…` }));
@@ -1185,10 +1186,10 @@ function checkFile(file) {
     if (meta) {
       parts.push(`${meta.duration.toFixed(1)} s`, `${meta.width}×${meta.height}`);
       if (meta.duration < MIN_SECONDS || meta.duration > MAX_SECONDS) {
-        problems.push(`Duración ${meta.duration.toFixed(1)} s fuera del rango permitido (20–60 s).`);
+        problems.push(`Duración ${meta.duration.toFixed(1)} s fuera del rango permitido (${MIN_SECONDS}–${MAX_SECONDS} s).`);
       }
       if (Math.min(meta.width, meta.height) < MIN_SHORT_SIDE) {
-        problems.push(`Resolución ${meta.width}x${meta.height} insuficiente: el lado menor debe tener al menos 1080 píxeles.`);
+        problems.push(`Resolución ${meta.width}x${meta.height} insuficiente: el lado menor debe tener al menos ${MIN_SHORT_SIDE} píxeles.`);
       }
     }
     const lines = [h('span', { class: 'file-facts', text: parts.join(' · ') })];
@@ -1340,7 +1341,20 @@ function setupFilters() {
   }
 }
 
+/** The upload rules in the page, from the constants the checks use. */
+function showUploadRules() {
+  const text = {
+    duration: `${MIN_SECONDS} y ${MAX_SECONDS} segundos`,
+    resolution: `${MIN_SHORT_SIDE}p`,
+    'short-side': String(MIN_SHORT_SIDE),
+    examples: `${Math.round(MIN_SHORT_SIDE * 16 / 9)}×${MIN_SHORT_SIDE} o ${MIN_SHORT_SIDE}×${Math.round(MIN_SHORT_SIDE * 16 / 9)}`,
+    size: `${MAX_MEGABYTES} MB`,
+  };
+  for (const el of document.querySelectorAll('[data-rule]')) el.textContent = text[el.dataset.rule];
+}
+
 function start() {
+  showUploadRules();
   if (session.token && !signedIn()) endSession();
   scheduleExpiry();
   renderSession();
