@@ -67,6 +67,10 @@ pub struct TranscodeSettings {
     pub scale_method: String,
     /// Give up on one video after this long.
     pub timeout: Duration,
+    /// The shortest side a decoded frame may have: a stream that decodes
+    /// smaller (whatever its container said) fails the job with "Resolución
+    /// real ..." and is never published. 0 checks nothing.
+    pub min_short_side: u32,
 }
 
 impl Default for TranscodeSettings {
@@ -86,6 +90,7 @@ impl Default for TranscodeSettings {
             bframes: 3,
             scale_method: "catrom".into(),
             timeout: Duration::from_secs(600),
+            min_short_side: 0,
         }
     }
 }
@@ -321,6 +326,7 @@ fn add_content(
         }
     });
     let convert_sink = convert.static_pad("sink").ok_or_else(|| failed("videoconvert has no sink pad"))?;
+    refuse_small_frames(&convert_sink, settings.min_short_side);
     decode.connect_pad_added(move |_, pad| {
         let is_raw_video = pad
             .current_caps()
@@ -331,6 +337,34 @@ fn add_content(
         }
     });
     Ok(watermark)
+}
+
+/// Fails the pipeline (a format error: the input's fault, not retried) when
+/// the decoder's frames have a side under `min` pixels: the size a stream
+/// really decodes to, which may not be what its container or parameter
+/// sets said.
+fn refuse_small_frames(pad: &gst::Pad, min: u32) {
+    if min == 0 {
+        return;
+    }
+    let min = i32::try_from(min).unwrap_or(i32::MAX);
+    pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |pad, info| {
+        let Some(gst::PadProbeData::Event(event)) = &info.data else { return gst::PadProbeReturn::Ok };
+        let gst::EventView::Caps(caps) = event.view() else { return gst::PadProbeReturn::Ok };
+        let Some(s) = caps.caps().structure(0) else { return gst::PadProbeReturn::Ok };
+        let (Ok(width), Ok(height)) = (s.get::<i32>("width"), s.get::<i32>("height")) else { return gst::PadProbeReturn::Ok };
+        if width.min(height) >= min {
+            return gst::PadProbeReturn::Ok;
+        }
+        if let Some(element) = pad.parent_element() {
+            gst::element_error!(
+                element,
+                gst::StreamError::Format,
+                ("Resolución real {}x{}: el lado corto debe medir al menos {} píxeles.", width, height, min)
+            );
+        }
+        gst::PadProbeReturn::Drop
+    });
 }
 
 /// The scaler `method` names: one of [`scale::METHODS`] for `anbscale`, or

@@ -112,3 +112,20 @@ async fn a_corrupt_file_is_an_input_error_not_a_crash() {
     std::fs::write(&garbage, b"definitely not a video").unwrap();
     assert!(matches!(transcoder.transcode(&garbage, &output, &ProgressSink::new()).await, Err(TranscodeError::InvalidInput(_))));
 }
+
+#[tokio::test]
+async fn frames_that_decode_under_the_minimum_size_fail_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("in.mp4"), dir.path().join("out.mp4"));
+    write_test_clip(&input, 2, 640, 360, 10, false).unwrap();
+    let transcoder = GstTranscoder::new(TranscodeSettings { min_short_side: 720, ..TranscodeSettings::default() }).unwrap();
+    match transcoder.transcode(&input, &output, &ProgressSink::new()).await {
+        Err(TranscodeError::InvalidInput(why)) => {
+            assert!(why.starts_with("Resolución real 640x360"), "{why}");
+        }
+        other => panic!("a 640x360 stream is refused by its decoded size: {other:?}"),
+    }
+    // The same stream passes where no minimum is asked.
+    let report = GstTranscoder::new(TranscodeSettings::default()).unwrap().transcode(&input, &output, &ProgressSink::new()).await;
+    assert!(report.is_ok(), "{report:?}");
+}

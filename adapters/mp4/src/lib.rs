@@ -22,7 +22,12 @@
 //!   else [`ProbeError::SizeMismatch`]: a 640x360 stream whose container
 //!   claims 1920x1080 is not accepted as 1080p. Without those parameter sets,
 //!   or with ones that do not read, the file is not valid. Other codecs keep
-//!   the entry's size and fourcc, for the upload rules to refuse by name.
+//!   the entry's size and fourcc, for the upload rules to refuse by name;
+//! - the parameter sets the first sample carries in band (x264's
+//!   `repeat-headers`, what `avc3`/`hev1` streams do): a decoder uses those,
+//!   so each must code the same size as the sample entry's, else
+//!   [`ProbeError::SizeMismatch`] too (at most [`MAX_FIRST_SAMPLE_BYTES`] of
+//!   the sample are read).
 //!
 //! Every size, count and loop is bounded by the bytes that hold it and read
 //! with checked arithmetic: the parser is fuzzed (`fuzz/`, `make fuzz`).
@@ -49,6 +54,10 @@ use anb_domain::ports::ProbeError;
 /// Largest `moov` box read into memory, and most bytes of `moof` boxes read
 /// in all. A 60 s video's index is far smaller.
 pub const MAX_MOOV_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Most bytes of the first sample read for its in-band parameter sets
+/// (they come before its first slice; a whole 1080p key frame is less).
+pub const MAX_FIRST_SAMPLE_BYTES: u64 = 2 * 1024 * 1024;
 
 fn bad(why: impl Into<String>) -> ProbeError {
     ProbeError::NotMp4(why.into())
@@ -134,7 +143,18 @@ pub fn parse<R: Read + Seek>(mut reader: R) -> Result<ProbedVideo, ProbeError> {
     if data_end > len {
         return Err(bad(format!("samples end at byte {data_end}, past the end of the file ({len} bytes)")));
     }
-    let ((width, height), declared) = (track.coded.unwrap_or(track.declared), track.declared);
+    let ((width, height), declared) = (track.coded.as_ref().map_or(track.declared, |c| c.size), track.declared);
+    if let (Some(config), Some((offset, size))) = (&track.coded, track.first_sample)
+        && let Some(in_band) = in_band_size(&mut reader, config, offset, size.min(MAX_FIRST_SAMPLE_BYTES), len)?
+        && in_band != config.size
+    {
+        return Err(ProbeError::SizeMismatch {
+            declared_width: config.size.0,
+            declared_height: config.size.1,
+            coded_width: in_band.0,
+            coded_height: in_band.1,
+        });
+    }
     if (width, height) != declared {
         return Err(ProbeError::SizeMismatch {
             declared_width: declared.0,
@@ -249,8 +269,21 @@ struct Track {
     data_end: u64,
     /// The frame size the sample entry states.
     declared: (u32, u32),
-    /// The (cropped) frame size the stream's parameter sets code.
-    coded: Option<(u32, u32)>,
+    /// What the sample entry's decoder configuration says of the stream.
+    coded: Option<StreamConfig>,
+    /// Where the first sample lies in the file, and its size.
+    first_sample: Option<(u64, u64)>,
+}
+
+/// The decoder configuration of an H.264 or HEVC sample entry.
+struct StreamConfig {
+    /// The (cropped) frame size its parameter sets code.
+    size: (u32, u32),
+    /// Bytes of each NAL unit's length prefix in the samples.
+    nal_length: usize,
+    /// Whether a NAL unit (its first byte) is a sequence parameter set.
+    is_sps: fn(u8) -> bool,
+    read: SizeReader,
 }
 
 fn video_track(moov: &[u8]) -> Result<Track, ProbeError> {
@@ -325,7 +358,55 @@ fn read_video_track(id: Option<u32>, mdia: &[u8]) -> Result<Track, ProbeError> {
     if ticks.abs_diff(duration) > u64::from(timescale) {
         tracing::debug!(declared = duration, samples = ticks, timescale, "mdhd duration differs from the samples'");
     }
-    Ok(Track { id, codec, timescale, frames, ticks, data_end: sample_data_end(stbl)?, declared, coded })
+    Ok(Track { id, codec, timescale, frames, ticks, data_end: sample_data_end(stbl)?, declared, coded, first_sample: first_sample(stbl)? })
+}
+
+/// The first sample's offset (the first chunk's) and size, when the table
+/// has both.
+fn first_sample(stbl: &[u8]) -> Result<Option<(u64, u64)>, ProbeError> {
+    let offset = if let Some(stco) = child(stbl, b"stco")? {
+        if be_u32(stco, 4)? == 0 { None } else { Some(u64::from(be_u32(stco, 8)?)) }
+    } else if let Some(co64) = child(stbl, b"co64")? {
+        if be_u32(co64, 4)? == 0 { None } else { Some(be_u64(co64, 8)?) }
+    } else {
+        None
+    };
+    let stsz = require(stbl, b"stsz")?;
+    let (uniform, count) = (be_u32(stsz, 4)?, be_u32(stsz, 8)?);
+    let size = match (uniform, count) {
+        (_, 0) => None,
+        (0, _) => Some(u64::from(be_u32(stsz, 12)?)),
+        (uniform, _) => Some(u64::from(uniform)),
+    };
+    Ok(offset.zip(size))
+}
+
+/// The size the first in-band SPS of the first sample codes, if it carries
+/// one: its NAL units are read by their length prefixes until the bytes
+/// read end. An SPS that does not read makes the file invalid (a decoder
+/// would use it).
+fn in_band_size<R: Read + Seek>(
+    reader: &mut R,
+    config: &StreamConfig,
+    offset: u64,
+    size: u64,
+    len: u64,
+) -> Result<Option<(u32, u32)>, ProbeError> {
+    let end = offset.checked_add(size).filter(|end| *end <= len).ok_or_else(|| bad("the first sample is past the end of the file"))?;
+    let mut sample = vec![0; usize::try_from(end - offset).map_err(|_| bad("first sample too large"))?];
+    reader.seek(SeekFrom::Start(offset)).map_err(|e| bad(e.to_string()))?;
+    reader.read_exact(&mut sample).map_err(|_| bad("truncated first sample"))?;
+    let mut pos = 0usize;
+    while let Some(prefix) = sample.get(pos..pos + config.nal_length) {
+        let nal_len = prefix.iter().fold(0usize, |n, b| (n << 8) | usize::from(*b));
+        let Some(nal) = sample.get(pos + config.nal_length..pos + config.nal_length + nal_len) else { break };
+        if nal.first().is_some_and(|first| (config.is_sps)(*first)) {
+            let size = (config.read)(nal).map_err(|why| bad(format!("the SPS inside the first sample does not read: {why}")))?;
+            return Ok(Some(size));
+        }
+        pos += config.nal_length + nal_len;
+    }
+    Ok(None)
 }
 
 /// Where a visual sample entry's boxes start: after its 78 bytes of fields.
@@ -334,12 +415,15 @@ const VISUAL_ENTRY_FIELDS: usize = 78;
 /// Reads the coded frame size from a decoder configuration box's body.
 type SizeReader = fn(&[u8]) -> Result<(u32, u32), bits::BitsError>;
 
-/// The frame size the stream's own parameter sets code, for the codecs
-/// whose sample entry must carry them (H.264, HEVC); `None` for others.
-fn coded_size(codec: &str, entry: &[u8]) -> Result<Option<(u32, u32)>, ProbeError> {
-    let (config, name, read): (_, _, SizeReader) = match codec {
-        "avc1" | "avc3" => (b"avcC", "H.264", |avcc| avc::sps_size(avc::config_sps(avcc)?)),
-        "hvc1" | "hev1" => (b"hvcC", "HEVC", |hvcc| hevc::sps_size(hevc::config_sps(hvcc)?)),
+/// The frame size the stream's own parameter sets code, and how its samples
+/// frame NAL units, for the codecs whose sample entry must carry them
+/// (H.264, HEVC); `None` for others.
+fn coded_size(codec: &str, entry: &[u8]) -> Result<Option<StreamConfig>, ProbeError> {
+    type Sps = fn(u8) -> bool;
+    // lengthSizeMinusOne: byte 4 of an avcC, byte 21 of an hvcC.
+    let (config, name, read, length_at, is_sps): (_, _, SizeReader, usize, Sps) = match codec {
+        "avc1" | "avc3" => (b"avcC", "H.264", |avcc| avc::sps_size(avc::config_sps(avcc)?), 4, |first| first & 0x1f == 7),
+        "hvc1" | "hev1" => (b"hvcC", "HEVC", |hvcc| hevc::sps_size(hevc::config_sps(hvcc)?), 21, |first| (first >> 1) & 0x3f == 33),
         _ => return Ok(None),
     };
     let boxes = entry.get(VISUAL_ENTRY_FIELDS..).ok_or_else(|| bad(format!("{codec} sample entry too short")))?;
@@ -351,7 +435,10 @@ fn coded_size(codec: &str, entry: &[u8]) -> Result<Option<(u32, u32)>, ProbeErro
     let config_name = String::from_utf8_lossy(config);
     let body = child(boxes, config)?
         .ok_or_else(|| bad(format!("the {codec} sample entry has no {config_name} box (the stream's parameter sets)")))?;
-    read(body).map(Some).map_err(|why| bad(format!("the {name} SPS in the {config_name} box does not read: {why}")))
+    let size = read(body).map_err(|why| bad(format!("the {name} SPS in the {config_name} box does not read: {why}")))?;
+    let nal_length = usize::from(body.get(length_at).ok_or_else(|| bad(format!("the {config_name} box is too short")))? & 3) + 1;
+    let read_nal: SizeReader = if codec.starts_with('a') { avc::sps_size } else { hevc::sps_size };
+    Ok(Some(StreamConfig { size, nal_length, is_sps, read: read_nal }))
 }
 
 /// The end of the last chunk: the largest chunk offset plus the sizes of the
@@ -569,6 +656,37 @@ mod tests {
         bytes.extend_from_slice(&(MAX_MOOV_BYTES + 100).to_be_bytes());
         bytes.resize(bytes.len() + 100, 0);
         assert!(matches!(parse(Cursor::new(bytes)), Err(ProbeError::NotMp4(_))));
+    }
+
+    /// [`mp4`] whose first sample holds `nals` (each with a 4-byte length).
+    fn with_first_sample(mut bytes: Vec<u8>, nals: &[Vec<u8>]) -> Vec<u8> {
+        let sample: Vec<u8> =
+            nals.iter().flat_map(|nal| [u32::try_from(nal.len()).unwrap().to_be_bytes().to_vec(), nal.clone()].concat()).collect();
+        let mdat = bytes.windows(4).position(|w| w == b"mdat").unwrap() + 4;
+        bytes[mdat..mdat + sample.len()].copy_from_slice(&sample);
+        let stco = bytes.windows(4).position(|w| w == b"stco").unwrap() + 4 + 8;
+        bytes[stco..stco + 4].copy_from_slice(&u32::try_from(mdat).unwrap().to_be_bytes());
+        let stsz = bytes.windows(4).position(|w| w == b"stsz").unwrap() + 4 + 4;
+        bytes[stsz..stsz + 4].copy_from_slice(&u32::try_from(sample.len()).unwrap().to_be_bytes());
+        bytes
+    }
+
+    #[test]
+    fn parameter_sets_in_the_first_sample_must_code_the_entrys_size() {
+        let sps = |w, h| avc::tests::sps(&avc::tests::Sps::progressive(w, h));
+        let (aud, slice) = (vec![0x09, 0xf0], vec![0x65, 0x88, 0x84, 0x00]);
+        // x264's repeat-headers: a 640x360 stream behind a 1080p avcC and entry.
+        let lying = with_first_sample(mp4(30, 1920, 1080, b"vide", 300), &[aud.clone(), sps(640, 360), slice.clone()]);
+        assert_eq!(
+            parse(Cursor::new(lying)),
+            Err(ProbeError::SizeMismatch { declared_width: 1920, declared_height: 1080, coded_width: 640, coded_height: 360 })
+        );
+        let honest = with_first_sample(mp4(30, 1920, 1080, b"vide", 300), &[aud.clone(), sps(1920, 1080), slice.clone()]);
+        assert_eq!(parse(Cursor::new(honest)).map(|f| (f.width, f.height)), Ok((1920, 1080)));
+        let broken = with_first_sample(mp4(30, 1920, 1080, b"vide", 300), &[vec![0x67, 0x64], slice.clone()]);
+        assert!(matches!(parse(Cursor::new(broken)), Err(ProbeError::NotMp4(why)) if why.contains("inside the first sample")));
+        let none = with_first_sample(mp4(30, 1920, 1080, b"vide", 300), &[aud, slice]);
+        assert!(parse(Cursor::new(none)).is_ok(), "no SPS in band: the avcC's holds");
     }
 
     #[test]

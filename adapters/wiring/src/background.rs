@@ -103,7 +103,9 @@ pub(crate) async fn scratch(dir: std::path::PathBuf, visibility: Duration) -> Re
 #[cfg(feature = "gstreamer")]
 pub(crate) fn transcoder(workers: u32) -> Result<Arc<dyn Transcoder>, StartupError> {
     use anb_gstreamer::{GstTranscoder, TranscodeSettings};
-    let settings = TranscodeSettings::for_jobs_at_once(workers, crate::runtime::cores());
+    // What the upload rules ask, checked again on the frames the stream really decodes to.
+    let min_short_side = anb_domain::UploadRules::default().min_short_side;
+    let settings = TranscodeSettings { min_short_side, ..TranscodeSettings::for_jobs_at_once(workers, crate::runtime::cores()) };
     Ok(Arc::new(GstTranscoder::new(settings).map_err(|e| StartupError::Transcoder(e.to_string()))?))
 }
 
