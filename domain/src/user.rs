@@ -223,14 +223,34 @@ pub fn display_name(first_name: &str, last_name: &str) -> String {
     format!("{first_name} {last_name}")
 }
 
-/// A city as compared in filters: case-insensitive, surrounding space ignored.
+/// A city as compared in filters: Unicode-normalised (NFKC), case-folded
+/// and without accents or other combining marks, its spaces collapsed, so
+/// "Bogota", "BOGOTÁ" and a decomposed "Bogotá" are one city. The display
+/// keeps what the player wrote.
 pub fn city_key(city: &str) -> String {
-    city.trim().to_lowercase()
+    use unicode_normalization::UnicodeNormalization;
+    use unicode_normalization::char::is_combining_mark;
+    let bare: String = city.nfkd().filter(|c| !is_combining_mark(*c)).collect();
+    let folded: String = caseless::default_case_fold_str(&bare).nfkc().collect();
+    folded.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cities_match_without_accents_case_or_form() {
+        let bogota = city_key("Bogotá");
+        assert_eq!(bogota, "bogota");
+        for typed in ["Bogota", "BOGOTÁ", "  bogotá ", "Bogota\u{301}", "ＢＯＧＯＴＡ"] {
+            assert_eq!(city_key(typed), bogota, "{typed:?}");
+        }
+        assert_eq!(city_key("San  Andrés\tIsla"), "san andres isla", "spaces collapse");
+        assert_eq!(city_key("Cúcuta"), city_key("CUCUTA"));
+        assert_eq!(city_key("Peñalosa"), "penalosa", "ñ compares as n, as fans type it");
+        assert_ne!(city_key("Cali"), city_key("Calima"));
+    }
 
     #[test]
     fn email_is_lower_cased_and_trimmed() {

@@ -21,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(Trust),
             Box::new(FoldedEmails),
             Box::new(CounterWindows),
+            Box::new(AccentlessCities),
         ]
     }
 }
@@ -649,5 +650,46 @@ impl MigrationTrait for CounterWindows {
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         m.drop_index(Index::drop().name("login_failures_until").table(CounterEnds::Table).to_owned()).await?;
         m.alter_table(Table::alter().table(CounterEnds::Table).drop_column(CounterEnds::UntilMs).to_owned()).await
+    }
+}
+
+/// City keys computed anew (`anb_domain::user::city_key` now also drops
+/// accents and normalises Unicode), for players and for their videos.
+struct AccentlessCities;
+
+impl MigrationName for AccentlessCities {
+    fn name(&self) -> &str {
+        "m20261207_000011_accentless_cities"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AccentlessCities {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let db = m.get_connection();
+        let backend = db.get_database_backend();
+        let rows = db.query_all(sea_orm::Statement::from_string(backend, "SELECT id, city, city_key FROM users")).await?;
+        let (users, videos) = match backend {
+            sea_orm::DatabaseBackend::Postgres => {
+                ("UPDATE users SET city_key = $1 WHERE id = $2", "UPDATE videos SET city_key = $1 WHERE owner_id = $2")
+            }
+            _ => ("UPDATE users SET city_key = ? WHERE id = ?", "UPDATE videos SET city_key = ? WHERE owner_id = ?"),
+        };
+        for row in rows {
+            let (id, city, stored): (i64, String, String) =
+                (row.try_get("", "id")?, row.try_get("", "city")?, row.try_get("", "city_key")?);
+            let key = anb_domain::user::city_key(&city);
+            if key == stored {
+                continue;
+            }
+            for update in [users, videos] {
+                db.execute(sea_orm::Statement::from_sql_and_values(backend, update, [key.clone().into(), id.into()])).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn down(&self, _m: &SchemaManager) -> Result<(), DbErr> {
+        Ok(())
     }
 }

@@ -238,6 +238,12 @@ async fn rankings_sum_public_votes_break_ties_by_first_upload_and_filter_by_city
 
         let bogota = votes.rankings(CityFilter::city("bogotá"), ALL).await.unwrap();
         assert_eq!(bogota.iter().map(|r| r.username.as_str()).collect::<Vec<_>>(), ["Luis Test", "Ana Test"]);
+        assert_eq!(bogota.iter().map(|r| r.city.as_str()).collect::<Vec<_>>(), ["BOGOTÁ", "Bogotá"], "as each player wrote it");
+        for typed in ["Bogota", "Bogota\u{301}", " BOGOTA "] {
+            let found = votes.rankings(CityFilter::city(typed), ALL).await.unwrap();
+            assert_eq!(found.len(), 2, "{typed:?} finds both");
+            assert_eq!(t.db.videos().list_public(CityFilter::city(typed), ALL).await.unwrap().len(), 3, "{typed:?}: their videos");
+        }
         let second_page = votes.rankings(CityFilter::any(), Page { limit: 1, offset: 1 }).await.unwrap();
         assert_eq!((second_page[0].position, second_page[0].username.as_str()), (2, "Luis Test"));
 
