@@ -135,6 +135,14 @@ pub enum LogInError {
     Backend(#[from] BackendError),
 }
 
+/// A successful log-in: the access token, and the device token the client
+/// keeps to show it has signed in to this account before ([`crate::login`]).
+#[derive(Debug, Clone)]
+pub struct LoggedIn {
+    pub token: AccessToken,
+    pub device: String,
+}
+
 /// Why a request could not be authenticated.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -192,11 +200,15 @@ impl Accounts {
     /// (no password is hashed then).
     pub async fn sign_up(&self, form: SignUp, client: Option<IpAddr>) -> Result<UserId, SignUpError> {
         let mut errors = Vec::new();
-        for (field, value) in
-            [("first_name", &form.first_name), ("last_name", &form.last_name), ("city", &form.city), ("country", &form.country)]
-        {
+        // Messages name each field as the form does (in Spanish); `field` keeps the JSON name.
+        for (field, label, value) in [
+            ("first_name", "Nombre", &form.first_name),
+            ("last_name", "Apellido", &form.last_name),
+            ("city", "Ciudad", &form.city),
+            ("country", "País", &form.country),
+        ] {
             if let Err(message) = check_text(value) {
-                errors.push(FieldError::new(field, format!("{field}: {message}")));
+                errors.push(FieldError::new(field, format!("{label}: {message}")));
             }
         }
         let email = Email::parse(&form.email).map_err(|e| errors.push(FieldError::new("email", e.to_string()))).ok();
@@ -321,13 +333,22 @@ impl Accounts {
     /// password, which is not even looked at);
     /// [`LogInError::InvalidCredentials`] for an unknown e-mail or a wrong
     /// password, after the same hashing work in both cases.
-    pub async fn log_in(&self, typed_email: &str, password: &str, client: Option<IpAddr>) -> Result<AccessToken, LogInError> {
+    pub async fn log_in(
+        &self,
+        typed_email: &str,
+        password: &str,
+        client: Option<IpAddr>,
+        device: Option<&str>,
+    ) -> Result<LoggedIn, LogInError> {
         let email = Email::parse(typed_email);
         // Not an address: counted under what was typed (bounded).
         let account = email
             .as_ref()
             .map_or_else(|_| typed_email.trim().to_lowercase().chars().take(Email::MAX_LEN).collect(), |e| e.as_str().to_owned());
-        let keys = Keys::new(&account, client);
+        let keys = match device.and_then(|token| self.known_device(&account, token)) {
+            Some(nonce) => Keys::of_device(&account, &nonce),
+            None => Keys::new(&account, client),
+        };
         let counts = self.counters.counts(&keys.all()).await?;
         if let Some(retry_after) = keys.locked_for(&counts, self.rules.login, self.clock.now()) {
             return Err(LogInError::Locked { retry_after });
@@ -335,13 +356,28 @@ impl Accounts {
         match self.check_credentials(email.ok(), password).await? {
             Some(user) => {
                 self.counters.clear(&keys.owned()).await?;
-                Ok(self.tokens.issue(user)?)
+                Ok(LoggedIn { token: self.tokens.issue(user)?, device: self.device_token(&account) })
             }
             None => {
                 self.counters.record(&keys.all(), self.rules.login.lockout, self.clock.now()).await?;
                 Err(LogInError::InvalidCredentials)
             }
         }
+    }
+
+    /// A new device token for `account`: a random nonce and its keyed hash
+    /// over the account, `NONCE.MAC`.
+    fn device_token(&self, account: &str) -> String {
+        let nonce = self.keyring.new_token().token;
+        let mac = self.keyring.token_hash(&format!("device|{account}|{nonce}"));
+        format!("{nonce}.{}", mac.0)
+    }
+
+    /// The nonce of a device token this server issued for `account`.
+    fn known_device(&self, account: &str, token: &str) -> Option<String> {
+        let (nonce, mac) = token.split_once('.').filter(|_| token.len() <= MAX_TOKEN_LEN * 2)?;
+        let expected = self.keyring.token_hash(&format!("device|{account}|{nonce}"));
+        (!nonce.is_empty() && constant_time_eq(mac.as_bytes(), expected.0.as_bytes())).then(|| nonce.to_owned())
     }
 
     /// The account these credentials open, if any.
@@ -376,6 +412,12 @@ impl Accounts {
 
 /// Longest token accepted (ours are 64 hexadecimal characters).
 const MAX_TOKEN_LEN: usize = 128;
+
+/// Whether two byte strings are equal, in time that depends only on their
+/// lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
 
 /// What is left of a count's window at `now`.
 fn window_left(count: &Count, window: Duration, now: anb_domain::Timestamp) -> Duration {
@@ -603,11 +645,11 @@ mod tests {
         let (attacker, owner) = (Some("203.0.113.9".parse().unwrap()), Some("198.51.100.4".parse().unwrap()));
 
         for _ in 0..3 {
-            assert!(matches!(accounts.log_in("ana@example.com", "guess", attacker).await, Err(LogInError::InvalidCredentials)));
+            assert!(matches!(accounts.log_in("ana@example.com", "guess", attacker, None).await, Err(LogInError::InvalidCredentials)));
         }
-        let locked = accounts.log_in("ANA@example.com", "S3cure!pass", attacker).await;
+        let locked = accounts.log_in("ANA@example.com", "S3cure!pass", attacker, None).await;
         assert!(matches!(locked, Err(LogInError::Locked { retry_after }) if retry_after > Duration::from_secs(58)), "{locked:?}");
-        assert!(accounts.log_in("ana@example.com", "S3cure!pass", owner).await.is_ok(), "the owner's address is not locked");
+        assert!(accounts.log_in("ana@example.com", "S3cure!pass", owner, None).await.is_ok(), "the owner's address is not locked");
         assert!(attempts.keys().iter().all(|k| !k.contains("ana@example.com") || k.contains("203.0.113.9")), "{:?}", attempts.keys());
     }
 
@@ -620,10 +662,48 @@ mod tests {
         let accounts = accounts_with(users, hasher, MockTokenIssuer::new(), Arc::new(MemoryCounters::default()));
         for n in 0..30 {
             let from = Some(format!("10.0.{}.{}", n / 2, n % 2).parse().unwrap());
-            assert!(matches!(accounts.log_in("ana@example.com", "guess", from).await, Err(LogInError::InvalidCredentials)), "attempt {n}");
+            assert!(
+                matches!(accounts.log_in("ana@example.com", "guess", from, None).await, Err(LogInError::InvalidCredentials)),
+                "attempt {n}"
+            );
         }
         let another = Some("10.9.9.9".parse().unwrap());
-        assert!(matches!(accounts.log_in("ana@example.com", "guess", another).await, Err(LogInError::Locked { .. })));
+        assert!(matches!(accounts.log_in("ana@example.com", "guess", another, None).await, Err(LogInError::Locked { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_device_that_signed_in_before_is_not_locked_out_by_guesses_from_elsewhere() {
+        let mut users = MockUserRepository::new();
+        users.expect_by_email().returning(|_| Ok(Some(stored_user())));
+        let mut hasher = MockPasswordHasher::new();
+        hasher.expect_verify().returning(|p, _| p.expose() == "S3cure!pass");
+        let mut tokens = MockTokenIssuer::new();
+        tokens.expect_issue().returning(|_| Ok(AccessToken { token: "jwt".into(), expires_in: 3600 }));
+        let accounts = accounts_with(users, hasher, tokens, Arc::new(MemoryCounters::default()));
+        let home = Some("198.51.100.4".parse().unwrap());
+        let device = accounts.log_in("ana@example.com", "S3cure!pass", home, None).await.unwrap().device;
+        // 50 wrong guesses from 10 addresses lock the account for strangers...
+        for n in 0..50 {
+            let from = Some(format!("10.0.0.{}", n % 10).parse().unwrap());
+            let _ = accounts.log_in("ana@example.com", "guess", from, None).await;
+        }
+        let stranger = accounts.log_in("ana@example.com", "S3cure!pass", Some("10.9.9.9".parse().unwrap()), None).await;
+        assert!(matches!(stranger, Err(LogInError::Locked { .. })), "{stranger:?}");
+        // ...and for the owner on a new device, but not on the one they used.
+        assert!(matches!(accounts.log_in("ana@example.com", "S3cure!pass", home, None).await, Err(LogInError::Locked { .. })));
+        let again = accounts.log_in("ana@example.com", "S3cure!pass", home, Some(&device)).await.unwrap();
+        assert_ne!(again.device, device, "a new device token at each log-in");
+        // A forged token is an unknown client.
+        let other = format!("{}.forged", device.split_once('.').unwrap().0);
+        assert!(matches!(accounts.log_in("ana@example.com", "S3cure!pass", home, Some(&other)).await, Err(LogInError::Locked { .. })));
+        // The device's own failures lock it at the per-pair limit.
+        for _ in 0..5 {
+            let _ = accounts.log_in("ana@example.com", "guess", home, Some(&again.device)).await;
+        }
+        assert!(matches!(
+            accounts.log_in("ana@example.com", "S3cure!pass", home, Some(&again.device)).await,
+            Err(LogInError::Locked { .. })
+        ));
     }
 
     #[tokio::test]
@@ -693,8 +773,8 @@ mod tests {
         hasher.expect_verify().withf(|p, h| p.expose() == "S3cure!pass" && h.0 == "$argon2id$real").returning(|_, _| true);
         let mut tokens = MockTokenIssuer::new();
         tokens.expect_issue().withf(|id| *id == UserId(7)).returning(|_| Ok(AccessToken { token: "jwt".into(), expires_in: 3600 }));
-        let token = accounts(users, hasher, tokens).log_in("ANA@example.com", "S3cure!pass", None).await.unwrap();
-        assert_eq!(token.token, "jwt");
+        let logged_in = accounts(users, hasher, tokens).log_in("ANA@example.com", "S3cure!pass", None, None).await.unwrap();
+        assert_eq!(logged_in.token.token, "jwt");
     }
 
     #[tokio::test]
@@ -703,7 +783,7 @@ mod tests {
         users.expect_by_email().returning(|_| Ok(Some(stored_user())));
         let mut hasher = MockPasswordHasher::new();
         hasher.expect_verify().returning(|_, _| false);
-        let err = accounts(users, hasher, MockTokenIssuer::new()).log_in("ana@example.com", "wrong", None).await.unwrap_err();
+        let err = accounts(users, hasher, MockTokenIssuer::new()).log_in("ana@example.com", "wrong", None, None).await.unwrap_err();
         assert!(matches!(err, LogInError::InvalidCredentials));
     }
 
@@ -713,7 +793,7 @@ mod tests {
         users.expect_by_email().returning(|_| Ok(None));
         let mut hasher = MockPasswordHasher::new();
         hasher.expect_verify().withf(|_, h| h.0 == DECOY_HASH).times(1).returning(|_, _| false);
-        let err = accounts(users, hasher, MockTokenIssuer::new()).log_in("who@example.com", "whatever1", None).await.unwrap_err();
+        let err = accounts(users, hasher, MockTokenIssuer::new()).log_in("who@example.com", "whatever1", None, None).await.unwrap_err();
         assert!(matches!(err, LogInError::InvalidCredentials));
     }
 

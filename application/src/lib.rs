@@ -23,8 +23,8 @@ pub mod sweeper;
 pub mod videos;
 
 pub use accounts::{
-    AccountRules, Accounts, AccountsPorts, AuthError, FieldError, LogInError, ResendError, Resent, SignUp, SignUpError, SignUpLimits,
-    VerifyError,
+    AccountRules, Accounts, AccountsPorts, AuthError, FieldError, LogInError, LoggedIn, ResendError, Resent, SignUp, SignUpError,
+    SignUpLimits, VerifyError,
 };
 pub use audit::BallotAudit;
 pub use cache::{DEFAULT_CACHE_TTL, PageCache};

@@ -13,8 +13,14 @@
 //! Past a limit, log-ins under that key answer "too many attempts" with the
 //! time until the window ends, even with the right password (else guessing
 //! would go on until it hit). A successful log-in clears the account's
-//! counts. An owner locked out by a distributed attack waits out the window
-//! (docs/api.md says so).
+//! counts.
+//!
+//! A client that has signed in to the account before shows it with its
+//! device token (OWASP's device cookie: a random nonce and its keyed hash
+//! over the account, handed out at each successful log-in): it is counted
+//! only under that token, at the per-pair limit, so that guesses from
+//! elsewhere never lock the owner out on their own devices. An unknown
+//! client still counts under the three keys above.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -51,6 +57,12 @@ pub(crate) struct Keys {
 }
 
 impl Keys {
+    /// The keys of a client known by its device token's `nonce`: only its
+    /// own, at the per-pair limit.
+    pub fn of_device(account: &str, nonce: &str) -> Self {
+        Self { pair: Some(format!("device:{nonce}|{account}")), address: None, account: String::new() }
+    }
+
     /// `account` is the normalised e-mail (or the text as typed when it is
     /// not an address); `address` the client's, when known.
     pub fn new(account: &str, address: Option<IpAddr>) -> Self {
@@ -62,12 +74,16 @@ impl Keys {
     }
 
     pub fn all(&self) -> Vec<String> {
-        self.pair.iter().chain(&self.address).chain(std::iter::once(&self.account)).cloned().collect()
+        self.pair.iter().chain(&self.address).chain(self.account_key()).cloned().collect()
     }
 
     /// What a successful log-in clears: the account's own counts.
     pub fn owned(&self) -> Vec<String> {
-        self.pair.iter().chain(std::iter::once(&self.account)).cloned().collect()
+        self.pair.iter().chain(self.account_key()).cloned().collect()
+    }
+
+    fn account_key(&self) -> Option<&String> {
+        Some(&self.account).filter(|key| !key.is_empty())
     }
 
     fn limit(&self, key: &str, limits: LoginLimits) -> u32 {
@@ -83,9 +99,10 @@ impl Keys {
 
     /// How long log-ins under these keys stay locked, if they are.
     pub fn locked_for(&self, counts: &[Count], limits: LoginLimits, now: Timestamp) -> Option<Duration> {
+        let own = self.all();
         counts
             .iter()
-            .filter(|count| count.count >= self.limit(&count.key, limits))
+            .filter(|count| own.contains(&count.key) && count.count >= self.limit(&count.key, limits))
             .filter_map(|count| {
                 let ends = count.since + chrono::Duration::from_std(limits.lockout).ok()?;
                 (ends > now).then(|| (ends - now).to_std().ok()).flatten()
@@ -118,6 +135,22 @@ mod tests {
         assert!(locked(&[count(&keys.all()[1], 20, 10, now)]).is_some(), "an address: four times the limit");
         assert_eq!(locked(&[count(&keys.all()[2], 49, 10, now)]), None);
         assert!(locked(&[count(&keys.all()[2], 50, 10, now)]).is_some(), "an account from everywhere: ten times");
+    }
+
+    #[test]
+    fn a_known_device_counts_only_under_its_own_key() {
+        let now = chrono::Utc::now();
+        let limits = LoginLimits { max_failures: 5, lockout: Duration::from_secs(300) };
+        let keys = Keys::of_device("ana@example.com", "n0nce");
+        assert_eq!(keys.all(), ["device:n0nce|ana@example.com"]);
+        assert_eq!(keys.owned(), keys.all());
+        let stranger = Keys::new("ana@example.com", Some("10.0.0.1".parse().unwrap()));
+        // The account is locked for strangers (50 failures from everywhere)...
+        let counts = [count(&stranger.all()[2], 50, 10, now)];
+        assert!(stranger.locked_for(&counts, limits, now).is_some());
+        // ...not for the owner's device, which only its own failures lock.
+        assert_eq!(keys.locked_for(&counts, limits, now), None);
+        assert!(keys.locked_for(&[count(&keys.all()[0], 5, 10, now)], limits, now).is_some());
     }
 
     #[test]
