@@ -71,11 +71,13 @@ unit_env() { sed -n 's/^Environment=//p' "$root/lib/systemd/system/$1.service"; 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 metrics_port=$(free_port)
+web_metrics_port=$(free_port)
 # A host runs one unit; each reads its own /etc/anb/anb.env.
 cat >"$work/anb-web.env" <<EOF
 ANB_HTTP_ADDR=127.0.0.1:$port
 ANB_WORKERS=0
 ANB_METRICS=emf
+ANB_METRICS_ADDR=127.0.0.1:$web_metrics_port
 ANB_LOG_FORMAT=json
 RUST_LOG=info
 EOF
@@ -111,6 +113,9 @@ wait_for "http://127.0.0.1:$port/api/health" "anb-web from the package"
 [ "$(curl -fsS "http://127.0.0.1:$port/api/health")" = '{"status":"ok"}' ] || fail "health is not ok"
 grep -q '"message":"serving"' "$work/anb-web.log" || fail "anb-web did not log as JSON: $(head -3 "$work/anb-web.log")"
 ok "anb-web from the package answers /api/health with the units' environment"
+grep -q 'http_requests_total' <(curl -fsS "http://127.0.0.1:$web_metrics_port/metrics") || fail "no web metrics on ANB_METRICS_ADDR"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/metrics")" = 404 ] || fail "/metrics answered on the public port"
+ok "anb-web serves /metrics on ANB_METRICS_ADDR only, never on its public port"
 start anb-worker
 wait_for "http://127.0.0.1:$metrics_port/metrics" "anb-worker from the package"
 grep -q 'jobs_started\|process_resident_memory_bytes' <(curl -fsS "http://127.0.0.1:$metrics_port/metrics") || fail "no worker metrics"

@@ -151,12 +151,35 @@ async fn a_request_head_too_large_gets_a_problem_body() {
     stream.write_all(b"NOT A REQUEST\r\n\r\n").unwrap();
     let answer = read_answer(&mut stream);
     assert!(answer.starts_with("HTTP/1.1 400") && answer.contains("\"status\":400"), "{answer}");
+
+    // The limit is 64 KiB, to the byte: a head just under it is served, one just over refused, whatever the pieces.
+    for (head_bytes, status) in [(64 * 1024, "200"), (64 * 1024 + 1, "431"), (66 * 1024, "431")] {
+        let start = "GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: ";
+        let pad = "a".repeat(head_bytes - start.len() - 4);
+        let head = format!("{start}{pad}\r\n\r\n");
+        assert_eq!(head.len(), head_bytes);
+        let mut stream = TcpStream::connect(addr(&app)).unwrap();
+        for piece in head.as_bytes().chunks(3000) {
+            if stream.write_all(piece).is_err() {
+                break;
+            }
+        }
+        let answer = read_answer(&mut stream);
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "a head of {head_bytes} bytes: {}", &answer[..answer.len().min(200)]);
+    }
+
+    // HTTP/1.1 requires Host (RFC 9112).
+    let mut stream = TcpStream::connect(addr(&app)).unwrap();
+    stream.write_all(b"GET /api/health HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+    let answer = read_answer(&mut stream);
+    assert!(answer.starts_with("HTTP/1.1 400") && answer.contains("Falta la cabecera Host"), "{answer}");
     assert_eq!(app.get("/api/health", None).await.0, 200);
 }
 
 #[tokio::test]
 async fn oversized_preambles_and_headers_cost_no_memory() {
-    let app = TestApp::spawn(0, &[]).await;
+    // Four uploads of one account at once: past the default share of two.
+    let app = TestApp::spawn(0, &[("ANB_UPLOADS_PER_ACCOUNT", "4")]).await;
     let token = app.player("mem@example.com", "Memo", "Cali").await;
     let pid = app.pid();
     let before = status_field(pid, "VmRSS:");

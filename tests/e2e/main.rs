@@ -2,6 +2,7 @@
 //! data directory, driven over HTTP as a client following docs/api.md would.
 
 mod access;
+mod attacks;
 mod crashes;
 mod disk_full;
 mod hostile;
@@ -38,7 +39,8 @@ async fn sign_up_and_log_in_answer_as_documented() {
         ("password2", "Other!pass1", "Las contraseñas no coinciden."),
         ("email", "not-an-email", "El correo electrónico no es válido."),
         ("password1", "short", "La contraseña debe tener al menos 8 caracteres."),
-        ("city", "", "city: el campo es obligatorio."),
+        ("city", "", "Ciudad: el campo es obligatorio."),
+        ("last_name", " ", "Apellido: el campo es obligatorio."),
     ] {
         let mut body = valid.clone();
         body["email"] = json!("new@example.com");
@@ -109,7 +111,7 @@ async fn every_bad_upload_is_rejected_and_leaves_nothing_behind() {
     let (status, body) = app.upload(&token, None, Some(&clips.path("valid.mp4"))).await;
     assert_eq!((status, detail(&body)), (400, "El título es obligatorio."));
     let (status, body) = app.upload(&token, Some("sin archivo"), None).await;
-    assert_eq!((status, detail(&body)), (400, "El archivo video_file es obligatorio."));
+    assert_eq!((status, detail(&body)), (400, "El archivo de video (video_file) es obligatorio."));
     let (status, _) = app.upload(&token, Some(&"x".repeat(201)), Some(&clips.path("valid.mp4"))).await;
     assert_eq!(status, 400);
 

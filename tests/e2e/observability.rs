@@ -1,5 +1,5 @@
-//! What operators see: Prometheus text at `/metrics` (the web server's own
-//! port, the worker's `ANB_METRICS_ADDR`), CloudWatch EMF lines on stdout
+//! What operators see: Prometheus text at `/metrics` (on each binary's
+//! `ANB_METRICS_ADDR`, never the public port), CloudWatch EMF lines on stdout
 //! with `ANB_METRICS=emf`, and JSON log lines with `ANB_LOG_FORMAT=json`,
 //! all from real traffic and a real processed video.
 
@@ -98,7 +98,9 @@ async fn metrics_and_logs_follow_real_traffic_and_a_processed_video() {
     assert_eq!(app.call(reqwest::Method::POST, &format!("/api/public/videos/{id}/vote"), Some(&fan)).await.0, 200);
 
     // Prometheus text, from the web server and from the worker.
-    let web = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let public = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(public.status(), 404, "never on the public port");
+    let web = app.http.get(app.metrics_url()).send().await.unwrap().text().await.unwrap();
     let route = |r: &str| format!("route=\"{r}\"");
     let upload = route("/api/videos/upload");
     assert_eq!(sample(&web, "http_requests_total", &[&upload, "status=\"201\"", "service=\"anb-web\""]), Some(1.0), "{web}");

@@ -153,6 +153,8 @@ impl TestApp {
             // only where a test sets them.
             .env("ANB_SIGNUP_PER_ADDRESS", "100000")
             .env("ANB_SIGNUP_PER_NETWORK", "1000000")
+            // Tests run many servers at once: each scrape port is picked free.
+            .env("ANB_METRICS_ADDR", "127.0.0.1:0")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(std::fs::File::create(self.data.path().join("server.out")).unwrap())
             .stderr(log)
@@ -162,9 +164,11 @@ impl TestApp {
         let started = Instant::now();
         loop {
             let log = self.log();
-            // `addr=...` in text logs, `"addr":"..."` in JSON ones.
-            let text = log.lines().find_map(|l| l.split("addr=").nth(1)).and_then(|r| r.split_whitespace().next());
-            let json = log.lines().find_map(|l| l.split("\"addr\":\"").nth(1)).and_then(|r| r.split('"').next());
+            // `addr=...` in text logs, `"addr":"..."` in JSON ones, on the
+            // line that says it serves (the metrics' own port comes first).
+            let serving = || log.lines().filter(|l| l.contains("serving"));
+            let text = serving().find_map(|l| l.split("addr=").nth(1)).and_then(|r| r.split_whitespace().next());
+            let json = serving().find_map(|l| l.split("\"addr\":\"").nth(1)).and_then(|r| r.split('"').next());
             if let Some(addr) = text.or(json) {
                 self.base = format!("http://{addr}");
                 return;
@@ -231,6 +235,21 @@ impl TestApp {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Where the server serves its Prometheus text (`ANB_METRICS_ADDR`,
+    /// port picked free): `http://127.0.0.1:PORT/metrics`.
+    pub fn metrics_url(&self) -> String {
+        let log = self.log();
+        let addr = log
+            .lines()
+            .filter(|l| l.contains("metrics at /metrics"))
+            .find_map(|l| {
+                let text = l.split("addr=").nth(1).and_then(|r| r.split_whitespace().next());
+                text.or_else(|| l.split("\"addr\":\"").nth(1).and_then(|r| r.split('"').next()))
+            })
+            .unwrap_or_else(|| panic!("the server says where its metrics are:\n{log}"));
+        format!("http://{addr}/metrics")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -49,6 +49,15 @@ pub mod names {
     pub const UPLOAD_TO_PROCESSED_SECONDS: &str = "upload_to_processed_seconds";
     /// Time a job waited between its upload and a worker taking it, in seconds.
     pub const QUEUE_LAG_SECONDS: &str = "queue_lag_seconds";
+    /// Connections the web server refused as they came, by `reason`: `full`
+    /// (every place busy), `per_client` (the client address holds its
+    /// share), `streams_full` (every event-stream place taken).
+    pub const HTTP_CONNECTIONS_REFUSED: &str = "http_connections_refused_total";
+    /// Connections the web server closed to protect the others, by `reason`:
+    /// `idle` and `slow_head` (evicted to make room), `stalled_write`
+    /// (evicted: its client stopped reading), `send_timeout` (its client
+    /// read too slowly for too long).
+    pub const HTTP_CONNECTIONS_CLOSED: &str = "http_connections_closed_total";
 }
 
 /// Where metrics go besides Prometheus.
@@ -124,6 +133,8 @@ fn describe() {
     describe_histogram!(TRANSCODE_SECONDS, Unit::Seconds, "Time a transcode took.");
     describe_histogram!(UPLOAD_TO_PROCESSED_SECONDS, Unit::Seconds, "Time from an upload to its video processed.");
     describe_histogram!(QUEUE_LAG_SECONDS, Unit::Seconds, "Time a job waited between its upload and a worker taking it.");
+    describe_counter!(HTTP_CONNECTIONS_REFUSED, Unit::Count, "Connections refused as they came, by reason.");
+    describe_counter!(HTTP_CONNECTIONS_CLOSED, Unit::Count, "Connections closed to protect the others, by reason.");
     describe_gauge!("process_resident_memory_bytes", Unit::Bytes, "Resident memory of the process.");
 }
 
@@ -191,15 +202,31 @@ impl JobEvents for MetricsJobEvents {
     }
 }
 
-/// Serves the Prometheus text at `GET /metrics` on `addr` until `stop`
-/// (for `anb-worker`, which has no web server of its own).
+/// Serves the Prometheus text at `GET /metrics` on `addr` until `stop`.
 ///
 /// # Errors
 /// When `addr` cannot be bound.
 pub async fn serve_prometheus(addr: SocketAddr, telemetry: Arc<Telemetry>, stop: impl Future<Output = ()>) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
+    serve_prometheus_on(bind_prometheus(addr).await?, telemetry, stop).await
+}
+
+/// Binds the metrics' own port (apart from any public one), saying where.
+///
+/// # Errors
+/// When `addr` cannot be bound.
+pub async fn bind_prometheus(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics");
+    Ok(listener)
+}
+
+/// Serves the Prometheus text at `GET /metrics` on `listener` until `stop`.
+pub async fn serve_prometheus_on(
+    listener: tokio::net::TcpListener,
+    telemetry: Arc<Telemetry>,
+    stop: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
     let mut stop = std::pin::pin!(stop);
     loop {
         let (tcp, _) = tokio::select! {

@@ -371,10 +371,38 @@ pub struct WebConfig {
     pub request_timeout: u64,
 
     /// Most connections open at once (default: as many as the open-files
-    /// limit allows, two descriptors each, 64 kept for the rest). Past it the
-    /// connection idle the longest is closed, or a newcomer answered 503.
+    /// limit allows, two descriptors each, with half as many event streams
+    /// beside them, and 64 plus the database pool kept for the rest). Past
+    /// it the connection waiting longest for its request head (or whose
+    /// client stopped reading) is closed, or a newcomer answered 503.
     #[arg(long, env = "ANB_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: Option<u64>,
+
+    /// Most connections from one client address (IPv6: one /64), 429 past
+    /// it; not applied with `ANB_BEHIND_PROXY` (the balancer's own limits
+    /// apply there). Default: a quarter of the connection cap, between 16
+    /// and 256 (a school's or an event's shared address fits).
+    #[arg(long, env = "ANB_MAX_CONNECTIONS_PER_CLIENT", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections_per_client: Option<u64>,
+
+    /// Seconds a client may take to read 64 KiB of a response being sent
+    /// to it before the connection is cut.
+    #[arg(long, env = "ANB_SEND_TIMEOUT", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub send_timeout: u64,
+
+    /// Uploads one account may send at once (429 past it).
+    #[arg(long, env = "ANB_UPLOADS_PER_ACCOUNT", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub uploads_per_account: u32,
+
+    /// Event streams one account may hold open at once (429 past it).
+    #[arg(long, env = "ANB_STREAMS_PER_ACCOUNT", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub streams_per_account: u32,
+
+    /// Where the Prometheus text is served at `/metrics`, never on the
+    /// public port: an address (`127.0.0.1:9464`, loopback only, by
+    /// default; port 0 picks one) or `off`.
+    #[arg(long, env = "ANB_METRICS_ADDR", default_value = "127.0.0.1:9464", value_parser = parse_listen)]
+    pub metrics_addr: Listen,
 
     /// Failed log-ins of one account from one client address (four times as
     /// many per address, ten times per account from all addresses) before
@@ -435,6 +463,17 @@ impl WebConfig {
     pub fn votes_require_verified_email(&self) -> bool {
         self.vote_requires_verified_email.unwrap_or(self.mail != MailKind::File)
     }
+}
+
+/// An address to listen on, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen(pub Option<SocketAddr>);
+
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(Listen(None));
+    }
+    s.parse().map(|addr| Listen(Some(addr))).map_err(|_| format!("expected an address such as 127.0.0.1:9464, or off: {s:?}"))
 }
 
 fn parse_base_url(s: &str) -> Result<String, String> {

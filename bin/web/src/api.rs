@@ -2,7 +2,7 @@
 //! response enum per operation, errors as problem+json through [`ApiError`]
 //! (whose `From` impls in `problem.rs` are the status table).
 
-use anb_application::{Accounts, Resent, SignUp, VideoDetail, VideoSummary, Videos};
+use anb_application::{Accounts, Resent, Shutdown, SignUp, VideoDetail, VideoSummary, Videos};
 use anb_domain::{Timestamp, UserId, Video, VideoId};
 use anb_wiring::UseCases;
 use futures::StreamExt;
@@ -24,6 +24,7 @@ const EVENTS_LIFETIME: Duration = Duration::from_secs(600);
 use crate::nullable::Nullable;
 use crate::payload::SerdeJson;
 use crate::problem::ApiError;
+use crate::slots::{Slot, Slots};
 use crate::upload::UploadForm;
 
 #[derive(Tags)]
@@ -45,7 +46,12 @@ pub struct BearerAuth(UserId);
 
 async fn check_token(request: &Request, bearer: Bearer) -> poem::Result<UserId> {
     let accounts = request.data::<Accounts>().ok_or_else(|| poem::Error::from_status(poem::http::StatusCode::INTERNAL_SERVER_ERROR))?;
-    accounts.authenticate(&bearer.token).await.map_err(|e| ApiError::from(e).into_poem_error())
+    let user = accounts.authenticate(&bearer.token).await.map_err(|e| ApiError::from(e).into_poem_error())?;
+    // An upload takes the account's place before its body is read.
+    if let Some(who) = request.extensions().get::<crate::upload::Authenticated>() {
+        let _ = who.0.set(user);
+    }
+    Ok(user)
 }
 
 /// Formats a time as RFC 3339 UTC with whole seconds (`2026-03-01T12:00:00Z`).
@@ -147,8 +153,27 @@ struct TokenBody {
 
 #[derive(ApiResponse)]
 enum LogInResponse {
+    /// The token; the cookie `anb_device` marks this client as one that
+    /// has signed in to the account (guesses from elsewhere never lock it
+    /// out).
     #[oai(status = 200)]
-    Ok(Json<TokenBody>),
+    Ok(Json<TokenBody>, #[oai(header = "set-cookie")] String),
+}
+
+/// The cookie that carries a device token.
+const DEVICE_COOKIE: &str = "anb_device";
+/// How long a device is remembered: 180 days.
+const DEVICE_COOKIE_AGE: u64 = 180 * 24 * 3600;
+
+/// The device token the client sent in its cookie, if any.
+fn device_cookie(request: &Request) -> Option<&str> {
+    request
+        .headers()
+        .get_all(poem::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(DEVICE_COOKIE)?.strip_prefix('='))
 }
 
 #[derive(Object)]
@@ -239,6 +264,11 @@ struct Watch {
     /// Sent a final status, or out of time.
     ended: bool,
     deadline: tokio::time::Instant,
+    /// When the server begins to stop, the stream sends the detail once
+    /// more and ends.
+    stopping: Shutdown,
+    /// The account's place among its streams, given back when it ends.
+    _slot: Slot<UserId>,
 }
 
 impl Watch {
@@ -254,8 +284,17 @@ impl Watch {
                     if tokio::time::Instant::now() >= self.deadline {
                         return None;
                     }
-                    tokio::time::sleep(EVENTS_POLL).await;
-                    VideoDetailBody::of(self.videos.detail(self.owner, self.id).await.ok()?, &self.links)
+                    let stopping = tokio::select! {
+                        () = tokio::time::sleep(EVENTS_POLL) => false,
+                        () = self.stopping.clone() => true,
+                    };
+                    let body = VideoDetailBody::of(self.videos.detail(self.owner, self.id).await.ok()?, &self.links);
+                    if stopping {
+                        // A last event (the client reconnects elsewhere), then the end.
+                        self.ended = true;
+                        return Some(body);
+                    }
+                    body
                 }
             };
             self.ended = body.is_final();
@@ -431,6 +470,10 @@ pub struct Api {
     pub use_cases: UseCases,
     /// Take the client's address from `X-Forwarded-For` (behind a balancer).
     pub behind_proxy: bool,
+    /// Event streams open, per account.
+    pub streams: Slots<UserId>,
+    /// Resolves when the server begins to stop.
+    pub stopping: Shutdown,
 }
 
 type Answer<T> = Result<T, ApiError>;
@@ -518,19 +561,31 @@ impl Api {
         })))
     }
 
-    /// Exchanges e-mail and password for an access token.
+    /// Exchanges e-mail and password for an access token. A client that
+    /// has signed in to the account before (its `anb_device` cookie) is
+    /// locked only by its own failures, never by guesses from elsewhere.
     #[oai(path = "/auth/login", method = "post", tag = "Tag::Auth")]
     async fn log_in(&self, request: &Request, body: Json<LogInRequest>) -> Answer<LogInResponse> {
         let client = client_address(request, self.behind_proxy);
-        let token = self.use_cases.accounts.log_in(&body.email, &body.password, client).await?;
-        Ok(LogInResponse::Ok(Json(TokenBody { access_token: token.token, token_type: "Bearer".into(), expires_in: token.expires_in })))
+        let logged_in = self.use_cases.accounts.log_in(&body.email, &body.password, client, device_cookie(request)).await?;
+        let https = self.behind_proxy && request.header("x-forwarded-proto") == Some("https");
+        let cookie = format!(
+            "{DEVICE_COOKIE}={}; Path=/api/auth/login; Max-Age={DEVICE_COOKIE_AGE}; HttpOnly; SameSite=Strict{}",
+            logged_in.device,
+            if https { "; Secure" } else { "" }
+        );
+        let token = logged_in.token;
+        Ok(LogInResponse::Ok(
+            Json(TokenBody { access_token: token.token, token_type: "Bearer".into(), expires_in: token.expires_in }),
+            cookie,
+        ))
     }
 
     /// Uploads a video for processing (the rules it must meet: `video_file`).
     #[oai(path = "/videos/upload", method = "post", tag = "Tag::Videos")]
     async fn upload(&self, auth: BearerAuth, form: UploadForm) -> Answer<UploadResponse> {
         let title = form.title.ok_or_else(|| ApiError::bad_request("El título es obligatorio."))?;
-        let file = form.file.ok_or_else(|| ApiError::bad_request("El archivo video_file es obligatorio."))?;
+        let file = form.file.ok_or_else(|| ApiError::bad_request("El archivo de video (video_file) es obligatorio."))?;
         // The received file is removed when `file` drops, whatever happens.
         let video = self.use_cases.videos.upload(auth.0, &title, &file.path, file.size).await.inspect_err(|error| {
             if let Some(reason) = rejection_reason(error) {
@@ -569,7 +624,24 @@ impl Api {
         let links = Links::of(request, self.behind_proxy);
         // Access is checked now, so a refusal is an answer, not a stream.
         let first = VideoDetailBody::of(videos.detail(owner, id).await?, &links);
-        let watch = Watch { videos, owner, id, links, last: None, ended: false, deadline: tokio::time::Instant::now() + EVENTS_LIFETIME };
+        let slot = self.streams.try_take(owner).ok_or_else(|| {
+            let detail = format!(
+                "Ya tienes {} transmisiones de estado abiertas. Cierra alguna pestaña o consulta el video sin transmisión.",
+                self.streams.per_key()
+            );
+            ApiError::too_many_requests(detail, Duration::from_secs(5))
+        })?;
+        let watch = Watch {
+            videos,
+            owner,
+            id,
+            links,
+            last: None,
+            ended: false,
+            deadline: tokio::time::Instant::now() + EVENTS_LIFETIME,
+            stopping: self.stopping.clone(),
+            _slot: slot,
+        };
         let changes = futures::stream::unfold((watch, Some(first)), |(mut watch, first)| async move {
             let body = watch.next_change(first).await?;
             Some((body, (watch, None)))

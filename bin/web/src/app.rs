@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anb_application::{AccountRules, LoginLimits, SignUpLimits, shutdown_on};
+use anb_application::{AccountRules, LoginLimits, Shutdown, SignUpLimits, shutdown_on};
 use anb_wiring::config::{CommonConfig, WebConfig};
 use anb_wiring::mail::MailConfig;
 use anb_wiring::{Checked, Role, Services, StartupError, UseCases, WebRole};
@@ -23,7 +23,8 @@ use crate::api::Api;
 use crate::files::serve_file;
 use crate::problem::{Problem, problem_for};
 use crate::routes::RouteTable;
-use crate::server::{ServerSettings, connection_cap, open_files_limit};
+use crate::server::{ServerSettings, connection_cap, open_files_limit, stream_cap};
+use crate::slots::Slots;
 use crate::upload::UploadLimits;
 
 /// Largest JSON body accepted outside uploads.
@@ -38,6 +39,8 @@ pub enum WebStartupError {
     Services(#[from] StartupError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot serve the metrics on {addr} (ANB_METRICS_ADDR; another address, port 0 or off): {source}")]
+    Metrics { addr: SocketAddr, source: std::io::Error },
 }
 
 /// What the routes need: the use cases and the web server's own settings.
@@ -49,8 +52,11 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// Take the client's address from `X-Forwarded-For` (behind a balancer).
     pub behind_proxy: bool,
-    /// The process's metrics, served at `GET /metrics` (none in tests).
-    pub telemetry: Option<Arc<anb_metrics::Telemetry>>,
+    /// Resolves when the server begins to stop: event streams then end at
+    /// once (a last event, then close) so the drain does not wait on them.
+    pub stopping: Shutdown,
+    /// Event streams one account may hold open at once (429 past it).
+    pub streams_per_account: usize,
     /// Where clients reach this server (`https://host`), when configured:
     /// the OpenAPI document's server URL and the links' base. Without it the
     /// document names `/api` and links follow each request's host.
@@ -69,6 +75,11 @@ pub struct Application {
     services: Services,
     server: ServerSettings,
     telemetry: Option<Arc<anb_metrics::Telemetry>>,
+    /// The metrics' own port, apart from the public one.
+    metrics: Option<tokio::net::TcpListener>,
+    /// Tells the routes (event streams) and the background work to stop.
+    stop: watch::Sender<bool>,
+    stopping: Shutdown,
 }
 
 impl Application {
@@ -92,6 +103,19 @@ impl Application {
         let server = server_settings(&web, common.database_pool);
         clean_upload_dir(&common);
         let services = Services::build(&checked).await?;
+        let metrics = match (&telemetry, web.metrics_addr.0) {
+            (Some(_), Some(addr)) => {
+                Some(anb_metrics::bind_prometheus(addr).await.map_err(|source| WebStartupError::Metrics { addr, source })?)
+            }
+            _ => None,
+        };
+        let (stop, stopped) = watch::channel(false);
+        let stopping = {
+            let mut stopped = stopped.clone();
+            shutdown_on(async move {
+                let _ = stopped.wait_for(|stopped| *stopped).await;
+            })
+        };
         let state = AppState {
             use_cases: services.use_cases.clone(),
             upload: UploadLimits {
@@ -100,13 +124,16 @@ impl Application {
                 idle_timeout: Duration::from_secs(web.upload_idle_timeout),
                 min_rate: web.upload_min_rate,
                 rate_grace: crate::upload::RATE_GRACE,
+                rate_window: crate::upload::RATE_WINDOW,
+                per_account: Slots::new(web.uploads_per_account as usize),
             },
             request_timeout: Duration::from_secs(web.request_timeout),
             behind_proxy: web.behind_proxy,
             public_base_url: web.public_base_url,
-            telemetry: telemetry.clone(),
+            stopping: stopping.clone(),
+            streams_per_account: web.streams_per_account as usize,
         };
-        Ok(Self { listener, addr, app: endpoint(state), services, server, telemetry })
+        Ok(Self { listener, addr, app: endpoint(state), services, server, telemetry, metrics, stop, stopping })
     }
 
     /// The port the server listens on.
@@ -120,26 +147,38 @@ impl Application {
     /// # Errors
     /// When the server fails.
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let (tx, rx) = watch::channel(false);
-        let shutdown = {
-            let mut rx = rx.clone();
-            shutdown_on(async move {
-                let _ = rx.wait_for(|stopped| *stopped).await;
-            })
-        };
+        let shutdown = self.stopping.clone();
         let background = self.services.start_background(&shutdown);
         let metrics = self.telemetry.clone().map(|telemetry| tokio::spawn(telemetry.run(shutdown.clone())));
-        tracing::info!(addr = %self.addr, max_connections = self.server.max_connections, "serving");
+        let scrape = match (self.metrics, self.telemetry.clone()) {
+            (Some(listener), Some(telemetry)) => {
+                Some(tokio::spawn(anb_metrics::serve_prometheus_on(listener, telemetry, shutdown.clone())))
+            }
+            _ => None,
+        };
+        tracing::info!(
+            addr = %self.addr,
+            max_connections = self.server.max_connections,
+            max_streams = self.server.max_streams,
+            per_client = ?self.server.per_client,
+            "serving"
+        );
+        let tx = self.stop;
         let server_stop = async move {
             stop.await;
             tracing::info!("shutting down");
             let _ = tx.send(true);
         };
         let result = crate::server::serve(self.listener, self.app, self.server, server_stop).await;
-        drop(rx);
         background.join().await;
         if let Some(metrics) = metrics {
             let _ = metrics.await;
+        }
+        if let Some(Ok(Err(error))) = match scrape {
+            Some(scrape) => Some(scrape.await),
+            None => None,
+        } {
+            tracing::warn!(%error, "serving the metrics failed");
         }
         tracing::info!("stopped");
         result
@@ -170,7 +209,8 @@ fn web_role(common: &CommonConfig, web: &WebConfig) -> WebRole {
 }
 
 /// The connection limits: the configured cap, else one that keeps the
-/// process under its open-files limit.
+/// process under its open-files limit, and the streams' places and each
+/// client's share beside it.
 fn server_settings(web: &WebConfig, database_pool: u32) -> ServerSettings {
     let reserve = RESERVED_DESCRIPTORS + database_pool as usize;
     let fitting = open_files_limit().map(|limit| connection_cap(limit, reserve));
@@ -183,7 +223,19 @@ fn server_settings(web: &WebConfig, database_pool: u32) -> ServerSettings {
         (None, Some(fitting)) => fitting,
         (None, None) => 1024,
     };
-    ServerSettings { header_timeout: Duration::from_secs(web.header_timeout), max_connections, drain: DRAIN }
+    let per_client = match web.max_connections_per_client.and_then(|n| usize::try_from(n).ok()) {
+        _ if web.behind_proxy => None,
+        Some(asked) => Some(asked),
+        None => Some((max_connections / 4).clamp(16, 256)),
+    };
+    ServerSettings {
+        header_timeout: Duration::from_secs(web.header_timeout),
+        max_connections,
+        max_streams: stream_cap(max_connections),
+        per_client,
+        send_timeout: Duration::from_secs(web.send_timeout),
+        drain: DRAIN,
+    }
 }
 
 /// Reads a (JSON) body of at most `max` bytes before the handler sees it:
@@ -236,14 +288,18 @@ fn clean_upload_dir(common: &CommonConfig) {
 /// When the API's own OpenAPI document cannot be read (a bug, caught by
 /// every test).
 pub fn endpoint(state: AppState) -> BoxEndpoint<'static> {
-    let api = Api { use_cases: state.use_cases.clone(), behind_proxy: state.behind_proxy };
+    let api = Api {
+        use_cases: state.use_cases.clone(),
+        behind_proxy: state.behind_proxy,
+        streams: Slots::new(state.streams_per_account),
+        stopping: state.stopping.clone(),
+    };
     let api_service = OpenApiService::new(api, "ANB Rising Stars Showcase", env!("CARGO_PKG_VERSION"))
         .description("Players upload skill videos; the public votes; the ranking picks the showcase.")
         .server(format!("{}/api", state.public_base_url.as_deref().unwrap_or_default()));
     let mut table = RouteTable::from_openapi(&api_service.spec(), "/api").expect("the API's own OpenAPI document");
     table.add("/api/openapi.json", &["GET"]);
     table.add("/files/*", &["GET", "HEAD"]);
-    table.add("/metrics", &["GET"]);
     for path in crate::page::paths() {
         table.add(path, &["GET", "HEAD"]);
     }
@@ -258,9 +314,6 @@ pub fn endpoint(state: AppState) -> BoxEndpoint<'static> {
     for path in crate::page::paths() {
         route = route.at(path, get(crate::page::serve_asset).head(crate::page::serve_asset));
     }
-    if let Some(telemetry) = state.telemetry.clone() {
-        route = route.at("/metrics", get(poem::endpoint::make_sync(move |_| telemetry.render())));
-    }
     let mut route: BoxEndpoint<'static> = route
         .at("/api/openapi.json", get(spec))
         .nest("/docs", docs)
@@ -270,6 +323,8 @@ pub fn endpoint(state: AppState) -> BoxEndpoint<'static> {
             // JSON bodies are small; the upload enforces its own limits
             // (size, stalls, rate) while streaming.
             if request.uri().path() == upload_route {
+                let mut request = request;
+                request.extensions_mut().insert(crate::upload::Authenticated::default());
                 return endpoint.call(request).await.map(IntoResponse::into_response);
             }
             let answer = async { endpoint.call(limit_body(request, MAX_JSON_BYTES, idle).await?).await.map(IntoResponse::into_response) };
@@ -306,12 +361,35 @@ pub fn endpoint(state: AppState) -> BoxEndpoint<'static> {
                 {
                     response.headers_mut().insert(poem::http::header::ALLOW, allow);
                 }
+                security_headers(&path, &mut response);
                 Ok(response)
             }
         })
         .with(CatchPanic::new().with_handler(|_| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "Error interno del servidor.")))
         .with(RequestId { routes: table_for_metrics })
         .boxed()
+}
+
+/// What the Swagger UI at `/docs` may load (poem-openapi inlines its script
+/// and styles) and that no other site may frame it.
+const DOCS_POLICY: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; \
+                           img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Headers every answer carries: `nosniff` everywhere; `no-store` on the
+/// API's answers unless they are public reads or say otherwise (they hold
+/// a user's data: tokens, own videos, the account); the docs' policy.
+fn security_headers(path: &str, response: &mut Response) {
+    use poem::http::HeaderValue;
+    use poem::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, X_CONTENT_TYPE_OPTIONS};
+    let headers = response.headers_mut();
+    headers.entry(X_CONTENT_TYPE_OPTIONS).or_insert(HeaderValue::from_static("nosniff"));
+    let public = path.starts_with("/api/public/") || path == "/api/health" || path == "/api/openapi.json";
+    if path.starts_with("/api/") && !public {
+        headers.entry(CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    }
+    if path == "/docs" || path.starts_with("/docs/") {
+        headers.entry(CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(DOCS_POLICY));
+    }
 }
 
 /// Paths as clients written for other servers send them: `/api/videos/` is

@@ -12,6 +12,7 @@ pub mod payload;
 pub mod problem;
 pub mod routes;
 pub mod server;
+pub mod slots;
 pub mod upload;
 
 pub use app::{AppState, Application, endpoint};

@@ -315,6 +315,19 @@ impl From<BackendError> for Problem {
     }
 }
 
+/// A request parameter as a message names it: in Spanish, with the name a
+/// program sends in parentheses.
+fn spanish_name(name: &str) -> String {
+    match name {
+        "limit" => "El límite (limit)".to_owned(),
+        "offset" => "El desplazamiento (offset)".to_owned(),
+        "city" => "La ciudad (city)".to_owned(),
+        "video_id" => "El identificador del video (video_id)".to_owned(),
+        "token" => "El enlace de verificación (token)".to_owned(),
+        other => format!("El parámetro «{other}»"),
+    }
+}
+
 /// Turns any error that escaped the handlers (no route, wrong method, bad
 /// parameters, missing token) into a problem response. `path_param` names
 /// the route's path parameters by position (poem-openapi calls them
@@ -326,11 +339,11 @@ pub fn problem_for<'a>(error: poem::Error, path_param: impl Fn(usize) -> Option<
     let status = error.status();
     // poem-openapi's own request errors, in the API's language.
     if let Some(e) = error.downcast_ref::<poem_openapi::error::ParseParamError>() {
-        return Problem::new(StatusCode::BAD_REQUEST, format!("El parámetro {} no es válido.", e.name)).into_response();
+        return Problem::new(StatusCode::BAD_REQUEST, format!("{} no es válido.", spanish_name(e.name))).into_response();
     }
     if let Some(e) = error.downcast_ref::<poem_openapi::error::ParsePathError>() {
         let name = e.name.strip_prefix("param").and_then(|n| n.parse().ok()).and_then(&path_param).unwrap_or(e.name);
-        return Problem::new(StatusCode::BAD_REQUEST, format!("El parámetro {name} de la ruta no es válido.")).into_response();
+        return Problem::new(StatusCode::BAD_REQUEST, format!("{} de la ruta no es válido.", spanish_name(name))).into_response();
     }
     if error.is::<poem_openapi::error::ParseRequestPayloadError>() {
         let detail = "El cuerpo de la solicitud no es un JSON válido con los campos requeridos.";

@@ -8,11 +8,16 @@
 //! - the bytes before the first part and each part's headers:
 //!   [`HEADER_BUDGET`] (400; the multipart parser would buffer them whole);
 //! - every other field: [`MAX_FIELD_BYTES`] (400 as soon as it is passed);
-//! - time: a stall longer than the idle timeout, or an average rate under
-//!   the minimum after the first seconds ([`RATE_GRACE`]), is 408.
+//! - time: a stall longer than the idle timeout, or, after the first
+//!   seconds ([`RATE_GRACE`]), fewer bytes over the last [`RATE_WINDOW`]
+//!   than the minimum rate asks, is 408: the whole body counts, every field
+//!   and boundary, and a burst early on buys no time later;
+//! - the account: at most `per_account` uploads at once (429 past it,
+//!   before the body is read).
 //!
 //! Every way out of here removes the temporary file.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,7 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use anb_domain::UploadRules;
+use anb_domain::{UploadRules, UserId};
 use futures::Stream;
 use poem::http::StatusCode;
 use poem::{Request, RequestBody};
@@ -29,7 +34,8 @@ use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use tempfile::TempPath;
 use tokio::io::AsyncWriteExt;
 
-use crate::problem::Problem;
+use crate::problem::{ApiError, Problem};
+use crate::slots::{Slot, Slots};
 
 /// Where and how uploads are received; attached to the route as data.
 #[derive(Debug, Clone)]
@@ -40,12 +46,23 @@ pub struct UploadLimits {
     pub rules: UploadRules,
     /// Longest wait for the next piece of the body.
     pub idle_timeout: Duration,
-    /// Slowest average rate accepted after `rate_grace`, bytes per second.
+    /// Slowest rate accepted after `rate_grace`, bytes per second, over
+    /// the last `rate_window`.
     pub min_rate: u64,
-    /// Time an upload has before its average rate is checked
-    /// ([`RATE_GRACE`] in service).
+    /// Time an upload has before its rate is checked ([`RATE_GRACE`] in
+    /// service).
     pub rate_grace: Duration,
+    /// The span the rate is measured over ([`RATE_WINDOW`] in service).
+    pub rate_window: Duration,
+    /// Uploads in progress, per account.
+    pub per_account: Slots<UserId>,
 }
+
+/// Who the bearer token of this request names, once the security checker
+/// has verified it (put on the upload's request by the app, so the form
+/// can take the account's upload place before reading the body).
+#[derive(Debug, Clone, Default)]
+pub struct Authenticated(pub Arc<std::sync::OnceLock<UserId>>);
 
 /// Longest accepted field other than the file, in bytes (the title rule
 /// itself is 200 characters; this only stops a client from streaming
@@ -56,8 +73,10 @@ pub const FORM_OVERHEAD: u64 = 1024 * 1024;
 /// Bytes the parser may read while it looks for the next part's start and
 /// headers (the preamble before the first part, each part's header block).
 pub const HEADER_BUDGET: u64 = 256 * 1024;
-/// Time an upload has before its average rate is checked, in service.
+/// Time an upload has before its rate is checked, in service.
 pub const RATE_GRACE: Duration = Duration::from_secs(10);
+/// The span an upload's rate is measured over, in service.
+pub const RATE_WINDOW: Duration = Duration::from_secs(10);
 
 /// A file received to disk, removed when dropped.
 #[derive(Debug)]
@@ -71,6 +90,8 @@ pub struct ReceivedFile {
 pub struct UploadForm {
     pub title: Option<String>,
     pub file: Option<ReceivedFile>,
+    /// The account's upload place, held until the form drops.
+    pub slot: Option<Slot<UserId>>,
 }
 
 fn problem(status: StatusCode, detail: &str) -> poem::Error {
@@ -89,11 +110,19 @@ fn from_multer(error: &multer::Error) -> poem::Error {
     match error {
         multer::Error::StreamSizeExceeded { .. } => too_large(),
         multer::Error::FieldSizeExceeded { field_name, .. } => {
-            let name = field_name.as_deref().unwrap_or("sin nombre");
-            problem(StatusCode::BAD_REQUEST, &format!("El campo {name} supera el tamaño permitido ({MAX_FIELD_BYTES} bytes)."))
+            let name = match field_name.as_deref() {
+                Some("title") => "El título (title)".to_owned(),
+                Some(other) => format!("El campo «{other}»"),
+                None => "Un campo sin nombre".to_owned(),
+            };
+            problem(StatusCode::BAD_REQUEST, &format!("{name} supera el tamaño permitido ({MAX_FIELD_BYTES} bytes)."))
         }
         multer::Error::StreamReadFailed(e) if e.is::<HeadersTooLarge>() => {
             problem(StatusCode::BAD_REQUEST, "Las cabeceras del formulario multipart son demasiado grandes.")
+        }
+        multer::Error::StreamReadFailed(e) if e.is::<TooSlow>() => {
+            let TooSlow { rate, min } = e.downcast_ref::<TooSlow>().copied().unwrap_or(TooSlow { rate: 0.0, min: 0.0 });
+            problem(StatusCode::REQUEST_TIMEOUT, &format!("El envío es demasiado lento ({rate:.1} KB/s; el mínimo es {min:.0} KB/s)."))
         }
         _ => {
             tracing::debug!(%error, "malformed multipart body");
@@ -102,12 +131,9 @@ fn from_multer(error: &multer::Error) -> poem::Error {
     }
 }
 
-/// The time and rate limits of one upload.
+/// The idle limit of one upload's parts.
 struct Pace {
-    started: Instant,
     idle_timeout: Duration,
-    min_rate: u64,
-    grace: Duration,
 }
 
 impl Pace {
@@ -119,15 +145,58 @@ impl Pace {
             Err(_) => Err(stalled()),
         }
     }
+}
 
-    /// 408 when, past the grace time, `received` bytes are under the rate.
-    fn check(&self, received: u64) -> poem::Result<()> {
+/// The error a [`Metered`] body ends with when it comes too slowly (KB/s).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("upload at {rate:.1} KB/s over the window, under the minimum {min:.0} KB/s")]
+struct TooSlow {
+    rate: f64,
+    min: f64,
+}
+
+/// The bytes a body brought in each of its last seconds.
+#[derive(Debug)]
+struct Rate {
+    started: Instant,
+    min_rate: u64,
+    grace: Duration,
+    window: Duration,
+    /// (second since the start, bytes in it), oldest first, within the window.
+    seconds: VecDeque<(u64, u64)>,
+}
+
+impl Rate {
+    fn new(min_rate: u64, grace: Duration, window: Duration) -> Self {
+        Self { started: Instant::now(), min_rate, grace, window: window.max(Duration::from_secs(1)), seconds: VecDeque::new() }
+    }
+
+    fn received(&mut self, bytes: u64) {
+        let second = self.started.elapsed().as_secs();
+        match self.seconds.back_mut() {
+            Some((last, sum)) if *last == second => *sum += bytes,
+            _ => self.seconds.push_back((second, bytes)),
+        }
+    }
+
+    /// Past the grace time, whether the last window brought at least the
+    /// minimum rate's worth of bytes.
+    fn check(&mut self) -> Result<(), TooSlow> {
         let elapsed = self.started.elapsed();
-        if elapsed < self.grace || received as f64 / elapsed.as_secs_f64() >= self.min_rate as f64 {
+        if elapsed < self.grace {
             return Ok(());
         }
-        let (rate, min) = (received as f64 / elapsed.as_secs_f64() / 1024.0, self.min_rate as f64 / 1024.0);
-        Err(problem(StatusCode::REQUEST_TIMEOUT, &format!("El envío es demasiado lento ({rate:.1} KB/s; el mínimo es {min:.0} KB/s).")))
+        let window = self.window.as_secs();
+        let now = elapsed.as_secs();
+        while self.seconds.front().is_some_and(|(second, _)| second + window <= now) {
+            self.seconds.pop_front();
+        }
+        let bytes: u64 = self.seconds.iter().map(|(_, sum)| sum).sum();
+        let span = self.window.as_secs_f64();
+        if bytes as f64 >= self.min_rate as f64 * span {
+            return Ok(());
+        }
+        Err(TooSlow { rate: bytes as f64 / span / 1024.0, min: self.min_rate as f64 / 1024.0 })
     }
 }
 
@@ -142,7 +211,6 @@ async fn receive_file(field: &mut multer::Field<'_>, limits: &UploadLimits, pace
         if size > limits.rules.max_bytes {
             return Err(problem(StatusCode::PAYLOAD_TOO_LARGE, &limits.rules.too_large().to_string()));
         }
-        pace.check(size)?;
         file.write_all(&chunk).await.map_err(internal)?;
     }
     file.flush().await.map_err(internal)?;
@@ -164,17 +232,39 @@ impl UploadForm {
         let limits =
             request.data::<UploadLimits>().ok_or_else(|| problem(StatusCode::INTERNAL_SERVER_ERROR, "Error interno del servidor."))?;
         let content_type = request.content_type().unwrap_or_default();
-        let boundary = multer::parse_boundary(content_type)
-            .map_err(|_| problem(StatusCode::BAD_REQUEST, "Se esperaba multipart/form-data con los campos video_file y title."))?;
+        let boundary = multer::parse_boundary(content_type).map_err(|_| {
+            problem(
+                StatusCode::BAD_REQUEST,
+                "Se esperaba un formulario multipart/form-data con el archivo de video (video_file) y el título (title).",
+            )
+        })?;
         let most = limits.rules.max_bytes.saturating_add(FORM_OVERHEAD);
         let declared = request.header(poem::http::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|length| length > most) {
             return Err(too_large());
         }
+        let slot = match request.extensions().get::<Authenticated>().and_then(|who| who.0.get().copied()) {
+            Some(user) => Some(limits.per_account.try_take(user).ok_or_else(|| {
+                let detail = format!(
+                    "Ya tienes {} subidas en curso. Espera a que termine alguna para subir otro video.",
+                    limits.per_account.per_key()
+                );
+                ApiError::too_many_requests(detail, Duration::from_secs(10)).into_poem_error()
+            })?),
+            None => None,
+        };
         let in_headers = Arc::new(AtomicBool::new(false));
         let used = Arc::new(AtomicU64::new(0));
-        let stream =
-            HeaderBudget { inner: body.take()?.into_bytes_stream(), in_headers: in_headers.clone(), used: used.clone(), yield_next: false };
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(1), Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let stream = Metered {
+            inner: body.take()?.into_bytes_stream(),
+            in_headers: in_headers.clone(),
+            used: used.clone(),
+            yield_next: false,
+            rate: Rate::new(limits.min_rate, limits.rate_grace, limits.rate_window),
+            tick,
+        };
         let constraints = multer::Constraints::new().size_limit(
             multer::SizeLimit::new()
                 .whole_stream(most)
@@ -183,8 +273,8 @@ impl UploadForm {
                 .for_field("video_file", u64::MAX),
         );
         let mut multipart = multer::Multipart::with_constraints(stream, boundary, constraints);
-        let pace = Pace { started: Instant::now(), idle_timeout: limits.idle_timeout, min_rate: limits.min_rate, grace: limits.rate_grace };
-        let mut form = UploadForm { title: None, file: None };
+        let pace = Pace { idle_timeout: limits.idle_timeout };
+        let mut form = UploadForm { title: None, file: None, slot };
         loop {
             used.store(0, Ordering::Release);
             in_headers.store(true, Ordering::Release);
@@ -198,11 +288,11 @@ impl UploadForm {
             };
             match field.name() {
                 Some("video_file") if form.file.is_some() => {
-                    return Err(problem(StatusCode::BAD_REQUEST, "Envía un solo archivo en video_file."));
+                    return Err(problem(StatusCode::BAD_REQUEST, "Envía un solo archivo de video (video_file)."));
                 }
                 Some("video_file") => form.file = Some(receive_file(&mut field, limits, &pace).await?),
                 Some("title") if form.title.is_some() => {
-                    return Err(problem(StatusCode::BAD_REQUEST, "Envía un solo campo title."));
+                    return Err(problem(StatusCode::BAD_REQUEST, "Envía un solo título (title)."));
                 }
                 Some("title") => form.title = Some(receive_text(&mut field, &pace).await?),
                 // Other fields are read (within the per-field limit) and ignored.
@@ -221,18 +311,21 @@ struct HeadersTooLarge;
 /// The request body as the multipart parser reads it: one chunk at a time
 /// (the parser would otherwise pull every chunk that is ready into its
 /// buffer before looking at any, so a fast client could fill it up to the
-/// whole-body limit before a field's limit is checked), and while the
-/// parser looks for a part's start and headers (`in_headers`), at most
-/// [`HEADER_BUDGET`] bytes.
-struct HeaderBudget<S> {
+/// whole-body limit before a field's limit is checked); while the parser
+/// looks for a part's start and headers (`in_headers`), at most
+/// [`HEADER_BUDGET`] bytes; and at the minimum rate over the window,
+/// looked at with each chunk and every second while none comes.
+struct Metered<S> {
     inner: S,
     in_headers: Arc<AtomicBool>,
     /// Bytes taken in the current header phase.
     used: Arc<AtomicU64>,
     yield_next: bool,
+    rate: Rate,
+    tick: tokio::time::Interval,
 }
 
-impl<S: Stream<Item = Result<bytes::Bytes, std::io::Error>> + Unpin> Stream for HeaderBudget<S> {
+impl<S: Stream<Item = Result<bytes::Bytes, std::io::Error>> + Unpin> Stream for Metered<S> {
     type Item = Result<bytes::Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -248,11 +341,22 @@ impl<S: Stream<Item = Result<bytes::Bytes, std::io::Error>> + Unpin> Stream for 
                 if self.in_headers.load(Ordering::Acquire) && self.used.fetch_add(size, Ordering::AcqRel) + size > HEADER_BUDGET {
                     return Poll::Ready(Some(Err(Box::new(HeadersTooLarge))));
                 }
+                self.rate.received(size);
+                if let Err(slow) = self.rate.check() {
+                    return Poll::Ready(Some(Err(Box::new(slow))));
+                }
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                while self.tick.poll_tick(cx).is_ready() {
+                    if let Err(slow) = self.rate.check() {
+                        return Poll::Ready(Some(Err(Box::new(slow))));
+                    }
+                }
+                Poll::Pending
+            }
         }
     }
 }

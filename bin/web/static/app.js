@@ -686,8 +686,8 @@ function setupAccount() {
         const slot = $(`#su-${field}-error`);
         if (!input || !slot) continue;
         input.setAttribute('aria-invalid', 'true');
-        // The field is already named by its label: "city: el campo es obligatorio." -> "El campo es obligatorio."
-        let text = message.startsWith(`${field}: `) ? message.slice(field.length + 2) : message;
+        // The field is already named by its label: "Ciudad: el campo es obligatorio." -> "El campo es obligatorio."
+        let text = message.replace(/^[^:.]{1,40}: /, '');
         text = text.charAt(0).toUpperCase() + text.slice(1);
         slot.textContent = slot.textContent ? `${slot.textContent} ${text}` : text;
         first ??= input;

@@ -21,6 +21,7 @@ use anb_domain::{
     VideoId, VideoStatus,
 };
 use anb_files::{LocalFileStorage, UrlSigner};
+use anb_web::slots::Slots;
 use anb_web::upload::UploadLimits;
 use anb_web::{AppState, endpoint};
 use anb_wiring::{SystemClock, UseCases};
@@ -83,6 +84,8 @@ struct Ports {
     slow_health: Option<Duration>,
     /// Stored files served under `/files/` from this directory.
     files: Option<std::path::PathBuf>,
+    /// Resolves when the server is to stop (never, unless a test sets it).
+    stopping: Option<anb_application::Shutdown>,
 }
 
 impl Ports {
@@ -148,12 +151,15 @@ fn client(ports: Ports) -> (TestClient<BoxEndpoint<'static>>, tempfile::TempDir)
             idle_timeout: Duration::from_millis(300),
             min_rate: 64 * 1024,
             rate_grace: Duration::from_millis(400),
+            rate_window: Duration::from_secs(1),
+            per_account: Slots::new(2),
         },
         request_timeout: Duration::from_millis(500),
         // The client's address comes from X-Forwarded-For, which tests set.
         behind_proxy: true,
         public_base_url: None,
-        telemetry: None,
+        stopping: ports.stopping.unwrap_or_else(anb_application::shutdown::never),
+        streams_per_account: 4,
     };
     (TestClient::new(endpoint(state)), upload_dir)
 }
@@ -369,6 +375,31 @@ async fn backend_failures_answer_503_or_500_without_internals() {
 }
 
 #[tokio::test]
+async fn guesses_from_many_addresses_lock_strangers_out_but_not_a_device_that_signed_in_before() {
+    let mut ports = Ports::new();
+    ports.users.expect_by_email().returning(|_| Ok(Some(user(1))));
+    ports.hasher.expect_verify().returning(|password, _| password.expose() == "S3cure!pass");
+    let (app, _dir) = client(ports);
+    let log_in = |password: &str, from: &str| {
+        let body = json!({"email": "ana@example.com", "password": password});
+        app.post("/api/auth/login").header("x-forwarded-for", from).body_json(&body)
+    };
+    let response = log_in("S3cure!pass", "198.51.100.4").send().await;
+    let cookie = response.0.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    assert_eq!(response.0.status(), StatusCode::OK);
+    // Max failures 2 here: the account locks for strangers at 20, from 10 addresses.
+    for n in 0..20 {
+        let _ = log_in("wrong", &format!("203.0.113.{}", n % 10)).send().await;
+    }
+    let (status, _) = answer(log_in("S3cure!pass", "198.51.100.4").send().await).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "an unknown client is locked");
+    let (status, _) = answer(log_in("S3cure!pass", "198.51.100.4").header("cookie", format!("theme=dark; {cookie}")).send().await).await;
+    assert_eq!(status, StatusCode::OK, "the owner's device is not");
+    let (status, _) = answer(log_in("S3cure!pass", "198.51.100.4").header("cookie", "anb_device=token-9.hash:forged").send().await).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "a forged device token is an unknown client");
+}
+
+#[tokio::test]
 async fn log_in_answers_a_token_401_then_429_with_retry_after() {
     let mut ports = Ports::new();
     ports.users.expect_by_email().returning(|_| Ok(Some(user(1))));
@@ -392,6 +423,8 @@ async fn log_in_answers_a_token_401_then_429_with_retry_after() {
     assert_eq!(answer(response).await.0, StatusCode::TOO_MANY_REQUESTS, "locked even with the right password");
     let elsewhere = json!({"email": "ana@example.com", "password": "S3cure!pass"});
     let response = app.post("/api/auth/login").header("x-forwarded-for", "198.51.100.4").body_json(&elsewhere).send().await;
+    let cookie = response.0.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("anb_device=") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
     assert_eq!(answer(response).await.0, StatusCode::OK, "the owner, from another address, is not locked out");
     let (status, _) = answer(app.post("/api/auth/login").body_json(&json!({"email": "x"})).send().await).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -492,7 +525,7 @@ async fn every_refused_upload_answers_its_status_and_message_and_leaves_nothing(
         ),
         (Some("Tiro"), Some(b"short"), StatusCode::BAD_REQUEST, "Duración 12.0 s fuera del rango permitido (20–60 s)."),
         (None, Some(b"x"), StatusCode::BAD_REQUEST, "El título es obligatorio."),
-        (Some("Tiro"), None, StatusCode::BAD_REQUEST, "El archivo video_file es obligatorio."),
+        (Some("Tiro"), None, StatusCode::BAD_REQUEST, "El archivo de video (video_file) es obligatorio."),
         (Some("   "), Some(b"x"), StatusCode::BAD_REQUEST, "El título es obligatorio."),
         (Some("Tiro"), Some(&too_large), StatusCode::PAYLOAD_TOO_LARGE, "El archivo supera el tamaño máximo permitido (1 MB)."),
     ];
@@ -577,7 +610,7 @@ async fn the_detail_answers_200_403_404_and_names_a_bad_id() {
     let (status, body) = answer(get("/api/videos/3").await).await;
     assert_eq!((status, detail(&body)), (StatusCode::NOT_FOUND, "El video no existe."));
     let (status, body) = answer(get("/api/videos/abc").await).await;
-    assert_eq!((status, detail(&body)), (StatusCode::BAD_REQUEST, "El parámetro video_id de la ruta no es válido."));
+    assert_eq!((status, detail(&body)), (StatusCode::BAD_REQUEST, "El identificador del video (video_id) de la ruta no es válido."));
 }
 
 #[tokio::test]
@@ -612,7 +645,7 @@ async fn delete_answers_200_400_403_and_404() {
 async fn the_public_list_pages_and_filters_and_refuses_bad_parameters() {
     let mut ports = Ports::new();
     ports.videos.expect_list_public().returning(|city, page| {
-        assert_eq!((city.key(), page.limit, page.offset), (Some("bogotá"), 5, 10));
+        assert_eq!((city.key(), page.limit, page.offset), (Some("bogota"), 5, 10));
         let key = ObjectKey::processed(TaskId::random());
         Ok(vec![PublicVideo {
             id: VideoId(9),
@@ -660,7 +693,7 @@ async fn a_vote_answers_200_then_400_and_404_for_a_video_that_is_not_public() {
     let (status, body) = answer(vote(2).await).await;
     assert_eq!((status, detail(&body)), (StatusCode::NOT_FOUND, "El video no existe o no es público."));
     let (status, body) = answer(app.post("/api/public/videos/x/vote").header("authorization", OTHER).send().await).await;
-    assert_eq!((status, detail(&body)), (StatusCode::BAD_REQUEST, "El parámetro video_id de la ruta no es válido."));
+    assert_eq!((status, detail(&body)), (StatusCode::BAD_REQUEST, "El identificador del video (video_id) de la ruta no es válido."));
 }
 
 #[tokio::test]
@@ -845,7 +878,7 @@ async fn every_part_of_an_upload_is_bounded_while_it_is_read() {
     let endless = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(field))])
         .chain(futures::stream::repeat_with(|| Ok(bytes::Bytes::from(vec![b'n'; 64 * 1024]))));
     let (status, body) = answer(upload(poem::Body::from_bytes_stream(endless)).await).await;
-    assert_eq!((status, detail(&body)), (StatusCode::BAD_REQUEST, "El campo notes supera el tamaño permitido (4096 bytes)."));
+    assert_eq!((status, detail(&body)), (StatusCode::BAD_REQUEST, "El campo «notes» supera el tamaño permitido (4096 bytes)."));
     // A declared length over the limit is refused before reading.
     let response = app
         .post("/api/videos/upload")
@@ -966,6 +999,131 @@ async fn the_event_stream_follows_the_access_rules() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = answer(app.get("/api/videos/3/events").header("authorization", PLAYER).send().await).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn an_account_holds_at_most_four_event_streams_and_gets_its_place_back() {
+    let mut ports = Ports::new();
+    ports.videos.expect_by_id().returning(|_| Ok(Some(video(5, 1, VideoStatus::Processing))));
+    signed_urls(&mut ports.storage);
+    let (app, _dir) = client(ports);
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        let response = app.get("/api/videos/5/events").header("authorization", PLAYER).send().await;
+        assert_eq!(response.0.status(), StatusCode::OK);
+        open.push(response);
+    }
+    let refused = app.get("/api/videos/5/events").header("authorization", PLAYER).send().await;
+    assert_eq!(refused.0.headers()["retry-after"], "5");
+    let (status, body) = answer(refused).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(detail(&body).starts_with("Ya tienes 4 transmisiones de estado abiertas"), "{body}");
+    let other = app.get("/api/videos/5/events").header("authorization", OTHER).send().await;
+    assert_ne!(other.0.status(), StatusCode::TOO_MANY_REQUESTS, "another account has places of its own");
+    drop(open.pop());
+    let again = app.get("/api/videos/5/events").header("authorization", PLAYER).send().await;
+    assert_eq!(again.0.status(), StatusCode::OK, "a closed stream gives its place back");
+}
+
+#[tokio::test]
+async fn at_shutdown_an_event_stream_sends_a_last_event_and_ends_at_once() {
+    let mut ports = Ports::new();
+    ports.videos.expect_by_id().returning(|_| Ok(Some(Video { progress: Some(40), ..video(5, 1, VideoStatus::Processing) })));
+    signed_urls(&mut ports.storage);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    ports.stopping = Some(anb_application::shutdown_on(async move {
+        let _ = stopped.await;
+    }));
+    let (app, _dir) = client(ports);
+    let response = app.get("/api/videos/5/events").header("authorization", PLAYER).send().await;
+    assert_eq!(response.0.status(), StatusCode::OK);
+    let mut body = response.0.into_body().into_bytes_stream();
+    let first = String::from_utf8(body.next().await.unwrap().unwrap().to_vec()).unwrap();
+    assert!(first.contains("\"progress\":40"), "{first}");
+    let started = std::time::Instant::now();
+    stop.send(()).unwrap();
+    let mut rest = String::new();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(3), body.next()).await.expect("the stream ends, not waits") {
+        rest.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    assert!(started.elapsed() < Duration::from_secs(2), "ended in {:?}", started.elapsed());
+    assert_eq!(rest.matches("data:").count(), 1, "one last event, though nothing changed: {rest}");
+}
+
+/// A body that sends `head` and then nothing until it is dropped.
+fn hanging_body(head: &'static [u8]) -> poem::Body {
+    let stream =
+        futures::stream::once(async move { Ok::<_, std::io::Error>(bytes::Bytes::from_static(head)) }).chain(futures::stream::pending());
+    poem::Body::from_bytes_stream(stream)
+}
+
+#[tokio::test]
+async fn an_account_sends_at_most_two_uploads_at_once() {
+    let (app, _dir) = client(Ports::new());
+    let app = Arc::new(app);
+    let head: &'static [u8] = b"--b\r\ncontent-disposition: form-data; name=\"video_file\"; filename=\"a.mp4\"\r\n\r\nxxxx";
+    let upload = |token: &'static str| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let response = app
+                .post("/api/videos/upload")
+                .header("authorization", token)
+                .content_type("multipart/form-data; boundary=b")
+                .body(hanging_body(head))
+                .send()
+                .await;
+            answer(response).await
+        })
+    };
+    let (first, second) = (upload(PLAYER), upload(PLAYER));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, body) = upload(PLAYER).await.unwrap();
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "a third upload of one account: {body}");
+    assert!(detail(&body).starts_with("Ya tienes 2 subidas en curso"), "{body}");
+    let other = upload(OTHER);
+    // The two stall (408) and give their places back.
+    assert_eq!(first.await.unwrap().0, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(second.await.unwrap().0, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(other.await.unwrap().0, StatusCode::REQUEST_TIMEOUT, "another account was not refused");
+    assert_eq!(upload(PLAYER).await.unwrap().0, StatusCode::REQUEST_TIMEOUT, "places are given back");
+}
+
+/// A body sent as `pieces`, each after `every`.
+fn paced(pieces: Vec<Vec<u8>>, every: Duration) -> poem::Body {
+    poem::Body::from_bytes_stream(futures::stream::iter(pieces).then(move |piece| async move {
+        tokio::time::sleep(every).await;
+        Ok::<_, std::io::Error>(bytes::Bytes::from(piece))
+    }))
+}
+
+#[tokio::test]
+async fn the_minimum_rate_holds_over_the_whole_body_and_a_sliding_window() {
+    let (app, dir) = client(Ports::new());
+    // A title sent a byte at a time: never idle 300 ms, never fast enough.
+    let mut slow_title = vec![b"--b\r\ncontent-disposition: form-data; name=\"title\"\r\n\r\n".to_vec()];
+    slow_title.extend(std::iter::repeat_n(b"a".to_vec(), 100));
+    // An unknown field, likewise.
+    let mut slow_other = vec![b"--b\r\ncontent-disposition: form-data; name=\"extra\"\r\n\r\n".to_vec()];
+    slow_other.extend(std::iter::repeat_n(b"a".to_vec(), 100));
+    // 512 KB at once (an average far above the minimum for a long while), then a byte at a time.
+    let mut burst = vec![b"--b\r\ncontent-disposition: form-data; name=\"video_file\"; filename=\"a.mp4\"\r\n\r\n".to_vec()];
+    burst.push(vec![b'd'; 512 * 1024]);
+    burst.extend(std::iter::repeat_n(b"d".to_vec(), 100));
+    for (what, pieces) in [("a slow title", slow_title), ("a slow unknown field", slow_other), ("a burst, then a trickle", burst)] {
+        let started = std::time::Instant::now();
+        let response = app
+            .post("/api/videos/upload")
+            .header("authorization", PLAYER)
+            .content_type("multipart/form-data; boundary=b")
+            .body(paced(pieces, Duration::from_millis(100)))
+            .send()
+            .await;
+        let (status, body) = answer(response).await;
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{what}: {body}");
+        assert!(detail(&body).starts_with("El envío es demasiado lento"), "{what}: {body}");
+        assert!(started.elapsed() < Duration::from_secs(4), "{what}: cut after {:?}", started.elapsed());
+    }
+    assert_eq!(left_in(&dir), 0);
 }
 
 #[tokio::test]
