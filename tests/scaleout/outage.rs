@@ -1,5 +1,6 @@
-//! The database away for a while: the service says so (503 on health and
-//! on requests, promptly), survives, and recovers by itself.
+//! The database away for a while: the service says so (503 on readiness and
+//! on requests, promptly) while its liveness stays 200 (the load balancer
+//! keeps it), survives, and recovers by itself.
 
 use std::time::{Duration, Instant};
 
@@ -14,19 +15,22 @@ async fn a_database_outage_answers_503_promptly_and_heals_by_itself() {
     let app = TestApp::spawn(1, &[("ANB_DATABASE_URL", url.as_str()), ("ANB_JWT_SECRET", "outage-test-secret-that-is-long-enough")]).await;
     let token = app.player("ana@example.com", "Ana", "Bogotá").await;
     assert_eq!(app.get("/api/health", None).await.0, 200);
+    assert_eq!(app.get("/api/ready", None).await, (200, json!({"status": "ok", "checks": {"database": "ok", "storage": "ok"}})));
 
     cluster.stop();
     let down = Instant::now();
-    for (path, token) in
-        [("/api/health", None), ("/api/videos", Some(token.as_str())), ("/api/public/videos", None), ("/api/public/rankings", None)]
-    {
+    let asked = Instant::now();
+    assert_eq!(app.get("/api/health", None).await.0, 200, "liveness checks no dependency");
+    assert!(asked.elapsed() < Duration::from_secs(1), "at once: {:?}", asked.elapsed());
+    let (status, body) = app.get("/api/ready", None).await;
+    assert_eq!((status, &body["checks"]["database"]), (503, &json!("unreachable")), "{body}");
+    assert!(asked.elapsed() < Duration::from_secs(4), "readiness answers within its 2 s per dependency: {:?}", asked.elapsed());
+    for (path, token) in [("/api/videos", Some(token.as_str())), ("/api/public/videos", None), ("/api/public/rankings", None)] {
         let asked = Instant::now();
         let (status, body) = app.get(path, token).await;
         assert_eq!(status, 503, "{path}: {body}");
         assert!(asked.elapsed() < Duration::from_secs(8), "{path} took {:?}", asked.elapsed());
-        if path != "/api/health" {
-            assert_eq!(body["status"], 503, "a problem body: {body}");
-        }
+        assert_eq!(body["status"], 503, "a problem body: {body}");
     }
     let login = app.http.post(app.url("/api/auth/login")).json(&json!({"email": "ana@example.com", "password": "S3cure!pass"}));
     assert_eq!(login.send().await.unwrap().status(), 503);
@@ -35,7 +39,7 @@ async fn a_database_outage_answers_503_promptly_and_heals_by_itself() {
     cluster.start();
     let back = Instant::now();
     loop {
-        if app.get("/api/health", None).await.0 == 200 && app.get("/api/videos", Some(&token)).await.0 == 200 {
+        if app.get("/api/ready", None).await.0 == 200 && app.get("/api/videos", Some(&token)).await.0 == 200 {
             break;
         }
         assert!(back.elapsed() < Duration::from_secs(30), "not recovered 30 s after the database came back:\n{}", app.log());

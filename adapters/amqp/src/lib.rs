@@ -56,7 +56,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
-use anb_domain::ports::{DeadLetterQueue, JobQueue, QueueError};
+use anb_domain::ports::{DeadLetterQueue, HealthCheck, JobQueue, QueueError};
 use anb_domain::{BackendError, Delivery, Job, Receipt};
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -575,6 +575,14 @@ async fn ack(acker: &Acker) -> Result<(), QueueError> {
         Ok(true) => Ok(()),
         // The channel is gone: the broker has the job back.
         Ok(false) | Err(_) => Err(QueueError::ReceiptExpired),
+    }
+}
+
+/// Ready when the broker's connection is up, or opens (`/api/ready`'s `queue`).
+#[async_trait]
+impl HealthCheck for AmqpQueue {
+    async fn check(&self) -> Result<(), BackendError> {
+        self.link().await.map(drop)
     }
 }
 

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anb_domain::ports::{ObjectStorage, StorageError};
+use anb_domain::ports::{HealthCheck, ObjectStorage, StorageError};
 use anb_domain::{BackendError, ObjectKey};
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
@@ -135,6 +135,14 @@ impl S3Storage {
             .buffered(PARTS_IN_FLIGHT)
             .try_collect()
             .await
+    }
+}
+
+/// Ready when the bucket answers (`/api/ready`'s `storage`).
+#[async_trait]
+impl HealthCheck for S3Storage {
+    async fn check(&self) -> Result<(), BackendError> {
+        self.client.head_bucket().bucket(&self.bucket).send().await.map(drop).map_err(|e| sdk_error("checking the bucket", &e))
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use anb_domain::ports::{DeadLetterQueue, JobQueue, QueueError};
+use anb_domain::ports::{DeadLetterQueue, HealthCheck, JobQueue, QueueError};
 use anb_domain::{BackendError, Delivery, Job, Receipt};
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
@@ -210,6 +210,21 @@ where
             | "AWS.SimpleQueueService.ReceiptHandleIsInvalid",
         ) => QueueError::ReceiptExpired,
         _ => sdk_error(context, error).into(),
+    }
+}
+
+/// Ready when the queue answers (`/api/ready`'s `queue`).
+#[async_trait]
+impl HealthCheck for SqsQueue {
+    async fn check(&self) -> Result<(), BackendError> {
+        self.client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| sdk_error("reading the queue", &e))
     }
 }
 

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anb_domain::BackendError;
-use anb_domain::ports::{Cache, CacheLookup};
+use anb_domain::ports::{Cache, CacheLookup, HealthCheck};
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -134,6 +134,14 @@ impl RedisCache {
         ConnectionManager::new_with_config(self.client.clone(), config)
             .await
             .map_err(|e| BackendError::unavailable(format!("connecting to Redis at {}: {e}", self.server)))
+    }
+}
+
+/// Ready when Redis answers `PING` (`/api/ready`'s `cache`).
+#[async_trait]
+impl HealthCheck for RedisCache {
+    async fn check(&self) -> Result<(), BackendError> {
+        self.ping().await
     }
 }
 

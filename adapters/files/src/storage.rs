@@ -6,7 +6,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anb_domain::ports::{ObjectStorage, StorageError};
+use anb_domain::ports::{HealthCheck, ObjectStorage, StorageError};
 use anb_domain::{BackendError, ObjectKey};
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
@@ -114,6 +114,18 @@ async fn copy_into_place(source: &Path, target: &Path) -> Result<(), BackendErro
         let _ = tokio::fs::remove_file(&partial).await;
     }
     result
+}
+
+/// Ready when its directory is there (`/api/ready`'s `storage`).
+#[async_trait]
+impl HealthCheck for LocalFileStorage {
+    async fn check(&self) -> Result<(), BackendError> {
+        match tokio::fs::metadata(&self.root).await {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(BackendError::internal(format!("{} is not a directory", self.root.display()))),
+            Err(e) => Err(BackendError::io(&format!("reading {}", self.root.display()), &e)),
+        }
+    }
 }
 
 #[async_trait]

@@ -57,7 +57,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anb_domain::ports::{DeadLetterQueue, JobQueue, QueueError};
+use anb_domain::ports::{DeadLetterQueue, HealthCheck, JobQueue, QueueError};
 use anb_domain::{BackendError, Delivery, Job, Receipt};
 use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -547,6 +547,19 @@ impl KafkaQueue {
             .map_err(|e| kafka_error("configuring the dead-letter consumer", &e))?;
         consumer.subscribe(&[&self.shared.topics.dead()]).map_err(|e| kafka_error("subscribing to the dead-letter topic", &e))?;
         Ok(DeadReader { consumer, last: None })
+    }
+}
+
+/// Ready when a broker answers for the jobs topic (`/api/ready`'s `queue`).
+#[async_trait]
+impl HealthCheck for KafkaQueue {
+    async fn check(&self) -> Result<(), BackendError> {
+        let (producer, topic) = (self.shared.producer.clone(), self.shared.topics.jobs());
+        // librdkafka's metadata request blocks its thread.
+        let metadata = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(Some(&topic), Duration::from_secs(2)))
+            .await
+            .map_err(|e| BackendError::internal(format!("asking the brokers: {e}")))?;
+        metadata.map(drop).map_err(|e| kafka_error("reaching the brokers", &e))
     }
 }
 

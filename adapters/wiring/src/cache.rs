@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anb_application::PageCache;
 use anb_cache::MemoryCache;
+use anb_domain::ports::HealthCheck;
 
 use crate::StartupError;
 use crate::checked::required;
@@ -32,7 +33,9 @@ pub(crate) fn check(config: &CommonConfig) -> Result<(), StartupError> {
 
 /// The public pages' cache the configuration asks for. A Redis that does not
 /// answer at start is not fatal: pages come from the database until it does.
-pub(crate) async fn page_cache(config: &CommonConfig) -> Result<PageCache, StartupError> {
+/// The public pages' cache, and what tells whether it answers (Redis's
+/// `PING`; nothing for the cache in memory).
+pub(crate) async fn page_cache(config: &CommonConfig) -> Result<(PageCache, Option<Arc<dyn HealthCheck>>), StartupError> {
     // Cached pages hand out signed links: a link served from the cache
     // keeps at least half its lifetime.
     let ttl = Duration::from_secs(config.cache_ttl.min(config.url_ttl / 2));
@@ -40,8 +43,8 @@ pub(crate) async fn page_cache(config: &CommonConfig) -> Result<PageCache, Start
         tracing::info!(cache_ttl = ttl.as_secs(), url_ttl = config.url_ttl, "pages are cached for at most half of ANB_URL_TTL");
     }
     Ok(match config.cache_kind() {
-        CacheKind::Off => PageCache::disabled(),
-        _ if ttl.is_zero() => PageCache::disabled(),
+        CacheKind::Off => (PageCache::disabled(), None),
+        _ if ttl.is_zero() => (PageCache::disabled(), None),
         #[cfg(feature = "redis")]
         CacheKind::Redis => {
             let url = config.redis_url.as_ref().map(Secret::expose).unwrap_or_default();
@@ -51,9 +54,10 @@ pub(crate) async fn page_cache(config: &CommonConfig) -> Result<PageCache, Start
                 Ok(()) => tracing::info!(server = redis.server(), "public pages cached in Redis"),
                 Err(error) => tracing::warn!(%error, "Redis does not answer: public pages come from the database until it does"),
             }
-            PageCache::new(Arc::new(redis), ttl)
+            let redis = Arc::new(redis);
+            (PageCache::new(redis.clone(), ttl), Some(redis))
         }
         // Memory (Redis is refused by `check` when not built).
-        _ => PageCache::new(Arc::new(MemoryCache::default()), ttl),
+        _ => (PageCache::new(Arc::new(MemoryCache::default()), ttl), None),
     })
 }

@@ -37,11 +37,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anb_application::{
-    AccountRules, Accounts, AccountsPorts, BallotAudit, PageCache, Processor, ProcessorPorts, ProcessorSettings, Showcase, ShowcasePorts,
-    ShowcaseRules, Shutdown, Videos, VideosPorts,
+    AccountRules, Accounts, AccountsPorts, BallotAudit, PageCache, Processor, ProcessorPorts, ProcessorSettings, Readiness, Showcase,
+    ShowcasePorts, ShowcaseRules, Shutdown, Videos, VideosPorts,
 };
 use anb_auth::{Argon2Hasher, HmacKeyring, JwtTokenIssuer};
-use anb_domain::ports::{Clock, HealthCheck, Verifications, VideoRepository};
+use anb_domain::ports::{Clock, Verifications, VideoRepository};
 use anb_domain::{BackendError, UploadRules};
 use anb_files::LocalFileStorage;
 use anb_mp4::Mp4BoxProbe;
@@ -140,8 +140,8 @@ pub struct UseCases {
     pub accounts: Accounts,
     pub videos: Videos,
     pub showcase: Showcase,
-    /// What `/api/health` asks.
-    pub health: Arc<dyn HealthCheck>,
+    /// What `/api/ready` asks: each dependency of the process.
+    pub readiness: Readiness,
     /// Checks links to locally stored files (served by the web server);
     /// `None` when files live in S3.
     pub files: Option<Arc<LocalFileStorage>>,
@@ -169,13 +169,14 @@ impl Services {
         let cloud = Cloud::new();
         let (database_url, key) = secrets::read(config, &cloud).await?;
         let database = Database::connect(&database_url, config.database_pool).await.map_err(StartupError::Database)?;
+        let (pages, cache_check) = cache::page_cache(config).await?;
         let shared = Shared {
             videos: Arc::new(database.videos()),
             verifications: Arc::new(database.verifications()),
             storage: storage::build(config, &cloud, role.link_base(), &key).await,
             keyring: Arc::new(HmacKeyring::derive(&key)),
             clock: Arc::new(SystemClock),
-            pages: Arc::new(cache::page_cache(config).await?),
+            pages: Arc::new(pages),
             database,
         };
         let sweep = queues::SweepPorts { videos: shared.videos.clone(), clock: shared.clock.clone() };
@@ -210,7 +211,16 @@ impl Services {
             let (verifications, keyring, clock) = (shared.verifications.clone(), shared.keyring.clone(), shared.clock.clone());
             work.mail = Some(web.mail.relay(&cloud, verifications, keyring, clock).await?);
         }
-        Ok(Self { use_cases: shared.use_cases(config, role, &key), work })
+        let readiness = [("queue", queues.check.clone()), ("cache", cache_check)].into_iter().fold(
+            Readiness::new(shared.clock.clone())
+                .with("database", Arc::new(shared.database.clone()))
+                .with("storage", shared.storage.check.clone()),
+            |readiness, (name, check)| match check {
+                Some(check) => readiness.with(name, check),
+                None => readiness,
+            },
+        );
+        Ok(Self { use_cases: shared.use_cases(config, role, &key, readiness), work })
     }
 
     /// Starts the background work until `shutdown`.
@@ -234,7 +244,7 @@ struct Shared {
 impl Shared {
     /// The use cases over these adapters; access tokens are signed with
     /// `signing_key`.
-    fn use_cases(self, config: &CommonConfig, role: &Role, signing_key: &[u8]) -> UseCases {
+    fn use_cases(self, config: &CommonConfig, role: &Role, signing_key: &[u8], readiness: Readiness) -> UseCases {
         let (rules, votes_require_verified_email) = match role {
             Role::Web(web) => (web.accounts, web.votes_require_verified_email),
             Role::Worker { .. } => (AccountRules::default(), false),
@@ -270,7 +280,7 @@ impl Shared {
             UploadRules::default(),
             config.url_ttl(),
         );
-        UseCases { accounts, videos, showcase, health: Arc::new(database), files: storage.files }
+        UseCases { accounts, videos, showcase, readiness, files: storage.files }
     }
 }
 
@@ -285,7 +295,7 @@ pub async fn ballot_audit(checked: &Checked) -> Result<BallotAudit, StartupError
     let config = checked.common();
     std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::DataDir { path: config.data_dir.clone(), source })?;
     let database = Database::connect(&database_url(config).await?, 2).await.map_err(StartupError::Database)?;
-    let pages = Arc::new(cache::page_cache(config).await?);
+    let pages = Arc::new(cache::page_cache(config).await?.0);
     Ok(BallotAudit::new(Arc::new(database.vote_audit()), Arc::new(SystemClock), pages))
 }
 

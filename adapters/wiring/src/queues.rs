@@ -87,6 +87,9 @@ pub(crate) struct Queues {
     pub broker: Option<Broker>,
     /// Attempts a job gets: the setting, or the SQS redrive policy's count.
     pub max_attempts: u32,
+    /// Whether the broker answers (`/api/ready`); none for the database
+    /// queue, which the database's own check covers.
+    pub check: Option<Arc<dyn anb_domain::ports::HealthCheck>>,
 }
 
 /// What the sweeper of dead letters needs besides the queue.
@@ -110,15 +113,22 @@ pub(crate) async fn build(
         #[cfg(feature = "rabbitmq")]
         QueueKind::Rabbitmq => {
             let amqp = Arc::new(amqp_queue(config, workers).await.map_err(StartupError::Queue)?);
-            Ok(broker(config, database, workers, sweep, amqp.clone(), amqp.clone(), Broker::Amqp(amqp)))
+            Ok(broker(config, database, workers, sweep, amqp.clone(), amqp.clone(), amqp.clone(), Broker::Amqp(amqp)))
         }
         #[cfg(feature = "kafka")]
         QueueKind::Kafka => {
             let kafka = Arc::new(kafka_queue(config, workers).await.map_err(StartupError::Queue)?);
-            Ok(broker(config, database, workers, sweep, kafka.clone(), kafka.clone(), Broker::Kafka(kafka)))
+            Ok(broker(config, database, workers, sweep, kafka.clone(), kafka.clone(), kafka.clone(), Broker::Kafka(kafka)))
         }
         // The database queue (the others are refused by `check` when not built).
-        _ => Ok(Queues { jobs: Arc::new(database.queue()), relay: None, sweeper: None, broker: None, max_attempts: config.max_attempts }),
+        _ => Ok(Queues {
+            jobs: Arc::new(database.queue()),
+            relay: None,
+            sweeper: None,
+            broker: None,
+            max_attempts: config.max_attempts,
+            check: None,
+        }),
     }
 }
 
@@ -131,6 +141,7 @@ fn broker(
     sweep: SweepPorts,
     jobs: Arc<dyn JobQueue>,
     dead: Arc<dyn anb_domain::ports::DeadLetterQueue>,
+    check: Arc<dyn anb_domain::ports::HealthCheck>,
     connection: Broker,
 ) -> Queues {
     let relay = config.outbox_relay.then(|| OutboxRelay::new(database.queue(), jobs.clone(), RELAY_INTERVAL));
@@ -147,6 +158,7 @@ fn broker(
         sweeper,
         broker: Some(connection),
         max_attempts: config.max_attempts,
+        check: Some(check),
     }
 }
 
@@ -176,8 +188,8 @@ async fn sqs(config: &CommonConfig, cloud: &Cloud, database: &Database, workers:
     let dead = if workers > 0 { sqs.dead_letter_queue().await.map_err(StartupError::Queue)? } else { None };
     let sweeper = dead.map(|dead| sweeper(Arc::new(dead), sweep));
     // SQS may hand out a job twice: a copy waits while a live worker holds the video.
-    let jobs = Arc::new(anb_sql::LeasedQueue::new(sqs, database.clone()));
-    Ok(Queues { jobs, relay, sweeper, broker: None, max_attempts })
+    let jobs = Arc::new(anb_sql::LeasedQueue::new(sqs.clone(), database.clone()));
+    Ok(Queues { jobs, relay, sweeper, broker: None, max_attempts, check: Some(sqs) })
 }
 
 #[cfg(any(feature = "aws", feature = "rabbitmq", feature = "kafka"))]

@@ -29,6 +29,8 @@ pub(crate) struct Storage {
     pub objects: Arc<dyn ObjectStorage>,
     /// The same storage when it is local files, which anb-web serves.
     pub files: Option<Arc<LocalFileStorage>>,
+    /// Whether it answers (`/api/ready`).
+    pub check: Arc<dyn anb_domain::ports::HealthCheck>,
 }
 
 /// The storage the configuration names; local links start with `base_url`
@@ -37,10 +39,11 @@ pub(crate) struct Storage {
 pub(crate) async fn build(config: &CommonConfig, cloud: &Cloud, base_url: &str, key: &[u8]) -> Storage {
     #[cfg(feature = "aws")]
     if let (StorageKind::S3, Some(bucket)) = (config.storage, config.bucket()) {
-        return Storage { objects: Arc::new(anb_aws::S3Storage::new(cloud.config().await, bucket)), files: None };
+        let s3 = Arc::new(anb_aws::S3Storage::new(cloud.config().await, bucket));
+        return Storage { objects: s3.clone(), files: None, check: s3 };
     }
     let files = Arc::new(LocalFileStorage::new(config.files_dir(), base_url, UrlSigner::derive(key)));
-    Storage { objects: files.clone(), files: Some(files) }
+    Storage { objects: files.clone(), files: Some(files.clone()), check: files }
 }
 
 /// Creates the S3 bucket the configuration names, if missing; the settings

@@ -29,7 +29,7 @@ use crate::upload::UploadForm;
 
 #[derive(Tags)]
 enum Tag {
-    /// Liveness for the load balancer.
+    /// Liveness for the load balancer, readiness for operators.
     Health,
     /// Sign-up, e-mail verification and log-in.
     Auth,
@@ -61,18 +61,34 @@ fn rfc3339(at: Timestamp) -> String {
 
 #[derive(Object)]
 struct HealthBody {
-    /// `ok`, or `unavailable` when the database cannot be reached.
+    /// Always `ok`: the process serves.
     status: String,
 }
 
 #[derive(ApiResponse)]
 enum HealthResponse {
-    /// The process reaches its database.
+    /// The process serves (no dependency is checked).
     #[oai(status = 200)]
     Ok(Json<HealthBody>),
-    /// The database cannot be reached.
+}
+
+#[derive(Object)]
+struct ReadyBody {
+    /// `ok` when every dependency answers, else `unavailable`.
+    status: String,
+    /// Each dependency this process uses (`database`, `storage`, `queue`,
+    /// `cache`): `ok` or `unreachable`.
+    checks: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(ApiResponse)]
+enum ReadyResponse {
+    /// Every dependency answers.
+    #[oai(status = 200)]
+    Ok(Json<ReadyBody>),
+    /// Some dependency does not answer; `checks` names it.
     #[oai(status = 503)]
-    Unavailable(Json<HealthBody>),
+    Unavailable(Json<ReadyBody>),
 }
 
 #[derive(Object)]
@@ -496,16 +512,29 @@ fn client_address(request: &Request, behind_proxy: bool) -> Option<IpAddr> {
 
 #[OpenApi]
 impl Api {
-    /// Whether this process can serve: 200 when it reaches its database.
+    /// Liveness, for the load balancer: 200 whenever the process serves.
+    /// It checks no dependency, so that a database failover never makes
+    /// every server look dead (`/api/ready` tells what answers).
     #[oai(path = "/health", method = "get", tag = "Tag::Health")]
     async fn health(&self) -> HealthResponse {
-        match self.use_cases.health.check().await {
-            Ok(()) => HealthResponse::Ok(Json(HealthBody { status: "ok".into() })),
-            Err(error) => {
-                tracing::warn!(%error, "health check failed");
-                HealthResponse::Unavailable(Json(HealthBody { status: "unavailable".into() }))
+        HealthResponse::Ok(Json(HealthBody { status: "ok".into() }))
+    }
+
+    /// Readiness, for operators and monitors: each dependency this process
+    /// uses, asked at once (2 s each); 503 when one does not answer.
+    #[oai(path = "/ready", method = "get", tag = "Tag::Health")]
+    async fn ready(&self) -> ReadyResponse {
+        let mut checks = std::collections::BTreeMap::new();
+        let mut ready = true;
+        for (name, answer) in self.use_cases.readiness.check().await {
+            if let Err(error) = &answer {
+                tracing::warn!(dependency = name, %error, "not ready");
+                ready = false;
             }
+            checks.insert(name.to_owned(), if answer.is_ok() { "ok" } else { "unreachable" }.to_owned());
         }
+        let body = |status: &str| Json(ReadyBody { status: status.into(), checks: checks.clone() });
+        if ready { ReadyResponse::Ok(body("ok")) } else { ReadyResponse::Unavailable(body("unavailable")) }
     }
 
     /// Creates a player account and sends a message with a link that

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anb_application::{
-    AccountRules, Accounts, AccountsPorts, LoginLimits, Showcase, ShowcasePorts, ShowcaseRules, SignUpLimits, Videos, VideosPorts,
+    AccountRules, Accounts, AccountsPorts, LoginLimits, Readiness, Showcase, ShowcasePorts, ShowcaseRules, SignUpLimits, Videos,
+    VideosPorts,
 };
 use anb_domain::fixtures::{MemoryCounters, PlainKeyring, video};
 use anb_domain::ports::{
@@ -137,10 +138,13 @@ fn client(ports: Ports) -> (TestClient<BoxEndpoint<'static>>, tempfile::TempDir)
         ),
         videos: Videos::new(VideosPorts { videos, storage, probe: Arc::new(ports.probe), clock }, rules.clone(), Duration::from_secs(60)),
         showcase,
-        health: match ports.slow_health {
-            Some(delay) => Arc::new(SlowHealth(delay)),
-            None => Arc::new(ports.health),
-        },
+        readiness: Readiness::new(Arc::new(SystemClock)).with(
+            "database",
+            match ports.slow_health {
+                Some(delay) => Arc::new(SlowHealth(delay)),
+                None => Arc::new(ports.health),
+            },
+        ),
         files,
     };
     let state = AppState {
@@ -192,19 +196,26 @@ fn unavailable() -> BackendError {
 // ---------------------------------------------------------------- health
 
 #[tokio::test]
-async fn health_is_200_when_the_backends_answer_and_503_when_not() {
+async fn health_checks_nothing_and_ready_names_each_dependency() {
     let mut ports = Ports::new();
     ports.health.expect_check().times(1).returning(|| Ok(()));
     let (app, _dir) = client(ports);
     let (status, body) = answer(app.get("/api/health").send().await).await;
     assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
+    let (status, body) = answer(app.get("/api/ready").send().await).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok", "checks": {"database": "ok"}})));
 
+    // The database away: the load balancer's check still passes, readiness says why not.
     let mut ports = Ports::new();
     ports.health.expect_check().returning(|| Err(unavailable()));
     let (app, _dir) = client(ports);
-    let response = app.get("/api/health").send().await;
+    let (status, body) = answer(app.get("/api/health").send().await).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
+    let response = app.get("/api/ready").send().await;
     assert_eq!(response.0.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(response.0.into_body().into_json::<Value>().await.unwrap(), json!({"status": "unavailable"}));
+    assert_eq!(response.0.headers()["cache-control"], "no-store");
+    let body = response.0.into_body().into_json::<Value>().await.unwrap();
+    assert_eq!(body, json!({"status": "unavailable", "checks": {"database": "unreachable"}}));
 }
 
 // ---------------------------------------------------------------- accounts
@@ -813,7 +824,6 @@ async fn unknown_routes_wrong_methods_and_request_ids_answer_as_documented() {
 #[tokio::test]
 async fn trailing_slashes_and_the_bare_health_path_are_served_like_the_documented_routes() {
     let mut ports = Ports::new();
-    ports.health.expect_check().times(2).returning(|| Ok(()));
     ports.votes.expect_rankings().times(2).returning(|_, page| {
         assert_eq!(page.limit, 5, "the query survives");
         Ok(vec![])
@@ -919,7 +929,7 @@ async fn an_upload_slower_than_the_minimum_rate_answers_408() {
 async fn a_request_that_takes_too_long_answers_503() {
     let (app, _dir) = client(Ports { slow_health: Some(Duration::from_secs(5)), ..Ports::new() });
     let started = std::time::Instant::now();
-    let (status, body) = answer(app.get("/api/health").send().await).await;
+    let (status, body) = answer(app.get("/api/ready").send().await).await;
     assert_eq!((status, detail(&body)), (StatusCode::SERVICE_UNAVAILABLE, "La solicitud tardó demasiado. Inténtalo de nuevo."));
     assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
 }
@@ -1131,7 +1141,7 @@ async fn a_panic_in_a_handler_answers_a_500_problem() {
     let mut ports = Ports::new();
     ports.health.expect_check().returning(|| panic!("a bug"));
     let (app, _dir) = client(ports);
-    let (status, body) = answer(app.get("/api/health").send().await).await;
+    let (status, body) = answer(app.get("/api/ready").send().await).await;
     assert_eq!((status, detail(&body)), (StatusCode::INTERNAL_SERVER_ERROR, "Error interno del servidor."));
 }
 
