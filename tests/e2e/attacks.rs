@@ -93,7 +93,7 @@ async fn status_of(stream: &mut (impl AsyncReadExt + Unpin), limit: Duration) ->
 #[tokio::test]
 async fn slow_readers_of_a_large_file_cannot_hold_the_server() {
     let clips = Clips::get().await;
-    let app = TestApp::spawn_with_open_files(0, &[("ANB_SEND_TIMEOUT", "8")], OPEN_FILES).await;
+    let app = TestApp::spawn_with_open_files(0, &[("ANB_SEND_TIMEOUT", "12")], OPEN_FILES).await;
     let token = app.player("reader@example.com", "Rita", "Cali").await;
     assert_eq!(app.upload(&token, Some("Grande"), Some(&clips.path("valid.mp4"))).await.0, 201);
     let (_, list) = app.get("/api/videos", Some(&token)).await;
@@ -106,9 +106,10 @@ async fn slow_readers_of_a_large_file_cannot_hold_the_server() {
 
     // 95 clients ask for the file and never read more than its status
     // line; one refused (the places are full) asks again until it has one.
+    let placed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let readers: Vec<_> = (0..95)
         .map(|n| {
-            let path = path.clone();
+            let (path, placed) = (path.clone(), placed.clone());
             tokio::spawn(async move {
                 loop {
                     let Ok(mut stream) = connect_from(attacker(1, n), to, Some(4096)).await else { continue };
@@ -116,7 +117,8 @@ async fn slow_readers_of_a_large_file_cannot_hold_the_server() {
                         continue;
                     }
                     if status_of(&mut stream, Duration::from_secs(2)).await == Some(200) {
-                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        placed.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_secs(40)).await;
                         return Some(stream);
                     }
                     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -124,16 +126,23 @@ async fn slow_readers_of_a_large_file_cannot_hold_the_server() {
             })
         })
         .collect();
-    // Probed once the readers hold every place (their first half second
-    // of stalling is theirs).
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let answered = probe_health(to, Duration::from_secs(10)).await;
+    // Probed once every reader has had a place (some were evicted by those
+    // asking again) and the places are held by readers (their first half
+    // second of stalling is theirs).
+    let started = Instant::now();
+    while placed.load(Ordering::Relaxed) < 95 && started.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let answered = probe_health(to, Duration::from_secs(8)).await;
+    // The send deadline (12 s here) cuts the readers still held.
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let stalled = counter(&app, "http_connections_closed_total", "reason=\"stalled_write\"").await;
     let timed_out = counter(&app, "http_connections_closed_total", "reason=\"send_timeout\"").await;
     let idle = counter(&app, "http_connections_closed_total", "reason=\"idle\"").await;
     let refused = counter(&app, "http_connections_refused_total", "reason=\"full\"").await;
     println!(
-        "attacks: 95 slow readers of a {:.1} MB file, open files {OPEN_FILES}: health {}/{}; {stalled} evicted stalled, {timed_out} cut at the send deadline (8 s), {idle} idle evicted, {refused} refused full",
+        "attacks: 95 slow readers of a {:.1} MB file, open files {OPEN_FILES}: health {}/{}; {stalled} evicted stalled, {timed_out} cut at the send deadline (12 s), {idle} idle evicted, {refused} refused full",
         size as f64 / 1e6,
         answered.0,
         answered.1

@@ -556,9 +556,11 @@ impl HealthCheck for KafkaQueue {
     async fn check(&self) -> Result<(), BackendError> {
         let (producer, topic) = (self.shared.producer.clone(), self.shared.topics.jobs());
         // librdkafka's metadata request blocks its thread.
-        let metadata = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(Some(&topic), Duration::from_secs(2)))
-            .await
-            .map_err(|e| BackendError::internal(format!("asking the brokers: {e}")))?;
+        let metadata = tokio::task::spawn_blocking(move || {
+            rdkafka::producer::Producer::client(&producer).fetch_metadata(Some(&topic), Duration::from_secs(2))
+        })
+        .await
+        .map_err(|e| BackendError::internal(format!("asking the brokers: {e}")))?;
         metadata.map(drop).map_err(|e| kafka_error("reaching the brokers", &e))
     }
 }

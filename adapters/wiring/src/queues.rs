@@ -113,12 +113,12 @@ pub(crate) async fn build(
         #[cfg(feature = "rabbitmq")]
         QueueKind::Rabbitmq => {
             let amqp = Arc::new(amqp_queue(config, workers).await.map_err(StartupError::Queue)?);
-            Ok(broker(config, database, workers, sweep, amqp.clone(), amqp.clone(), amqp.clone(), Broker::Amqp(amqp)))
+            Ok(broker(config, database, workers, sweep, amqp.clone(), Broker::Amqp(amqp)))
         }
         #[cfg(feature = "kafka")]
         QueueKind::Kafka => {
             let kafka = Arc::new(kafka_queue(config, workers).await.map_err(StartupError::Queue)?);
-            Ok(broker(config, database, workers, sweep, kafka.clone(), kafka.clone(), kafka.clone(), Broker::Kafka(kafka)))
+            Ok(broker(config, database, workers, sweep, kafka.clone(), Broker::Kafka(kafka)))
         }
         // The database queue (the others are refused by `check` when not built).
         _ => Ok(Queues {
@@ -132,18 +132,15 @@ pub(crate) async fn build(
     }
 }
 
-/// RabbitMQ or Kafka, fed by the outbox relay.
+/// RabbitMQ or Kafka (`adapter`: its jobs, its dead letters and its
+/// readiness), fed by the outbox relay.
 #[cfg(any(feature = "rabbitmq", feature = "kafka"))]
-fn broker(
-    config: &CommonConfig,
-    database: &Database,
-    workers: u32,
-    sweep: SweepPorts,
-    jobs: Arc<dyn JobQueue>,
-    dead: Arc<dyn anb_domain::ports::DeadLetterQueue>,
-    check: Arc<dyn anb_domain::ports::HealthCheck>,
-    connection: Broker,
-) -> Queues {
+fn broker<A>(config: &CommonConfig, database: &Database, workers: u32, sweep: SweepPorts, adapter: Arc<A>, connection: Broker) -> Queues
+where
+    A: JobQueue + anb_domain::ports::DeadLetterQueue + anb_domain::ports::HealthCheck,
+{
+    let (jobs, dead, check): (Arc<dyn JobQueue>, Arc<dyn anb_domain::ports::DeadLetterQueue>, Arc<dyn anb_domain::ports::HealthCheck>) =
+        (adapter.clone(), adapter.clone(), adapter);
     let relay = config.outbox_relay.then(|| OutboxRelay::new(database.queue(), jobs.clone(), RELAY_INTERVAL));
     // Jobs dead-lettered with no worker left to mark their videos
     // (RabbitMQ's delivery limit, every attempt cut short) are marked

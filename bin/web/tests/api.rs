@@ -1,7 +1,8 @@
 //! The HTTP API in process: every route's status table, driven through
 //! poem's test client against the real routes and middleware, with the
 //! application's ports mocked. No socket, no database, no GStreamer: the
-//! whole file runs in well under a second. What only a real process shows
+//! whole file runs in a few seconds (the upload rate and stall tests wait
+//! out their shortened limits). What only a real process shows
 //! (start-up, signals, the real adapters) stays in `tests/e2e`.
 
 use std::sync::Arc;
@@ -1164,6 +1165,7 @@ async fn the_document_lists_every_route_and_swagger_ui_is_served() {
             "/public/rankings",
             "/public/videos",
             "/public/videos/{video_id}/vote",
+            "/ready",
             "/videos",
             "/videos/upload",
             "/videos/{video_id}",
@@ -1172,4 +1174,7 @@ async fn the_document_lists_every_route_and_swagger_ui_is_served() {
     );
     let docs = app.get("/docs/").send().await;
     assert_eq!(docs.0.status(), StatusCode::OK);
+    let policy = docs.0.headers()["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("frame-ancestors 'none'") && policy.contains("default-src 'self'"), "{policy}");
+    assert_eq!(docs.0.headers()["x-content-type-options"], "nosniff");
 }
