@@ -12,6 +12,11 @@ use futures::future::{Either, select};
 
 /// How long one dependency has to answer before it counts as unreachable.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long an answer is reused: `/api/ready` needs no account, so a flood
+/// of it must not become a flood of every dependency.
+pub const READY_REUSE: Duration = Duration::from_secs(1);
+
+type Answers = Vec<(&'static str, Result<(), BackendError>)>;
 
 /// The dependencies of a process, each by name.
 #[derive(Clone)]
@@ -19,6 +24,8 @@ pub struct Readiness {
     checks: Vec<(&'static str, Arc<dyn HealthCheck>)>,
     clock: Arc<dyn Clock>,
     timeout: Duration,
+    /// The last answers and when they were had.
+    last: Arc<std::sync::Mutex<Option<(anb_domain::Timestamp, Answers)>>>,
 }
 
 impl std::fmt::Debug for Readiness {
@@ -30,7 +37,7 @@ impl std::fmt::Debug for Readiness {
 impl Readiness {
     /// No dependency yet; `clock` times the answers.
     pub fn new(clock: Arc<dyn Clock>) -> Self {
-        Self { checks: Vec::new(), clock, timeout: READY_TIMEOUT }
+        Self { checks: Vec::new(), clock, timeout: READY_TIMEOUT, last: Arc::default() }
     }
 
     /// Adds a dependency named `name` (`database`, `storage`, `queue`,
@@ -49,8 +56,23 @@ impl Readiness {
     }
 
     /// Every dependency, asked at once, each within the timeout: its name
-    /// and whether it answered.
-    pub async fn check(&self) -> Vec<(&'static str, Result<(), BackendError>)> {
+    /// and whether it answered. Answers had within [`READY_REUSE`] are
+    /// given again.
+    pub async fn check(&self) -> Answers {
+        let now = self.clock.now();
+        let reuse = chrono::Duration::from_std(READY_REUSE).unwrap_or_default();
+        if let Some((at, answers)) = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref()
+            && now - *at < reuse
+            && *at <= now
+        {
+            return answers.clone();
+        }
+        let answers = self.ask().await;
+        *self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((self.clock.now(), answers.clone()));
+        answers
+    }
+
+    async fn ask(&self) -> Answers {
         let timeout = self.timeout;
         let asks = self.checks.iter().map(|(name, check)| async move {
             let answer = match select(check.check(), std::pin::pin!(self.clock.sleep(timeout))).await {
@@ -108,5 +130,15 @@ mod tests {
         let states: Vec<(&str, bool)> = answers.iter().map(|(name, answer)| (*name, answer.is_ok())).collect();
         assert_eq!(states, [("database", true), ("storage", false), ("queue", false)]);
         assert!(answers[2].1.as_ref().unwrap_err().to_string().contains("within 50 ms"));
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_reused_for_a_second() {
+        let mut database = MockHealthCheck::new();
+        database.expect_check().times(1).returning(|| Ok(()));
+        let readiness = Readiness::new(Arc::new(TokioClock)).with("database", Arc::new(database));
+        for _ in 0..3 {
+            assert!(readiness.check().await[0].1.is_ok());
+        }
     }
 }

@@ -228,3 +228,28 @@ async fn oversized_preambles_and_headers_cost_no_memory() {
     assert!(peak < 100 * 1024, "peak RSS {} MB", peak / 1024);
     assert!(app.files_in("tmp").is_empty(), "no upload left behind");
 }
+
+#[tokio::test]
+async fn a_client_that_expects_100_continue_gets_the_real_reason_of_a_refusal() {
+    let app = TestApp::spawn(0, &[]).await;
+    let token = app.player("curl@example.com", "Curl", "Cali").await;
+    let body = "--b\r\ncontent-disposition: form-data; name=\"title\"\r\n\r\nTiro\r\n\
+                --b\r\ncontent-disposition: form-data; name=\"video_file\"; filename=\"a.mp4\"\r\n\r\n\
+                This is plain text pretending to be a video.\r\n--b--\r\n";
+    let mut stream = TcpStream::connect(addr(&app)).unwrap();
+    // What curl sends for a body over 1 MiB, here with a small one.
+    let head = format!(
+        "POST /api/videos/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nExpect: 100-continue\r\n\
+         Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut interim = [0u8; 25];
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream.read_exact(&mut interim).unwrap();
+    assert!(interim.starts_with(b"HTTP/1.1 100 Continue"), "{}", String::from_utf8_lossy(&interim));
+    stream.write_all(body.as_bytes()).unwrap();
+    let answer = read_answer(&mut stream);
+    assert!(answer.contains("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("no es un video"), "the probe's own reason, not a generic one: {answer}");
+}

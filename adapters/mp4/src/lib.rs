@@ -281,8 +281,9 @@ struct StreamConfig {
     size: (u32, u32),
     /// Bytes of each NAL unit's length prefix in the samples.
     nal_length: usize,
-    /// Whether a NAL unit (its first byte) is a sequence parameter set.
-    is_sps: fn(u8) -> bool,
+    /// Whether a NAL unit (by its header) is a sequence parameter set of
+    /// the base layer.
+    is_sps: fn(&[u8]) -> bool,
     read: SizeReader,
 }
 
@@ -400,7 +401,7 @@ fn in_band_size<R: Read + Seek>(
     while let Some(prefix) = sample.get(pos..pos + config.nal_length) {
         let nal_len = prefix.iter().fold(0usize, |n, b| (n << 8) | usize::from(*b));
         let Some(nal) = sample.get(pos + config.nal_length..pos + config.nal_length + nal_len) else { break };
-        if nal.first().is_some_and(|first| (config.is_sps)(*first)) {
+        if (config.is_sps)(nal) {
             let size = (config.read)(nal).map_err(|why| bad(format!("the SPS inside the first sample does not read: {why}")))?;
             return Ok(Some(size));
         }
@@ -419,11 +420,14 @@ type SizeReader = fn(&[u8]) -> Result<(u32, u32), bits::BitsError>;
 /// frame NAL units, for the codecs whose sample entry must carry them
 /// (H.264, HEVC); `None` for others.
 fn coded_size(codec: &str, entry: &[u8]) -> Result<Option<StreamConfig>, ProbeError> {
-    type Sps = fn(u8) -> bool;
+    type Sps = fn(&[u8]) -> bool;
     // lengthSizeMinusOne: byte 4 of an avcC, byte 21 of an hvcC.
     let (config, name, read, length_at, is_sps): (_, _, SizeReader, usize, Sps) = match codec {
-        "avc1" | "avc3" => (b"avcC", "H.264", |avcc| avc::sps_size(avc::config_sps(avcc)?), 4, |first| first & 0x1f == 7),
-        "hvc1" | "hev1" => (b"hvcC", "HEVC", |hvcc| hevc::sps_size(hevc::config_sps(hvcc)?), 21, |first| (first >> 1) & 0x3f == 33),
+        "avc1" | "avc3" => (b"avcC", "H.264", |avcc| avc::sps_size(avc::config_sps(avcc)?), 4, |nal| nal.first().is_some_and(|b| b & 0x1f == 7)),
+        // nal_unit_type 33, nuh_layer_id 0 (other layers' SPSs have another syntax).
+        "hvc1" | "hev1" => (b"hvcC", "HEVC", |hvcc| hevc::sps_size(hevc::config_sps(hvcc)?), 21, |nal| {
+            nal.get(..2).is_some_and(|h| (h[0] >> 1) & 0x3f == 33 && (u16::from_be_bytes([h[0], h[1]]) >> 3) & 0x3f == 0)
+        }),
         _ => return Ok(None),
     };
     let boxes = entry.get(VISUAL_ENTRY_FIELDS..).ok_or_else(|| bad(format!("{codec} sample entry too short")))?;

@@ -521,10 +521,9 @@ struct ResponseBody {
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
-        // The last response sent: the connection waits for a head again.
-        if self.connection.open_responses.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.connection.waiting_since.store(self.connection.now(), Ordering::Release);
-        }
+        // hyper has taken the last frame; it is sent when the socket's
+        // flush completes (`TrackedIo::poll_flush`).
+        self.connection.open_responses.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -585,9 +584,19 @@ impl TrackedIo {
     fn read_some(&mut self) {
         let now = self.connection.now();
         self.connection.last_read.store(now, Ordering::Release);
-        // A new request: the last response has been taken whole.
+        // A new request's head coming while no response is open.
         if self.connection.open_responses.load(Ordering::Acquire) == 0 {
-            self.keeps_up();
+            let _ = self.connection.waiting_since.compare_exchange(NEVER, now, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+
+    /// Everything hyper had to send is out: the client keeps up, and with
+    /// no response open the connection waits for its next head.
+    fn flushed(&mut self) {
+        self.keeps_up();
+        if self.connection.open_responses.load(Ordering::Acquire) == 0 {
+            let now = self.connection.now();
+            let _ = self.connection.waiting_since.compare_exchange(NEVER, now, Ordering::AcqRel, Ordering::Acquire);
         }
     }
 
@@ -601,6 +610,9 @@ impl TrackedIo {
             stall.taken += n as u64;
             if stall.taken >= MIN_SEND_PROGRESS {
                 self.keeps_up();
+            } else if n > 0 {
+                // Evictable only when it takes nothing: a slow reader is not a stalled one.
+                self.connection.stalled_since.store(self.connection.now(), Ordering::Release);
             }
         }
     }
@@ -685,7 +697,10 @@ impl AsyncWrite for TrackedIo {
         // HTTP/1.1 answers one request at a time, each with one head: a head
         // beyond the requests that reached the service is one hyper made
         // itself (for a head it could not parse).
-        if matches!(self.rewrite, Rewrite::None) && buf.starts_with(b"HTTP/1.1 ") {
+        // An interim head (`100 Continue`, for a client that sent `Expect`)
+        // precedes the response and is not one.
+        let interim = buf.get(9) == Some(&b'1');
+        if matches!(self.rewrite, Rewrite::None) && buf.starts_with(b"HTTP/1.1 ") && !interim {
             if self.heads < self.connection.requests.load(Ordering::Acquire) {
                 self.heads += 1;
             } else if let Some(status) = buf
@@ -722,7 +737,11 @@ impl AsyncWrite for TrackedIo {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let result = Pin::new(&mut self.inner).poll_flush(cx);
+        if matches!(result, Poll::Ready(Ok(()))) {
+            self.flushed();
+        }
+        result
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

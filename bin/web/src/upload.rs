@@ -188,7 +188,10 @@ impl Rate {
         }
         let window = self.window.as_secs();
         let now = elapsed.as_secs();
-        while self.seconds.front().is_some_and(|(second, _)| second + window <= now) {
+        // The buckets of the last `window` whole seconds and of this one: at
+        // least `window` seconds of sending, so a steady client at the
+        // minimum rate always passes.
+        while self.seconds.front().is_some_and(|(second, _)| second + window < now) {
             self.seconds.pop_front();
         }
         let bytes: u64 = self.seconds.iter().map(|(_, sum)| sum).sum();
