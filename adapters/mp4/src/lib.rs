@@ -423,11 +423,17 @@ fn coded_size(codec: &str, entry: &[u8]) -> Result<Option<StreamConfig>, ProbeEr
     type Sps = fn(&[u8]) -> bool;
     // lengthSizeMinusOne: byte 4 of an avcC, byte 21 of an hvcC.
     let (config, name, read, length_at, is_sps): (_, _, SizeReader, usize, Sps) = match codec {
-        "avc1" | "avc3" => (b"avcC", "H.264", |avcc| avc::sps_size(avc::config_sps(avcc)?), 4, |nal| nal.first().is_some_and(|b| b & 0x1f == 7)),
+        "avc1" | "avc3" => {
+            (b"avcC", "H.264", |avcc| avc::sps_size(avc::config_sps(avcc)?), 4, |nal| nal.first().is_some_and(|b| b & 0x1f == 7))
+        }
         // nal_unit_type 33, nuh_layer_id 0 (other layers' SPSs have another syntax).
-        "hvc1" | "hev1" => (b"hvcC", "HEVC", |hvcc| hevc::sps_size(hevc::config_sps(hvcc)?), 21, |nal| {
-            nal.get(..2).is_some_and(|h| (h[0] >> 1) & 0x3f == 33 && (u16::from_be_bytes([h[0], h[1]]) >> 3) & 0x3f == 0)
-        }),
+        "hvc1" | "hev1" => (
+            b"hvcC",
+            "HEVC",
+            |hvcc| hevc::sps_size(hevc::config_sps(hvcc)?),
+            21,
+            |nal| nal.get(..2).is_some_and(|h| (h[0] >> 1) & 0x3f == 33 && (u16::from_be_bytes([h[0], h[1]]) >> 3) & 0x3f == 0),
+        ),
         _ => return Ok(None),
     };
     let boxes = entry.get(VISUAL_ENTRY_FIELDS..).ok_or_else(|| bad(format!("{codec} sample entry too short")))?;
