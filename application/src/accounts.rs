@@ -632,16 +632,21 @@ mod tests {
         assert!(matches!(accounts.resend_verification(UserId(7)).await, Err(ResendError::Throttled { .. })));
     }
 
-    #[tokio::test]
-    async fn failures_lock_the_account_from_that_address_only_and_success_clears_them() {
+    /// Accounts where Ana exists, `S3cure!pass` is her password and a log-in issues `jwt`.
+    fn ana_logs_in(counters: Arc<MemoryCounters>) -> Accounts {
         let mut users = MockUserRepository::new();
         users.expect_by_email().returning(|_| Ok(Some(stored_user())));
         let mut hasher = MockPasswordHasher::new();
         hasher.expect_verify().returning(|p, _| p.expose() == "S3cure!pass");
         let mut tokens = MockTokenIssuer::new();
         tokens.expect_issue().returning(|_| Ok(AccessToken { token: "jwt".into(), expires_in: 3600 }));
+        accounts_with(users, hasher, tokens, counters)
+    }
+
+    #[tokio::test]
+    async fn failures_lock_the_account_from_that_address_only_and_success_clears_them() {
         let attempts = Arc::new(MemoryCounters::default());
-        let accounts = accounts_with(users, hasher, tokens, attempts.clone());
+        let accounts = ana_logs_in(attempts.clone());
         let (attacker, owner) = (Some("203.0.113.9".parse().unwrap()), Some("198.51.100.4".parse().unwrap()));
 
         for _ in 0..3 {
@@ -673,13 +678,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_device_that_signed_in_before_is_not_locked_out_by_guesses_from_elsewhere() {
-        let mut users = MockUserRepository::new();
-        users.expect_by_email().returning(|_| Ok(Some(stored_user())));
-        let mut hasher = MockPasswordHasher::new();
-        hasher.expect_verify().returning(|p, _| p.expose() == "S3cure!pass");
-        let mut tokens = MockTokenIssuer::new();
-        tokens.expect_issue().returning(|_| Ok(AccessToken { token: "jwt".into(), expires_in: 3600 }));
-        let accounts = accounts_with(users, hasher, tokens, Arc::new(MemoryCounters::default()));
+        let accounts = ana_logs_in(Arc::new(MemoryCounters::default()));
         let home = Some("198.51.100.4".parse().unwrap());
         let device = accounts.log_in("ana@example.com", "S3cure!pass", home, None).await.unwrap().device;
         // 50 wrong guesses from 10 addresses lock the account for strangers...

@@ -53,14 +53,15 @@ const ACCOUNT_FACTOR: u32 = 10;
 pub(crate) struct Keys {
     pub pair: Option<String>,
     pub address: Option<String>,
-    pub account: String,
+    /// The account from every address; none for a known device.
+    pub account: Option<String>,
 }
 
 impl Keys {
     /// The keys of a client known by its device token's `nonce`: only its
     /// own, at the per-pair limit.
     pub fn of_device(account: &str, nonce: &str) -> Self {
-        Self { pair: Some(format!("device:{nonce}|{account}")), address: None, account: String::new() }
+        Self { pair: Some(format!("device:{nonce}|{account}")), address: None, account: None }
     }
 
     /// `account` is the normalised e-mail (or the text as typed when it is
@@ -69,21 +70,17 @@ impl Keys {
         Self {
             pair: address.map(|a| format!("pair:{a}|{account}")),
             address: address.map(|a| format!("address:{a}")),
-            account: format!("account:{account}"),
+            account: Some(format!("account:{account}")),
         }
     }
 
     pub fn all(&self) -> Vec<String> {
-        self.pair.iter().chain(&self.address).chain(self.account_key()).cloned().collect()
+        self.pair.iter().chain(&self.address).chain(&self.account).cloned().collect()
     }
 
     /// What a successful log-in clears: the account's own counts.
     pub fn owned(&self) -> Vec<String> {
-        self.pair.iter().chain(self.account_key()).cloned().collect()
-    }
-
-    fn account_key(&self) -> Option<&String> {
-        Some(&self.account).filter(|key| !key.is_empty())
+        self.pair.iter().chain(&self.account).cloned().collect()
     }
 
     fn limit(&self, key: &str, limits: LoginLimits) -> u32 {

@@ -95,9 +95,8 @@ async fn slow_readers_of_a_large_file_cannot_hold_the_server() {
     let clips = Clips::get().await;
     let app = TestApp::spawn_with_open_files(0, &[("ANB_SEND_TIMEOUT", "12")], OPEN_FILES).await;
     let token = app.player("reader@example.com", "Rita", "Cali").await;
-    assert_eq!(app.upload(&token, Some("Grande"), Some(&clips.path("valid.mp4"))).await.0, 201);
-    let (_, list) = app.get("/api/videos", Some(&token)).await;
-    let (_, detail) = app.get(&format!("/api/videos/{}", list[0]["video_id"]), Some(&token)).await;
+    let id = app.upload_video(&token, "Grande", &clips.path("valid.mp4")).await;
+    let (_, detail) = app.get(&format!("/api/videos/{id}"), Some(&token)).await;
     let link = detail["original_url"].as_str().unwrap();
     let path = link[link.find("/files/").unwrap()..].to_owned();
     let size = std::fs::metadata(clips.path("valid.mp4")).unwrap().len();
@@ -287,9 +286,7 @@ async fn event_streams_have_places_of_their_own_and_a_share_per_account() {
     for (per_account, want_open) in [("4", 4), ("1000", 36)] {
         let app = TestApp::spawn_with_open_files(0, &[("ANB_STREAMS_PER_ACCOUNT", per_account)], OPEN_FILES).await;
         let token = app.player("watcher@example.com", "Wanda", "Cali").await;
-        assert_eq!(app.upload(&token, Some("Pendiente"), Some(&clips.path("light.mp4"))).await.0, 201);
-        let (_, list) = app.get("/api/videos", Some(&token)).await;
-        let id = list[0]["video_id"].as_i64().unwrap();
+        let id = app.upload_video(&token, "Pendiente", &clips.path("light.mp4")).await;
         let to = addr(&app);
         // One pending video, 91 streams of its owner.
         let mut open = Vec::new();
@@ -316,9 +313,7 @@ async fn at_shutdown_200_event_streams_end_at_once() {
     let clips = Clips::get().await;
     let mut app = TestApp::spawn(0, &[("ANB_STREAMS_PER_ACCOUNT", "1000")]).await;
     let token = app.player("crowd@example.com", "Cora", "Cali").await;
-    assert_eq!(app.upload(&token, Some("Pendiente"), Some(&clips.path("light.mp4"))).await.0, 201);
-    let (_, list) = app.get("/api/videos", Some(&token)).await;
-    let id = list[0]["video_id"].as_i64().unwrap();
+    let id = app.upload_video(&token, "Pendiente", &clips.path("light.mp4")).await;
     let to = addr(&app);
     let mut streams = Vec::new();
     for n in 0..200 {

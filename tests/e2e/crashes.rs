@@ -56,9 +56,7 @@ async fn a_kill_during_a_transcode_is_taken_up_after_restart_and_processed_once(
     let clips = Clips::get().await;
     let mut app = TestApp::spawn(1, &[("ANB_JOB_VISIBILITY", "4")]).await;
     let token = app.player("t@example.com", "Toni", "Cali").await;
-    assert_eq!(app.upload(&token, Some("Interrumpida"), Some(&clips.path("valid.mp4"))).await.0, 201);
-    let (_, mine) = app.get("/api/videos", Some(&token)).await;
-    let id = mine[0]["video_id"].as_i64().unwrap();
+    let id = app.upload_video(&token, "Interrumpida", &clips.path("valid.mp4")).await;
     until(Duration::from_secs(60), "the transcode starting", || video_ids_logged(&app.log(), "processing started").contains(&id)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 

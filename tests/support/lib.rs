@@ -283,6 +283,14 @@ impl TestApp {
         self.upload_as(Some(token), title, file).await
     }
 
+    /// Uploads `file` with `title`, asserting 201; returns the new video's id.
+    pub async fn upload_video(&self, token: &str, title: &str, file: &Path) -> i64 {
+        let (status, body) = self.upload(token, Some(title), Some(file)).await;
+        assert_eq!(status, 201, "{body}");
+        let (_, list) = self.get("/api/videos", Some(token)).await;
+        list[0]["video_id"].as_i64().expect("the newest video first")
+    }
+
     /// Uploads with an optional token; returns status and JSON body.
     pub async fn upload_as(&self, token: Option<&str>, title: Option<&str>, file: Option<&Path>) -> (u16, Value) {
         let mut form = Form::new();
