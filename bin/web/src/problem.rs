@@ -88,10 +88,20 @@ impl Payload for Problem {
     }
 }
 
+/// Seconds a client is asked to wait after a 503 (`Retry-After`): a
+/// database failover or a restart is over in about this time or a few of it.
+pub const RETRY_UNAVAILABLE_AFTER: u64 = 5;
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let body = self.0.to_json().map(|v| v.to_string()).unwrap_or_default();
-        Response::builder().status(self.status()).content_type(Self::CONTENT_TYPE).body(body)
+        let status = self.status();
+        let mut response = Response::builder().status(status).content_type(Self::CONTENT_TYPE);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Every 503 says when to try again, however it was made.
+            response = response.header(poem::http::header::RETRY_AFTER, RETRY_UNAVAILABLE_AFTER);
+        }
+        response.body(body)
     }
 }
 
@@ -127,9 +137,10 @@ pub enum ApiError {
     /// Unexpected server fault; see the log under the `x-request-id`.
     #[oai(status = 500)]
     Internal(Problem),
-    /// The database or another backend is unreachable; try again later.
+    /// The database or another backend is unreachable (a failover, say), or
+    /// the request took too long; try again after `Retry-After` seconds.
     #[oai(status = 503)]
-    Unavailable(Problem),
+    Unavailable(Problem, #[oai(header = "Retry-After")] u64),
     /// No space left to store the upload.
     #[oai(status = 507)]
     InsufficientStorage(Problem),
@@ -169,7 +180,7 @@ impl From<Problem> for ApiError {
             StatusCode::REQUEST_TIMEOUT => Self::RequestTimeout(problem),
             StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge(problem),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType(problem),
-            StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable(problem),
+            StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable(problem, RETRY_UNAVAILABLE_AFTER),
             StatusCode::INSUFFICIENT_STORAGE => Self::InsufficientStorage(problem),
             _ => Self::Internal(problem),
         }

@@ -488,8 +488,14 @@ fn raw_problem(status: u16, detail: &str) -> Vec<u8> {
     let code = poem::http::StatusCode::from_u16(status).unwrap_or(poem::http::StatusCode::BAD_REQUEST);
     let reason = code.canonical_reason().unwrap_or("Error");
     let json = problem_json(code, detail);
+    // A busy server or a client over its share: come back in a moment.
+    let retry = match status {
+        503 => format!("retry-after: {}\r\n", crate::problem::RETRY_UNAVAILABLE_AFTER),
+        429 => "retry-after: 1\r\n".to_owned(),
+        _ => String::new(),
+    };
     let mut out = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\n{retry}connection: close\r\n\r\n",
         json.len()
     )
     .into_bytes();
