@@ -13,6 +13,10 @@
 //!   web server, not one per request).
 //! - **The cache is an optimisation.** When it fails, pages are built from
 //!   the database and the failure is logged now and then.
+//! - **The database away, the pages stay.** The last copy of each page this
+//!   server built or read is kept in memory (a bounded number of pages);
+//!   when a build fails because the database cannot be reached (a
+//!   failover), readers get that copy, however old, instead of a 503.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,7 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anb_domain::ports::{Cache, CacheLookup};
-use anb_domain::{BackendError, CityFilter, Page};
+use anb_domain::{BackendError, BackendErrorKind, CityFilter, Page};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
@@ -32,9 +36,17 @@ pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(5);
 /// arbitrary string would let anyone fill the cache.
 const MAX_CACHED_CITY: usize = 100;
 
+/// Pages kept as the last good copy, at most: the first pages of the list
+/// and the ranking in every city fit many times over; past it one is
+/// dropped for each new one.
+const MAX_LAST_GOOD: usize = 512;
+
 /// The format of an encoded entry; bumped when it changes, so that servers
 /// of two versions sharing a cache never read each other's entries.
 const FORMAT: u8 = 1;
+
+/// A page as last seen: the generation it was built at, and its bytes.
+type LastCopy = (u64, Arc<[u8]>);
 
 type Flight = Shared<BoxFuture<'static, Result<Arc<[u8]>, BackendError>>>;
 /// Builds under way by (key, generation, local epoch).
@@ -49,6 +61,11 @@ pub struct PageCache {
     serials: AtomicU64,
     epoch: AtomicU64,
     failures: AtomicU64,
+    /// The last copy of each page seen, with the generation it was built
+    /// at, served when the database is away.
+    last_good: Mutex<HashMap<String, LastCopy>>,
+    /// Pages served from `last_good` since the database went away.
+    stale_served: AtomicU64,
 }
 
 impl PageCache {
@@ -61,6 +78,8 @@ impl PageCache {
             serials: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            last_good: Mutex::default(),
+            stale_served: AtomicU64::new(0),
         }
     }
 
@@ -73,6 +92,8 @@ impl PageCache {
             serials: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            last_good: Mutex::default(),
+            stale_served: AtomicU64::new(0),
         }
     }
 
@@ -97,7 +118,8 @@ impl PageCache {
 
     /// The page under `key` (`None`: do not cache this one), from the cache
     /// when it is fresh, else from `build`, once for all the readers that
-    /// want it at the same time.
+    /// want it at the same time; when `build` cannot reach the database, the
+    /// last copy of the page seen here, if any.
     pub(crate) async fn fetch<T, B>(&self, key: Option<String>, build: B) -> Result<T, BackendError>
     where
         T: Encoded,
@@ -112,7 +134,10 @@ impl PageCache {
                     // Back: the next failure is logged at once.
                     self.failures.store(0, Ordering::Relaxed);
                 }
-                if let Some(page) = value.as_deref().and_then(|bytes| decode::<T>(bytes, Some(generation))) {
+                if let Some(bytes) = value
+                    && let Some(page) = decode::<T>(&bytes, Some(generation))
+                {
+                    self.remember(&key, generation, bytes);
                     return Ok(page);
                 }
                 generation
@@ -123,9 +148,51 @@ impl PageCache {
                 u64::MAX
             }
         };
-        let flight = self.flight(store, (key, generation, epoch), build);
-        let bytes = flight.await?;
+        let flight = self.flight(store, (key.clone(), generation, epoch), build);
+        let bytes = match flight.await {
+            Ok(bytes) => {
+                self.remember(&key, generation, bytes.clone());
+                bytes
+            }
+            Err(error) => return self.last_copy(&key, error),
+        };
         decode::<T>(&bytes, None).ok_or_else(|| BackendError::internal("a page just encoded does not decode"))
+    }
+
+    /// Keeps `bytes` as the last good copy of `key`, unless it has this
+    /// generation's already (the common case: one lock, no copy).
+    fn remember(&self, key: &str, generation: u64, bytes: Arc<[u8]>) {
+        let mut kept = self.last_good.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.get(key).is_some_and(|(built, _)| *built == generation && generation != u64::MAX) {
+            return;
+        }
+        if kept.len() >= MAX_LAST_GOOD
+            && !kept.contains_key(key)
+            && let Some(dropped) = kept.keys().next().cloned()
+        {
+            kept.remove(&dropped);
+        }
+        kept.insert(key.to_owned(), (generation, bytes));
+        if self.stale_served.load(Ordering::Relaxed) != 0 {
+            // The database answers again.
+            let served = self.stale_served.swap(0, Ordering::Relaxed);
+            tracing::info!(served, "the database answers again: pages are fresh again");
+        }
+    }
+
+    /// The last good copy of `key` when `error` says the database is away,
+    /// else `error`.
+    fn last_copy<T: Encoded>(&self, key: &str, error: BackendError) -> Result<T, BackendError> {
+        if error.kind != BackendErrorKind::Unavailable {
+            return Err(error);
+        }
+        let bytes = self.last_good.lock().unwrap_or_else(PoisonError::into_inner).get(key).map(|(_, bytes)| bytes.clone());
+        let Some(page) = bytes.and_then(|bytes| decode::<T>(&bytes, None)) else { return Err(error) };
+        let served = self.stale_served.fetch_add(1, Ordering::Relaxed);
+        if served.is_multiple_of(1000) {
+            tracing::warn!(%error, served = served + 1, "the database is away: serving the last copy of public pages");
+        }
+        Ok(page)
     }
 
     /// The build under way for `id`, or a new one.
@@ -493,6 +560,37 @@ mod tests {
         let runs = Arc::new(AtomicUsize::new(0));
         assert_eq!(pages.fetch(key(), build(&runs, 1, Duration::ZERO)).await.unwrap(), ranking(1));
         assert!(pages.flights.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn with_the_database_away_the_last_copy_of_a_page_is_served() {
+        let pages = PageCache::new(Arc::new(MapCache::default()), Duration::from_millis(1));
+        let runs = Arc::new(AtomicUsize::new(0));
+        assert_eq!(pages.fetch(key(), build(&runs, 1, Duration::ZERO)).await.unwrap(), ranking(1));
+        pages.invalidate().await;
+        let away = || async { Err::<Vec<Entry>, _>(BackendError::unavailable("database down")) };
+        assert_eq!(pages.fetch(key(), away()).await.unwrap(), ranking(1), "the last copy, though stale");
+        assert_eq!(pages.fetch(key(), away()).await.unwrap(), ranking(1));
+        assert_eq!(pages.stale_served.load(Ordering::SeqCst), 2);
+        let other = page_key("rankings", &CityFilter::any(), Page { limit: 10, offset: 10 });
+        assert_eq!(pages.fetch(other, away()).await.unwrap_err().message, "database down", "no copy of a page never seen");
+        let fault = async { Err::<Vec<Entry>, _>(BackendError::internal("a bug")) };
+        assert_eq!(pages.fetch(key(), fault).await.unwrap_err().message, "a bug", "only an unreachable database is covered");
+        assert_eq!(pages.fetch(key(), build(&runs, 2, Duration::ZERO)).await.unwrap(), ranking(2), "back: fresh again");
+        assert_eq!(pages.stale_served.load(Ordering::SeqCst), 0);
+        pages.invalidate().await;
+        assert_eq!(pages.fetch(key(), away()).await.unwrap(), ranking(2), "the newest copy is the one kept");
+    }
+
+    #[tokio::test]
+    async fn the_last_copies_are_bounded() {
+        let pages = PageCache::new(Arc::new(MapCache::default()), Duration::from_secs(5));
+        let runs = Arc::new(AtomicUsize::new(0));
+        for offset in 0..(MAX_LAST_GOOD as u64 + 50) {
+            let key = page_key("rankings", &CityFilter::any(), Page { limit: 10, offset });
+            pages.fetch(key, build(&runs, 1, Duration::ZERO)).await.unwrap();
+        }
+        assert_eq!(pages.last_good.lock().unwrap().len(), MAX_LAST_GOOD);
     }
 
     #[tokio::test]
