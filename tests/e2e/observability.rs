@@ -1,6 +1,6 @@
 //! What operators see: Prometheus text at `/metrics` (on each binary's
 //! `ANB_METRICS_ADDR`, never the public port), CloudWatch EMF lines on stdout
-//! with `ANB_METRICS=emf`, and JSON log lines with `ANB_LOG_FORMAT=json`,
+//! (or in `ANB_EMF_FILE`) with `ANB_METRICS=emf`, and JSON log lines with `ANB_LOG_FORMAT=json`,
 //! all from real traffic and a real processed video.
 
 use std::time::Duration;
@@ -90,7 +90,10 @@ async fn metrics_and_logs_follow_real_traffic_and_a_processed_video() {
 
     let port = free_port().to_string();
     let worker_metrics = format!("127.0.0.1:{port}");
-    let mut worker = app.spawn_worker_with(&[("ANB_METRICS_ADDR", worker_metrics.as_str()), observed[0], observed[1]]);
+    // The worker's EMF lines go to a file of their own (as on AWS).
+    let emf_file = app.data_seen_by_server().join("worker-metrics.log");
+    let emf_setting = ("ANB_EMF_FILE", emf_file.to_str().unwrap());
+    let mut worker = app.spawn_worker_with(&[("ANB_METRICS_ADDR", worker_metrics.as_str()), observed[0], observed[1], emf_setting]);
     let video = app.wait_processed(&ana, id, Duration::from_secs(180)).await;
     assert_eq!(video["status"], "processed", "{video}");
     let processed = app.http.get(video["processed_url"].as_str().unwrap()).send().await.unwrap();
@@ -121,7 +124,8 @@ async fn metrics_and_logs_follow_real_traffic_and_a_processed_video() {
     assert!(app.terminate().success());
     assert!(worker.terminate().success());
     let web_emf = emf(&app.stdout(), "ANB/Backend");
-    let worker_emf = emf(&worker.stdout(), "ANB/Worker");
+    let worker_emf = emf(&std::fs::read_to_string(&emf_file).unwrap(), "ANB/Worker");
+    assert!(!worker.stdout().contains("_aws"), "EMF goes to its file only");
     println!("observability: EMF totals, web {web_emf:?}; worker {worker_emf:?}");
     assert_eq!((web_emf.get("uploads_accepted"), web_emf.get("votes")), (Some(&1.0), Some(&1.0)));
     assert!(web_emf.get("http_requests_total").is_some_and(|n| *n >= 6.0), "{web_emf:?}");

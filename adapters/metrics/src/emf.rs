@@ -196,11 +196,62 @@ impl Flusher {
                         "CloudWatchMetrics": [{"Namespace": self.namespace, "Dimensions": sets, "Metrics": definitions}],
                     }),
                 );
-                serde_json::to_writer(&mut out, &Value::Object(root))?;
-                out.write_all(b"\n")?;
+                // The whole line in one write: a line written in pieces
+                // can be torn by a log line written meanwhile.
+                let mut line = serde_json::to_vec(&Value::Object(root))?;
+                line.push(b'\n');
+                out.write_all(&line)?;
             }
         }
         out.flush()
+    }
+}
+
+/// Where EMF lines go: stdout, or a file of their own (opened to append),
+/// each line in one `write(2)`. Appends of one write each to a regular file
+/// never interleave, so a line stays whole beside anything else written to
+/// the same file; stdout, when it is a pipe, keeps that promise only for
+/// lines up to `PIPE_BUF` (4 KiB), hence the file.
+#[derive(Debug)]
+pub enum Sink {
+    Stdout,
+    File(std::fs::File),
+}
+
+impl Sink {
+    /// A sink appending to `path` (created if missing).
+    ///
+    /// # Errors
+    /// When the file cannot be opened.
+    pub fn file(path: &std::path::Path) -> std::io::Result<Self> {
+        std::fs::OpenOptions::new().create(true).append(true).open(path).map(Self::File)
+    }
+
+    /// Writes one round of lines (see [`Flusher::flush`]), each whole.
+    ///
+    /// # Errors
+    /// When writing fails.
+    pub fn write(&self, flusher: &mut Flusher) -> std::io::Result<()> {
+        match self {
+            // `Stdout` buffers 1 KiB: a line written whole in one call
+            // leaves it in one write, not in 1 KiB pieces.
+            Self::Stdout => flusher.flush(std::io::stdout().lock()),
+            Self::File(file) => flusher.flush(WholeLines(file)),
+        }
+    }
+}
+
+/// A file written without a buffer: each `write_all` of a line is one
+/// `write(2)` (a regular file takes it whole).
+struct WholeLines<'a>(&'a std::fs::File);
+
+impl Write for WholeLines<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        (&mut &*self.0).write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -221,6 +272,64 @@ mod tests {
             recorder.register_histogram(&latency, &metadata).record(f64::from(ms));
         }
         recorder.register_gauge(&Key::from_name("memory"), &metadata).set(42.0);
+    }
+
+    #[test]
+    fn large_lines_from_many_threads_beside_log_lines_stay_whole() {
+        let dir = std::env::temp_dir().join(format!("anb-emf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("shared.log");
+        let _ = std::fs::remove_file(&path);
+        let sink = Arc::new(Sink::file(&path).unwrap());
+        let (rounds, metrics_per_line) = (50, 90);
+        let emf_threads: Vec<_> = (0..4)
+            .map(|thread| {
+                let sink = sink.clone();
+                std::thread::spawn(move || {
+                    let recorder = Recorder::default();
+                    let mut flusher = recorder.flusher("ANB/Backend", vec![("Service".into(), format!("anb-web-{thread}"))]);
+                    let metadata = metrics::Metadata::new("test", metrics::Level::INFO, None);
+                    for round in 0..rounds {
+                        for n in 0..metrics_per_line {
+                            let key =
+                                Key::from_parts(format!("a_rather_long_metric_name_{n:03}"), vec![metrics::Label::new("route", "/api/x")]);
+                            recorder.register_gauge(&key, &metadata).set(f64::from(round));
+                        }
+                        sink.write(&mut flusher).unwrap();
+                    }
+                })
+            })
+            .collect();
+        // Log lines as tracing writes them: each formatted, then written in
+        // one call, through a descriptor of its own (stderr to the same file).
+        let log_threads: Vec<_> = (0..4)
+            .map(|thread| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+                    for n in 0..2000 {
+                        let line = format!("{{\"level\":\"INFO\",\"message\":\"log {thread} {n} {}\"}}\n", "x".repeat(n % 300));
+                        file.write_all(line.as_bytes()).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for thread in emf_threads.into_iter().chain(log_threads) {
+            thread.join().unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (mut emf, mut logs) = (0, 0);
+        for line in text.lines() {
+            let value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("a torn line ({e}): {line:.200}"));
+            if value.get("_aws").is_some() {
+                assert!(line.len() > 4096, "the lines are past PIPE_BUF: {}", line.len());
+                emf += 1;
+            } else {
+                logs += 1;
+            }
+        }
+        assert_eq!((emf, logs), (4 * rounds, 4 * 2000));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn flushed(flusher: &mut Flusher) -> Vec<Value> {

@@ -3,7 +3,8 @@
 //! a Prometheus registry (rendered as text at `GET /metrics`, see
 //! [`Telemetry::render`] and [`serve_prometheus`]) and, with
 //! `ANB_METRICS=emf`, to CloudWatch Embedded Metric Format lines on stdout
-//! (see [`emf`]), which CloudWatch Logs turns into metrics.
+//! or in a file of their own (`ANB_EMF_FILE`; see [`emf`]), which
+//! CloudWatch Logs turns into metrics.
 //!
 //! The metric names are fixed here ([`names`]) and are what the dashboard
 //! and alarms of `deploy/aws/template.yaml` read; docs/operations.md says
@@ -61,12 +62,13 @@ pub mod names {
 }
 
 /// Where metrics go besides Prometheus.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// Prometheus text only.
     Prometheus,
-    /// Also EMF lines on stdout, in this CloudWatch namespace.
-    Emf { namespace: &'static str },
+    /// Also EMF lines, in this CloudWatch namespace, on stdout or appended
+    /// to `file`.
+    Emf { namespace: &'static str, file: Option<std::path::PathBuf> },
 }
 
 /// Why metrics could not be set up.
@@ -74,12 +76,14 @@ pub enum Output {
 pub enum MetricsError {
     #[error("a metrics recorder is already installed")]
     AlreadyInstalled,
+    #[error("cannot open the EMF file {path} (ANB_EMF_FILE): {source}")]
+    EmfFile { path: std::path::PathBuf, source: std::io::Error },
 }
 
 /// The installed metrics of this process.
 pub struct Telemetry {
     prometheus: PrometheusHandle,
-    emf: Option<Mutex<emf::Flusher>>,
+    emf: Option<(Mutex<emf::Flusher>, emf::Sink)>,
     process: metrics_process::Collector,
 }
 
@@ -103,11 +107,15 @@ pub fn install(service: &'static str, output: Output) -> Result<Arc<Telemetry>, 
     let mut fanout = FanoutBuilder::default().add_recorder(prometheus);
     let emf = match output {
         Output::Prometheus => None,
-        Output::Emf { namespace } => {
+        Output::Emf { namespace, file } => {
+            let sink = match file {
+                Some(path) => emf::Sink::file(&path).map_err(|source| MetricsError::EmfFile { path, source })?,
+                None => emf::Sink::Stdout,
+            };
             let recorder = emf::Recorder::default();
             let flusher = recorder.flusher(namespace, vec![("Service".to_owned(), service.to_owned())]);
             fanout = fanout.add_recorder(recorder);
-            Some(Mutex::new(flusher))
+            Some((Mutex::new(flusher), sink))
         }
     };
     metrics::set_global_recorder(fanout.build()).map_err(|_| MetricsError::AlreadyInstalled)?;
@@ -145,14 +153,14 @@ impl Telemetry {
         self.prometheus.render()
     }
 
-    /// Writes one round of EMF lines to `out`, if EMF is on.
+    /// Writes one round of EMF lines where they go, if EMF is on.
     ///
     /// # Errors
     /// When writing fails.
-    pub fn flush_emf(&self, out: impl std::io::Write) -> std::io::Result<()> {
-        let Some(flusher) = &self.emf else { return Ok(()) };
+    pub fn flush_emf(&self) -> std::io::Result<()> {
+        let Some((flusher, sink)) = &self.emf else { return Ok(()) };
         self.process.collect();
-        flusher.lock().unwrap_or_else(std::sync::PoisonError::into_inner).flush(out)
+        sink.write(&mut flusher.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     /// Keeps the metrics fresh until `stop`: Prometheus upkeep every 5 s,
@@ -172,7 +180,7 @@ impl Telemetry {
     }
 
     fn write_emf(&self) {
-        if let Err(error) = self.flush_emf(std::io::stdout().lock()) {
+        if let Err(error) = self.flush_emf() {
             tracing::warn!(%error, "could not write the EMF metrics");
         }
     }

@@ -28,6 +28,12 @@ impl Checked {
         queues::check(&common)?;
         cache::check(&common)?;
         secrets::check(&common)?;
+        if common.scale_in_protection && !cfg!(feature = "aws") {
+            return Err(not_built("ANB_SCALE_IN_PROTECTION", "aws"));
+        }
+        if common.emf_file.is_some() && common.metrics != crate::config::MetricsKind::Emf {
+            return Err(StartupError::Config("ANB_EMF_FILE (--emf-file) is where EMF lines go: it needs ANB_METRICS=emf".into()));
+        }
         if let Role::Web(web) = &role {
             web.mail.check()?;
             if common.shared_database() && common.jwt_secret.is_none() && common.jwt_secret_id.is_none() {
@@ -114,6 +120,7 @@ mod tests {
         assert!(refusal(&["--cache", "redis"], WORKER).contains("ANB_REDIS_URL"));
         assert!(refusal(&["--jwt-secret", "short"], WORKER).contains("at least 32"));
         assert!(refusal(&["--database-url", "postgres://h/db", "--database-secret", "s"], WORKER).contains("not both"));
+        assert!(refusal(&["--emf-file", "/var/log/anb/m.log"], WORKER).contains("needs ANB_METRICS=emf"));
     }
 
     #[test]

@@ -171,6 +171,12 @@ pub struct CommonConfig {
     #[arg(long, env = "ANB_METRICS", value_enum, default_value_t = MetricsKind::Prometheus)]
     pub metrics: MetricsKind,
 
+    /// With `ANB_METRICS=emf`: append the EMF lines to this file instead of
+    /// stdout, each line in one write, so that no log line can tear one (the
+    /// CloudWatch agent ships the file).
+    #[arg(long, env = "ANB_EMF_FILE")]
+    pub emf_file: Option<PathBuf>,
+
     /// Log lines: `text` (for people) or `json` (one object a line, for
     /// CloudWatch Logs and the like).
     #[arg(long, env = "ANB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

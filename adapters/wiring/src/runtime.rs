@@ -25,18 +25,19 @@ pub fn init_tracing(format: crate::config::LogFormat) -> Result<(), crate::Start
     Ok(())
 }
 
-/// Installs the metrics of `service`, as the configuration says.
+/// Installs the metrics of `service`, as the configuration says
+/// (`ANB_METRICS`, `ANB_EMF_FILE`).
 ///
 /// # Errors
 /// When metrics were installed already in this process.
 pub fn init_metrics(
     service: &'static str,
     namespace: &'static str,
-    kind: crate::config::MetricsKind,
+    config: &crate::config::CommonConfig,
 ) -> Result<std::sync::Arc<anb_metrics::Telemetry>, anb_metrics::MetricsError> {
-    let output = match kind {
+    let output = match config.metrics {
         crate::config::MetricsKind::Prometheus => anb_metrics::Output::Prometheus,
-        crate::config::MetricsKind::Emf => anb_metrics::Output::Emf { namespace },
+        crate::config::MetricsKind::Emf => anb_metrics::Output::Emf { namespace, file: config.emf_file.clone() },
     };
     anb_metrics::install(service, output)
 }

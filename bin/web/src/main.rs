@@ -39,7 +39,7 @@ async fn serve() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     use anyhow::Context;
-    let telemetry = runtime::init_metrics("anb-web", "ANB/Backend", cli.common.metrics)?;
+    let telemetry = runtime::init_metrics("anb-web", "ANB/Backend", &cli.common)?;
     let app = anb_web::Application::build(cli.common, cli.web, Some(telemetry)).await.context("cannot start")?;
     app.run_until(runtime::termination()).await.context("server failed")
 }

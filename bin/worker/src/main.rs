@@ -176,7 +176,7 @@ fn one_per_core() -> u32 {
 }
 
 async fn run(common: &CommonConfig, workers: u32, metrics_addr: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
-    let telemetry = runtime::init_metrics("anb-worker", "ANB/Worker", common.metrics)?;
+    let telemetry = runtime::init_metrics("anb-worker", "ANB/Worker", common)?;
     let checked = Checked::new(common.clone(), Role::Worker { workers }).context("cannot start")?;
     let services = Services::build(&checked).await.context("cannot start")?;
     let shutdown = shutdown_on(runtime::termination());
