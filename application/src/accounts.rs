@@ -356,7 +356,7 @@ impl Accounts {
         match self.check_credentials(email.ok(), password).await? {
             Some(user) => {
                 self.counters.clear(&keys.owned()).await?;
-                Ok(LoggedIn { token: self.tokens.issue(user)?, device: self.device_token(&account) })
+                Ok(LoggedIn { token: self.tokens.issue(user).await?, device: self.device_token(&account) })
             }
             None => {
                 self.counters.record(&keys.all(), self.rules.login.lockout, self.clock.now()).await?;
@@ -402,7 +402,7 @@ impl Accounts {
     /// [`AuthError::Unauthenticated`] for a malformed, forged or expired
     /// token, or one naming no account.
     pub async fn authenticate(&self, token: &str) -> Result<UserId, AuthError> {
-        let id = self.tokens.verify(token).map_err(|_: TokenError| AuthError::Unauthenticated)?;
+        let id = self.tokens.verify(token).await.map_err(|_: TokenError| AuthError::Unauthenticated)?;
         match self.users.by_id(id).await.map_err(user_backend)? {
             Some(_) => Ok(id),
             None => Err(AuthError::Unauthenticated),

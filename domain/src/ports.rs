@@ -431,20 +431,22 @@ pub enum TokenError {
     Expired,
 }
 
-/// Issues and checks access tokens.
+/// Issues and checks access tokens. Async because the keys may have to be
+/// read again (a rotation another server learnt of first).
 #[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
 pub trait TokenIssuer: Send + Sync + 'static {
     /// A token that names this user.
     ///
     /// # Errors
     /// Only [`BackendError`] (signing failed).
-    fn issue(&self, user: UserId) -> Result<AccessToken, BackendError>;
+    async fn issue(&self, user: UserId) -> Result<AccessToken, BackendError>;
 
     /// The user a token names, if the token is valid now.
     ///
     /// # Errors
     /// [`TokenError`] when it is not.
-    fn verify(&self, token: &str) -> Result<UserId, TokenError>;
+    async fn verify(&self, token: &str) -> Result<UserId, TokenError>;
 }
 
 /// Time, so that tests can control it.

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 const SECRET: &str = "access-test-secret-that-is-long-enough";
 
 /// A token for `user` signed with `secret`, valid for `lifetime` seconds.
-fn token_for(user: i64, secret: &str, lifetime: u64) -> String {
-    JwtTokenIssuer::new(secret.as_bytes(), Duration::from_secs(lifetime)).issue(UserId(user)).unwrap().token
+async fn token_for(user: i64, secret: &str, lifetime: u64) -> String {
+    JwtTokenIssuer::new(secret.as_bytes(), Duration::from_secs(lifetime)).issue(UserId(user)).await.unwrap().token
 }
 
 #[tokio::test]
@@ -28,11 +28,11 @@ async fn every_protected_route_refuses_bad_and_borrowed_tokens_and_nothing_chang
     let (_, before) = app.get("/api/videos", Some(&ana)).await;
     let id = before[0]["video_id"].as_i64().unwrap();
 
-    let expired = token_for(1, SECRET, 0);
-    let other_key = token_for(1, "another-secret-that-is-long-enough-too", 3600);
+    let expired = token_for(1, SECRET, 0).await;
+    let other_key = token_for(1, "another-secret-that-is-long-enough-too", 3600).await;
     // Well signed, for an account that does not exist (a database reset with
     // the same key, or another environment sharing it).
-    let orphaned = token_for(999, SECRET, 3600);
+    let orphaned = token_for(999, SECRET, 3600).await;
     tokio::time::sleep(Duration::from_millis(1100)).await; // `expired` is now past its expiry
     let video = format!("/api/videos/{id}");
     let vote = format!("/api/public/videos/{id}/vote");

@@ -42,3 +42,59 @@ async fn a_web_server_reads_its_database_and_key_from_secrets_manager() {
         assert!(!log.contains(password) && !log.contains(key), "a secret reached the log");
     }
 }
+
+/// The header of a token (it names the signing key's id).
+fn header(token: &str) -> &str {
+    token.split('.').next().unwrap()
+}
+
+#[tokio::test]
+async fn rotating_the_token_key_logs_no_one_out_and_retires_keys_two_rotations_old() {
+    let database = Postgres::shared().fresh_database().await;
+    let client = aws_sdk_secretsmanager::Client::new(&Moto::shared().sdk_config().await);
+    let name = format!("anb/jwt-rotation-{}", uuid::Uuid::new_v4().simple());
+    let keys = [
+        "first-key-of-the-rotation-test-0123456789",
+        "second-key-of-the-rotation-test-0123456789",
+        "third-key-of-the-rotation-test-0123456789",
+    ];
+    let arn = client.create_secret().name(&name).secret_string(keys[0]).send().await.unwrap().arn.unwrap();
+    // A rotation: the new value becomes AWSCURRENT, the old one AWSPREVIOUS.
+    let rotate = |value: &'static str| {
+        let (client, arn) = (client.clone(), arn.clone());
+        async move { client.put_secret_value().secret_id(arn).secret_string(value).send().await.unwrap() }
+    };
+    let mut env: Vec<(String, String)> = Moto::shared().aws_env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    env.push(("ANB_DATABASE_URL".into(), database.url.clone()));
+    env.push(("ANB_JWT_SECRET_ID".into(), arn.clone()));
+    // The keyring keeps its own key: pseudonyms and links outlive rotations.
+    env.push(("ANB_KEYRING_SECRET".into(), "keyring-key-of-the-rotation-test-0123456789".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+
+    let before = TestApp::spawn(0, &env).await;
+    let first = before.player("rota@example.com", "Rosa", "Quito").await;
+    rotate(keys[1]).await;
+    // A server started after the rotation; `before` has not heard of it.
+    let after = TestApp::spawn(0, &env).await;
+    assert_eq!(after.get("/api/videos", Some(&first)).await.0, 200, "a token of the previous key is accepted");
+    let second = after.token("rota@example.com").await;
+    assert_ne!(header(&second), header(&first), "signed with the new key, named in kid");
+    assert_eq!(before.get("/api/videos", Some(&second)).await.0, 200, "a server behind reads the keys again and accepts it");
+    assert_eq!(header(&before.token("rota@example.com").await), header(&second), "and signs with the new key from then on");
+    assert_eq!(before.get("/api/videos", Some(&first)).await.0, 200, "still accepting the previous key");
+
+    // Unknown key ids cause a read at most every 2 s.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    rotate(keys[2]).await;
+    let later = TestApp::spawn(0, &env).await;
+    let third = later.token("rota@example.com").await;
+    assert_eq!(later.get("/api/videos", Some(&first)).await.0, 401, "a key retired two rotations ago");
+    assert_eq!(later.get("/api/videos", Some(&second)).await.0, 200);
+    assert_eq!(before.get("/api/videos", Some(&third)).await.0, 200);
+    assert_eq!(before.get("/api/videos", Some(&first)).await.0, 401, "retired there too once the keys are read again");
+    for log in [before.log(), after.log(), later.log()] {
+        assert!(keys.iter().all(|key| !log.contains(key)), "a key reached the log");
+        assert!(!log.contains("keyring-key"), "a key reached the log");
+    }
+    assert!(before.log().contains("signing with a new key"), "{}", before.log());
+}

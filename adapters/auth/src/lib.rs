@@ -76,11 +76,81 @@ struct Claims {
     exp: i64,
 }
 
-/// HS256 JWTs naming the user in `sub`.
-#[derive(Clone)]
-pub struct JwtTokenIssuer {
+/// The keys of access tokens: the current one signs, the previous one (the
+/// key before the last rotation) is still accepted, so that a rotation logs
+/// no one out and servers that have not learnt of it yet keep working.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKeys {
+    pub current: Vec<u8>,
+    pub previous: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for SigningKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeys")
+            .field("current", &key_id(&self.current))
+            .field("previous", &self.previous.as_deref().map(key_id))
+            .finish()
+    }
+}
+
+/// Where the keys are read from again: when a token names a key this
+/// server does not know (another server learnt of a rotation first), and
+/// when they are older than [`KEYS_MAX_AGE`].
+#[async_trait]
+pub trait KeySource: Send + Sync + 'static {
+    /// The keys as they are now.
+    async fn keys(&self) -> Result<SigningKeys, BackendError>;
+}
+
+/// How long keys read from a [`KeySource`] are used before they are read
+/// again.
+pub const KEYS_MAX_AGE: Duration = Duration::from_secs(300);
+/// Fewest seconds between two reads caused by unknown key ids (each forged
+/// token could otherwise cost a read).
+const MIN_READ_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The id of a key in a token's `kid`: 16 hex digits of an HMAC over a
+/// label, which tell keys apart and say nothing of them.
+pub fn key_id(key: &[u8]) -> String {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(b"anb access token key id v1");
+    hex::encode(&mac.finalize().into_bytes()[..8])
+}
+
+/// The keys in the form the JWT library takes.
+struct KeySet {
+    current: String,
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// By key id: the current key and the previous one.
+    decoding: Vec<(String, DecodingKey)>,
+    read_at: std::time::Instant,
+}
+
+impl KeySet {
+    fn new(keys: &SigningKeys) -> Self {
+        let current = key_id(&keys.current);
+        let mut decoding = vec![(current.clone(), DecodingKey::from_secret(&keys.current))];
+        if let Some(previous) = keys.previous.as_deref().filter(|p| *p != keys.current.as_slice()) {
+            decoding.push((key_id(previous), DecodingKey::from_secret(previous)));
+        }
+        Self { current, encoding: EncodingKey::from_secret(&keys.current), decoding, read_at: std::time::Instant::now() }
+    }
+
+    /// The keys that may have signed a token naming `kid` (all of them for
+    /// a token without one: those signed before tokens carried it).
+    fn candidates(&self, kid: Option<&str>) -> Vec<&DecodingKey> {
+        self.decoding.iter().filter(|(id, _)| kid.is_none_or(|kid| kid == id)).map(|(_, key)| key).collect()
+    }
+}
+
+/// HS256 JWTs naming the user in `sub`, with the signing key's id in `kid`.
+pub struct JwtTokenIssuer {
+    keys: std::sync::RwLock<Arc<KeySet>>,
+    source: Option<Arc<dyn KeySource>>,
+    /// When the keys were last read from `source` (one read at a time).
+    last_read: tokio::sync::Mutex<Option<std::time::Instant>>,
     lifetime: Duration,
 }
 
@@ -93,29 +163,90 @@ impl std::fmt::Debug for JwtTokenIssuer {
 impl JwtTokenIssuer {
     /// An issuer signing with `secret`, tokens valid for `lifetime`.
     pub fn new(secret: &[u8], lifetime: Duration) -> Self {
-        Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), lifetime }
+        Self::with_keys(&SigningKeys { current: secret.to_vec(), previous: None }, lifetime)
+    }
+
+    /// An issuer signing with `keys.current` and accepting `keys.previous`
+    /// too.
+    pub fn with_keys(keys: &SigningKeys, lifetime: Duration) -> Self {
+        Self { keys: std::sync::RwLock::new(Arc::new(KeySet::new(keys))), source: None, last_read: tokio::sync::Mutex::new(None), lifetime }
+    }
+
+    /// This issuer reading its keys again from `source` (see [`KeySource`]).
+    #[must_use]
+    pub fn reading_again_from(mut self, source: Arc<dyn KeySource>) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    fn current(&self) -> Arc<KeySet> {
+        self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Reads the keys again from the source, unless they were read less
+    /// than `min_interval` ago; a failure keeps the keys there are.
+    async fn read_again(&self, min_interval: Duration) {
+        let Some(source) = &self.source else { return };
+        let mut last = self.last_read.lock().await;
+        if last.is_some_and(|at| at.elapsed() < min_interval) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        match source.keys().await {
+            Ok(keys) => {
+                let set = KeySet::new(&keys);
+                if set.current != self.current().current {
+                    tracing::info!(key_id = %set.current, "access tokens: signing with a new key");
+                }
+                *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(set);
+            }
+            Err(error) => tracing::warn!(%error, "access tokens: could not read the keys again; keeping the ones there are"),
+        }
     }
 }
 
+#[async_trait]
 impl TokenIssuer for JwtTokenIssuer {
-    fn issue(&self, user: UserId) -> Result<AccessToken, BackendError> {
+    async fn issue(&self, user: UserId) -> Result<AccessToken, BackendError> {
+        if self.current().read_at.elapsed() > KEYS_MAX_AGE {
+            self.read_again(KEYS_MAX_AGE).await;
+        }
+        let keys = self.current();
         let now = chrono::Utc::now().timestamp();
         let lifetime = i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX);
         let claims = Claims { sub: user.0.to_string(), iat: now, exp: now.saturating_add(lifetime) };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| BackendError::internal(format!("jwt: {e}")))?;
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(keys.current.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &keys.encoding).map_err(|e| BackendError::internal(format!("jwt: {e}")))?;
         Ok(AccessToken { token, expires_in: self.lifetime.as_secs() })
     }
 
-    fn verify(&self, token: &str) -> Result<UserId, TokenError> {
+    async fn verify(&self, token: &str) -> Result<UserId, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        let kid = header.kid.as_deref();
+        if kid.is_some() && self.current().candidates(kid).is_empty() {
+            // A key this server has not seen: perhaps a rotation.
+            self.read_again(MIN_READ_INTERVAL).await;
+        } else if self.current().read_at.elapsed() > KEYS_MAX_AGE {
+            // A key retired elsewhere (rotated twice after a leak) stops
+            // being accepted here within this age too.
+            self.read_again(KEYS_MAX_AGE).await;
+        }
+        let keys = self.current();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-            _ => TokenError::Invalid,
-        })?;
-        data.claims.sub.parse().map(UserId).map_err(|_| TokenError::Invalid)
+        let mut outcome = Err(TokenError::Invalid);
+        for key in keys.candidates(kid) {
+            outcome = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
+            });
+            if outcome.is_ok() {
+                break;
+            }
+        }
+        outcome?.claims.sub.parse().map(UserId).map_err(|_| TokenError::Invalid)
     }
 }
 
@@ -168,18 +299,84 @@ mod tests {
         assert!(!Argon2Hasher.verify(&Password::candidate("x"), &PasswordHash("garbage".into())).await);
     }
 
-    #[test]
-    fn tokens_round_trip_and_reject_forgeries_and_expiry() {
+    #[tokio::test]
+    async fn tokens_round_trip_and_reject_forgeries_and_expiry() {
         let issuer = JwtTokenIssuer::new(b"k1", Duration::from_secs(3600));
-        let token = issuer.issue(UserId(42)).unwrap();
+        let token = issuer.issue(UserId(42)).await.unwrap();
         assert_eq!(token.expires_in, 3600);
-        assert_eq!(issuer.verify(&token.token), Ok(UserId(42)));
-        assert_eq!(JwtTokenIssuer::new(b"k2", Duration::from_secs(3600)).verify(&token.token), Err(TokenError::Invalid));
-        assert_eq!(issuer.verify("not.a.token"), Err(TokenError::Invalid));
+        assert_eq!(issuer.verify(&token.token).await, Ok(UserId(42)));
+        assert_eq!(JwtTokenIssuer::new(b"k2", Duration::from_secs(3600)).verify(&token.token).await, Err(TokenError::Invalid));
+        assert_eq!(issuer.verify("not.a.token").await, Err(TokenError::Invalid));
         let claims = Claims { sub: "42".into(), iat: 0, exp: chrono::Utc::now().timestamp() - 10 };
         let expired = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"k1")).unwrap();
-        assert_eq!(issuer.verify(&expired), Err(TokenError::Expired));
+        assert_eq!(issuer.verify(&expired).await, Err(TokenError::Expired));
         let none_alg = format!("{}.{}.", "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0", token.token.split('.').nth(1).unwrap());
-        assert_eq!(issuer.verify(&none_alg), Err(TokenError::Invalid));
+        assert_eq!(issuer.verify(&none_alg).await, Err(TokenError::Invalid));
+    }
+
+    fn keys(current: &[u8], previous: Option<&[u8]>) -> SigningKeys {
+        SigningKeys { current: current.to_vec(), previous: previous.map(<[u8]>::to_vec) }
+    }
+
+    fn kid_of(token: &str) -> String {
+        jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_previous_key_is_accepted_and_the_current_one_signs() {
+        let before = JwtTokenIssuer::new(b"k1", Duration::from_secs(3600));
+        let after = JwtTokenIssuer::with_keys(&keys(b"k2", Some(b"k1")), Duration::from_secs(3600));
+        let old = before.issue(UserId(1)).await.unwrap().token;
+        let new = after.issue(UserId(2)).await.unwrap().token;
+        assert_eq!((kid_of(&old), kid_of(&new)), (key_id(b"k1"), key_id(b"k2")));
+        assert_eq!(after.verify(&old).await, Ok(UserId(1)), "a token of the previous key");
+        assert_eq!(after.verify(&new).await, Ok(UserId(2)));
+        let retired = JwtTokenIssuer::with_keys(&keys(b"k3", Some(b"k2")), Duration::from_secs(3600));
+        assert_eq!(retired.verify(&old).await, Err(TokenError::Invalid), "two rotations ago");
+        // Tokens of before `kid` are checked against every key.
+        let claims = Claims { sub: "3".into(), iat: 0, exp: chrono::Utc::now().timestamp() + 60 };
+        let no_kid = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"k1")).unwrap();
+        assert_eq!(after.verify(&no_kid).await, Ok(UserId(3)));
+        // A token claiming one key's id but signed with another is forged.
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(key_id(b"k2"));
+        let mislabelled = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(b"k1")).unwrap();
+        assert_eq!(after.verify(&mislabelled).await, Err(TokenError::Invalid));
+        assert!(!format!("{:?}", keys(b"k2-secret", None)).contains("k2-secret"), "no key in a debug line");
+    }
+
+    /// Keys that a test rotates, counting the reads.
+    struct Rotating {
+        keys: std::sync::Mutex<SigningKeys>,
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl KeySource for Rotating {
+        async fn keys(&self) -> Result<SigningKeys, BackendError> {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(self.keys.lock().unwrap().clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_of_a_key_not_seen_yet_makes_the_server_read_its_keys_again() {
+        let source = Arc::new(Rotating { keys: std::sync::Mutex::new(keys(b"k1", None)), reads: Default::default() });
+        let lagging = JwtTokenIssuer::new(b"k1", Duration::from_secs(3600)).reading_again_from(source.clone());
+        // The rotation: another server read the new keys first.
+        *source.keys.lock().unwrap() = keys(b"k2", Some(b"k1"));
+        let ahead = JwtTokenIssuer::with_keys(&keys(b"k2", Some(b"k1")), Duration::from_secs(3600));
+        let token = ahead.issue(UserId(5)).await.unwrap().token;
+        assert_eq!(lagging.verify(&token).await, Ok(UserId(5)), "read again, then accepted");
+        assert_eq!(kid_of(&lagging.issue(UserId(6)).await.unwrap().token), key_id(b"k2"), "and signing with the new key");
+        // Forged key ids cost at most one read per interval.
+        let mut header = Header::new(Algorithm::HS256);
+        for n in 0..20 {
+            header.kid = Some(format!("{n:016x}"));
+            let claims = Claims { sub: "1".into(), iat: 0, exp: chrono::Utc::now().timestamp() + 60 };
+            let forged = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(b"guess")).unwrap();
+            assert_eq!(lagging.verify(&forged).await, Err(TokenError::Invalid));
+        }
+        assert_eq!(source.reads.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

@@ -1,7 +1,7 @@
-//! Secrets from AWS Secrets Manager, read once at start: the database's
-//! credentials (the JSON an RDS-attached secret holds) and the key that
-//! signs access tokens, so that neither is ever in user data, a unit file or
-//! a log.
+//! Secrets from AWS Secrets Manager: the database's credentials (the JSON
+//! an RDS-attached secret holds) and the keys of access tokens (the current
+//! and the previous version) and of the keyring, so that none is ever in
+//! user data, a unit file or a log.
 
 use anb_domain::BackendError;
 use serde::Deserialize;
@@ -17,6 +17,22 @@ pub async fn secret_string(config: &aws_config::SdkConfig, id: &str) -> Result<S
     let client = aws_sdk_secretsmanager::Client::new(config);
     let output = client.get_secret_value().secret_id(id).send().await.map_err(|e| sdk_error("reading a secret", &e))?;
     output.secret_string.ok_or_else(|| BackendError::internal(format!("the secret {id} holds no text")))
+}
+
+/// The text of the version of secret `id` at `stage` (`AWSCURRENT`,
+/// `AWSPREVIOUS`); `None` when no version has that stage (a secret never
+/// rotated has no previous one).
+///
+/// # Errors
+/// When Secrets Manager cannot be reached, has no such secret, or the
+/// version holds no text.
+pub async fn secret_string_at(config: &aws_config::SdkConfig, id: &str, stage: &str) -> Result<Option<String>, BackendError> {
+    let client = aws_sdk_secretsmanager::Client::new(config);
+    match client.get_secret_value().secret_id(id).version_stage(stage).send().await {
+        Ok(output) => output.secret_string.map(Some).ok_or_else(|| BackendError::internal(format!("the secret {id} holds no text"))),
+        Err(error) if stage != "AWSCURRENT" && crate::service_code(&error) == Some("ResourceNotFoundException") => Ok(None),
+        Err(error) => Err(sdk_error("reading a secret", &error)),
+    }
 }
 
 /// What an RDS-attached secret holds (`AWS::SecretsManager::SecretTargetAttachment`).

@@ -226,10 +226,12 @@ pub(crate) fn db_error(error: &DbErr) -> BackendError {
             BackendError::unavailable(error.to_string())
         }
         // PostgreSQL going away or refusing: connection exceptions (08…),
-        // shutdown or starting up (57P…), too many connections (53300).
+        // shutdown or starting up (57P…), too many connections (53300), or
+        // read-only for now (25006: a standby not yet promoted, reached
+        // through a name that has not flipped yet).
         DbErr::Query(sea_orm::RuntimeErr::SqlxError(sea_orm::sqlx::Error::Database(e)))
         | DbErr::Exec(sea_orm::RuntimeErr::SqlxError(sea_orm::sqlx::Error::Database(e)))
-            if e.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300") =>
+            if e.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300" || c == "25006") =>
         {
             BackendError::unavailable(error.to_string())
         }

@@ -58,15 +58,39 @@ pub struct CommonConfig {
     #[arg(long, env = "ANB_DATABASE_POOL", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_pool: u32,
 
-    /// Key that signs access tokens and file links (at least 32 characters).
-    /// Default: a random key generated once into the data directory.
+    /// Key that signs access tokens (at least 32 characters); also the
+    /// keyring's unless `ANB_KEYRING_SECRET` is set. Default: a random key
+    /// generated once into the data directory.
     #[arg(long, env = "ANB_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<Secret>,
 
-    /// AWS Secrets Manager secret (name or ARN) holding that key: read at
-    /// start, instead of `ANB_JWT_SECRET`.
+    /// The key before the last rotation of `ANB_JWT_SECRET`: tokens it
+    /// signed are still accepted (nobody is logged out); nothing is signed
+    /// with it. docs/operations.md has the two-step rotation.
+    #[arg(long, env = "ANB_JWT_PREVIOUS_SECRET", hide_env_values = true)]
+    pub jwt_previous_secret: Option<Secret>,
+
+    /// AWS Secrets Manager secret (name or ARN) holding the token key,
+    /// instead of `ANB_JWT_SECRET`: its `AWSCURRENT` version signs, its
+    /// `AWSPREVIOUS` one is still accepted, and both are read again when a
+    /// token names a key this server has not seen (a rotation) and every
+    /// five minutes.
     #[arg(long, env = "ANB_JWT_SECRET_ID")]
     pub jwt_secret_id: Option<String>,
+
+    /// Key of the keyring (at least 32 characters): the network pseudonyms
+    /// that sign-up limits and the vote audit compare, the tokens of
+    /// verification links and device cookies, and the signed file links.
+    /// It is never rotated with the token key, so that a rotation breaks
+    /// none of these. Default: the token key (`ANB_JWT_SECRET`, the key
+    /// file, or the secret's `AWSCURRENT`).
+    #[arg(long, env = "ANB_KEYRING_SECRET", hide_env_values = true)]
+    pub keyring_secret: Option<Secret>,
+
+    /// AWS Secrets Manager secret (name or ARN) holding the keyring's key,
+    /// instead of `ANB_KEYRING_SECRET`.
+    #[arg(long, env = "ANB_KEYRING_SECRET_ID")]
+    pub keyring_secret_id: Option<String>,
 
     /// Lifetime of signed file links, in seconds.
     #[arg(long, env = "ANB_URL_TTL", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]

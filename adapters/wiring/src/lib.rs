@@ -28,6 +28,7 @@ pub mod runtime;
 mod aws;
 mod background;
 mod cache;
+mod database;
 mod queues;
 mod secrets;
 mod storage;
@@ -157,7 +158,8 @@ pub struct Services {
 
 impl Services {
     /// Prepares the data directory, reads the secrets, connects to the
-    /// database (migrating it) and builds every adapter.
+    /// database (waiting for it while it cannot be reached; migrating it)
+    /// and builds every adapter.
     ///
     /// # Errors
     /// A [`StartupError`] naming what failed.
@@ -167,14 +169,14 @@ impl Services {
             std::fs::create_dir_all(&path).map_err(|source| StartupError::DataDir { path, source })?;
         }
         let cloud = Cloud::new();
-        let (database_url, key) = secrets::read(config, &cloud).await?;
-        let database = Database::connect(&database_url, config.database_pool).await.map_err(StartupError::Database)?;
+        let (database_url, keys) = secrets::read(config, &cloud).await?;
+        let database = database::connect(config, &cloud, database_url).await?;
         let (pages, cache_check) = cache::page_cache(config).await?;
         let shared = Shared {
             videos: Arc::new(database.videos()),
             verifications: Arc::new(database.verifications()),
-            storage: storage::build(config, &cloud, role.link_base(), &key).await,
-            keyring: Arc::new(HmacKeyring::derive(&key)),
+            storage: storage::build(config, &cloud, role.link_base(), &keys.keyring).await,
+            keyring: Arc::new(HmacKeyring::derive(&keys.keyring)),
             clock: Arc::new(SystemClock),
             pages: Arc::new(pages),
             database,
@@ -204,7 +206,12 @@ impl Services {
                 clock: shared.clock.clone(),
                 events: Arc::new(anb_metrics::MetricsJobEvents),
             };
-            work.processor = Some((Processor::new(ports, settings).with_cache(shared.pages.clone()), role.workers()));
+            let processor = Processor::new(ports, settings).with_cache(shared.pages.clone());
+            #[cfg(feature = "aws")]
+            if config.scale_in_protection {
+                work.protection = Some(background::protection(config, &cloud, &processor, shared.clock.clone()).await);
+            }
+            work.processor = Some((processor, role.workers()));
             work.scratch = Some(scratch);
         }
         if let Role::Web(web) = role {
@@ -220,7 +227,7 @@ impl Services {
                 None => readiness,
             },
         );
-        Ok(Self { use_cases: shared.use_cases(config, role, &key, readiness), work })
+        Ok(Self { use_cases: shared.use_cases(config, role, keys, readiness), work })
     }
 
     /// Starts the background work until `shutdown`.
@@ -243,8 +250,8 @@ struct Shared {
 
 impl Shared {
     /// The use cases over these adapters; access tokens are signed with
-    /// `signing_key`.
-    fn use_cases(self, config: &CommonConfig, role: &Role, signing_key: &[u8], readiness: Readiness) -> UseCases {
+    /// `keys`' current key.
+    fn use_cases(self, config: &CommonConfig, role: &Role, keys: secrets::Keys, readiness: Readiness) -> UseCases {
         let (rules, votes_require_verified_email) = match role {
             Role::Web(web) => (web.accounts, web.votes_require_verified_email),
             Role::Worker { .. } => (AccountRules::default(), false),
@@ -255,7 +262,10 @@ impl Shared {
             AccountsPorts {
                 users: users.clone(),
                 hasher: Arc::new(Argon2Hasher),
-                tokens: Arc::new(JwtTokenIssuer::new(signing_key, TOKEN_LIFETIME)),
+                tokens: Arc::new(match keys.source {
+                    Some(source) => JwtTokenIssuer::with_keys(&keys.tokens, TOKEN_LIFETIME).reading_again_from(source),
+                    None => JwtTokenIssuer::with_keys(&keys.tokens, TOKEN_LIFETIME),
+                }),
                 clock: clock.clone(),
                 counters: Arc::new(database.counters()),
                 keyring: keyring.clone(),

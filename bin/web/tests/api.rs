@@ -41,12 +41,13 @@ const OTHER: &str = "Bearer other-token";
 /// else is refused.
 struct FakeTokens;
 
+#[async_trait::async_trait]
 impl TokenIssuer for FakeTokens {
-    fn issue(&self, _: UserId) -> Result<AccessToken, BackendError> {
+    async fn issue(&self, _: UserId) -> Result<AccessToken, BackendError> {
         Ok(AccessToken { token: "issued-token".into(), expires_in: 3600 })
     }
 
-    fn verify(&self, token: &str) -> Result<UserId, TokenError> {
+    async fn verify(&self, token: &str) -> Result<UserId, TokenError> {
         match token {
             "player-token" => Ok(UserId(1)),
             "other-token" => Ok(UserId(2)),
