@@ -16,10 +16,12 @@ pub mod contracts;
 mod rabbitmq;
 mod redis;
 mod smtp;
+mod switch;
 
 pub use rabbitmq::{RabbitBroker, RabbitMq};
 pub use redis::{Redis, RedisServer};
 pub use smtp::SmtpServer;
+pub use switch::TcpSwitch;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -157,6 +159,40 @@ impl Cluster {
     /// URL of the `postgres` database.
     pub fn admin_url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A hot standby of `primary`: a base backup of it (`pg_basebackup -R`,
+    /// which also writes the streaming-replication settings), started on a
+    /// free port, replaying the primary's WAL as it comes.
+    ///
+    /// # Panics
+    /// When the backup or the start fails.
+    pub fn standby_of(primary: &Cluster) -> Self {
+        let dir = tempfile::Builder::new().prefix("anb-pg-standby-").tempdir().expect("temporary directory").keep();
+        if let Some(user) = primary.run_as.get(2) {
+            assert!(succeeds(Command::new("chown").args(["-R", user]).arg(&dir)), "chown {} to {user}", dir.display());
+        }
+        let standby = Self { bin: primary.bin.clone(), dir, port: free_port(), run_as: primary.run_as.clone() };
+        let port = primary.port.to_string();
+        let data = standby.data_arg();
+        let backup = ["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-D", &data, "-R", "-X", "stream", "-c", "fast", "--no-sync"];
+        assert!(succeeds(standby.pg("pg_basebackup").args(backup)), "pg_basebackup of the primary on port {port} failed");
+        standby.start();
+        reap_when_done(&standby.stop_command("immediate"), &standby.dir);
+        standby
+    }
+
+    /// Promotes this standby to a primary, waiting until it accepts writes.
+    ///
+    /// # Panics
+    /// When it does not.
+    pub fn promote(&self) {
+        assert!(succeeds(self.pg("pg_ctl").args(["-D", &self.data_arg(), "-w", "-t", "60", "promote"])), "pg_ctl promote failed");
     }
 
     fn data_arg(&self) -> String {
