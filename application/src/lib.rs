@@ -8,8 +8,8 @@
 //! page cache in memory or in Redis, and any mailer.
 //!
 //! Modules import only from below: `shutdown`, `login` and `cache` import
-//! nothing of this crate; the use cases import those and nothing of each
-//! other.
+//! nothing of this crate, `protection` only `shutdown`; the use cases import
+//! those and nothing of each other.
 
 pub mod accounts;
 pub mod audit;
@@ -17,6 +17,7 @@ pub mod cache;
 pub mod login;
 pub mod mail;
 pub mod processor;
+pub mod protection;
 pub mod readiness;
 pub mod showcase;
 pub mod shutdown;
@@ -32,6 +33,7 @@ pub use cache::{DEFAULT_CACHE_TTL, PageCache};
 pub use login::LoginLimits;
 pub use mail::{MailRelay, MailSettings};
 pub use processor::{Processor, ProcessorPorts, ProcessorSettings, WorkerError};
+pub use protection::{Busy, BusyGuard, HostProtection};
 pub use readiness::Readiness;
 pub use showcase::{PublicQueryError, Showcase, ShowcasePorts, ShowcaseRules, VoteError};
 pub use shutdown::{Shutdown, shutdown_on};

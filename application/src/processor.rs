@@ -89,6 +89,8 @@ pub struct Processor {
     events: Arc<dyn JobEvents>,
     settings: ProcessorSettings,
     pages: Arc<PageCache>,
+    /// Counts the jobs under way (scale-in protection follows it).
+    busy: Arc<crate::protection::Busy>,
 }
 
 /// The ports a [`Processor`] works through.
@@ -107,7 +109,23 @@ impl Processor {
     /// Wires the worker to its ports.
     pub fn new(ports: ProcessorPorts, settings: ProcessorSettings) -> Self {
         let ProcessorPorts { videos, queue, storage, transcoder, scratch, clock, events } = ports;
-        Self { videos, queue, storage, transcoder, scratch, clock, events, settings, pages: Arc::new(PageCache::disabled()) }
+        Self {
+            videos,
+            queue,
+            storage,
+            transcoder,
+            scratch,
+            clock,
+            events,
+            settings,
+            pages: Arc::new(PageCache::disabled()),
+            busy: Arc::default(),
+        }
+    }
+
+    /// The count of jobs under way, for [`HostProtection`](crate::HostProtection).
+    pub fn busy(&self) -> Arc<crate::protection::Busy> {
+        self.busy.clone()
     }
 
     /// Marks the public pages in `pages` stale whenever a video turns public.
@@ -155,6 +173,7 @@ impl Processor {
         // `instrument`, not `enter`: a guard held across `.await` tags other
         // tasks' events with this job, and this job's with none.
         async {
+            let _busy = self.busy.enter();
             let scratch = self.scratch.create(&format!("job-{}", delivery.job.task_id)).await?;
             let outcome = self.handle(&delivery, &scratch, shutdown).await;
             self.scratch.remove(&scratch).await;

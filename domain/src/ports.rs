@@ -488,6 +488,19 @@ pub trait ScratchSpace: Send + Sync + 'static {
     async fn remove(&self, dir: &ScratchDir);
 }
 
+/// Keeps this host out of its group's scale-in while it holds work: a
+/// worker host protected while it runs a job is never the one a scale-in
+/// terminates mid-transcode (which would cost the job an attempt).
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait ScaleInProtection: Send + Sync + 'static {
+    /// Protects this host (`true`) or lets it go (`false`).
+    ///
+    /// # Errors
+    /// [`BackendError`] when the group's API cannot be reached.
+    async fn protect(&self, protected: bool) -> Result<(), BackendError>;
+}
+
 /// Whether the process can serve, for the load balancer's health check.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]

@@ -6,14 +6,17 @@
 //! |---|---|
 //! | [`s3`] | [`S3Storage`], object storage on Amazon S3 |
 //! | [`sqs`] | [`SqsQueue`], the job queue on Amazon SQS with a dead-letter queue |
-//! | [`secrets`] | the database URL and the signing key from AWS Secrets Manager |
+//! | [`secrets`] | the database URL and the keys from AWS Secrets Manager |
 //! | [`ses`] | [`SesMailer`], e-mail through Amazon SES |
+//! | [`autoscaling`] | [`AsgScaleInProtection`], a worker host kept out of scale-in while it runs a job |
 
+pub mod autoscaling;
 pub mod s3;
 pub mod secrets;
 pub mod ses;
 pub mod sqs;
 
+pub use autoscaling::AsgScaleInProtection;
 pub use s3::S3Storage;
 pub use ses::SesMailer;
 pub use sqs::{ProvisionedQueues, SqsQueue};

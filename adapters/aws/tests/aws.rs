@@ -295,3 +295,48 @@ async fn ses_sends_as_a_verified_sender_and_refuses_an_unverified_one() {
     let refused = anb_aws::SesMailer::new(&config, "nobody@unverified.example").send(&mail).await.unwrap_err();
     assert_eq!(refused.kind, anb_domain::BackendErrorKind::Internal, "a refusal, not an outage: {refused}");
 }
+
+#[tokio::test]
+async fn scale_in_protection_is_set_and_cleared_on_this_instance_in_its_group() {
+    use anb_aws::AsgScaleInProtection;
+    use anb_domain::ports::ScaleInProtection;
+    let config = aws_config().await;
+    let asg = aws_sdk_autoscaling::Client::new(&config);
+    let name = format!("anb-workers-{}", uuid::Uuid::new_v4().simple());
+    asg.create_launch_configuration()
+        .launch_configuration_name(&name)
+        .image_id("ami-0123456789abcdef0")
+        .instance_type("c6i.large")
+        .send()
+        .await
+        .unwrap();
+    asg.create_auto_scaling_group()
+        .auto_scaling_group_name(&name)
+        .launch_configuration_name(&name)
+        .min_size(1)
+        .max_size(2)
+        .desired_capacity(1)
+        .availability_zones("us-east-1a")
+        .send()
+        .await
+        .unwrap();
+    let groups = asg.describe_auto_scaling_groups().auto_scaling_group_names(&name).send().await.unwrap();
+    let instance = groups.auto_scaling_groups()[0].instances()[0].instance_id().unwrap().to_owned();
+    let protected = || {
+        let (asg, instance) = (asg.clone(), instance.clone());
+        async move {
+            let found = asg.describe_auto_scaling_instances().instance_ids(instance).send().await.unwrap();
+            found.auto_scaling_instances()[0].protected_from_scale_in().expect("the API says whether it is protected")
+        }
+    };
+    assert!(!protected().await, "not protected at launch");
+    let port = AsgScaleInProtection::new(&config, Some(instance.clone()));
+    port.protect(true).await.unwrap();
+    assert!(protected().await, "protected while a job runs");
+    port.protect(false).await.unwrap();
+    assert!(!protected().await, "let go when idle");
+    let stray = AsgScaleInProtection::new(&config, Some("i-0123456789abcdef0".into()));
+    let error = stray.protect(true).await.unwrap_err();
+    assert!(error.message.contains("in no Auto Scaling group"), "{error}");
+    asg.delete_auto_scaling_group().auto_scaling_group_name(&name).force_delete(true).send().await.unwrap();
+}

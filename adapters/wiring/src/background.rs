@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anb_application::{DeadLetterSweeper, MailRelay, Processor, Shutdown};
+use anb_application::{DeadLetterSweeper, HostProtection, MailRelay, Processor, Shutdown};
 use anb_domain::ports::Transcoder;
 use anb_files::LocalScratch;
 use anb_sql::OutboxRelay;
@@ -27,6 +27,8 @@ pub(crate) struct Work {
     pub sweeper: Option<DeadLetterSweeper>,
     /// A broker connection to close once the rest has ended.
     pub broker: Option<Broker>,
+    /// Keeps the host out of scale-in while a job runs.
+    pub protection: Option<Arc<HostProtection>>,
 }
 
 impl Work {
@@ -56,11 +58,16 @@ impl Work {
             let shutdown = shutdown.clone();
             tasks.push(tokio::spawn(async move { mail.run(shutdown).await }));
         }
+        if let Some(protection) = self.protection.clone() {
+            let shutdown = shutdown.clone();
+            tasks.push(tokio::spawn(async move { protection.run(shutdown).await }));
+        }
         tracing::info!(
             workers,
             relay = self.relay.is_some(),
             dead_letter_sweeper = self.sweeper.is_some(),
             mail_relay = self.mail.is_some(),
+            scale_in_protection = self.protection.is_some(),
             "background work started"
         );
         Background { tasks, broker: self.broker.clone() }
@@ -87,6 +94,24 @@ impl Background {
             broker.close().await;
         }
     }
+}
+
+/// Idle time before a worker host is let go to scale-in: a worker between
+/// two jobs keeps its protection.
+#[cfg(feature = "aws")]
+const PROTECTION_LINGER: Duration = Duration::from_secs(10);
+
+/// Scale-in protection of this instance in its Auto Scaling group while
+/// `processor` runs a job (`ANB_SCALE_IN_PROTECTION`).
+#[cfg(feature = "aws")]
+pub(crate) async fn protection(
+    config: &crate::config::CommonConfig,
+    cloud: &crate::aws::Cloud,
+    processor: &Processor,
+    clock: Arc<dyn anb_domain::ports::Clock>,
+) -> Arc<HostProtection> {
+    let port = anb_aws::AsgScaleInProtection::new(cloud.config().await, config.instance_id.clone());
+    Arc::new(HostProtection::new(processor.busy(), Arc::new(port), clock, PROTECTION_LINGER))
 }
 
 /// A job that left its scratch files untouched for a whole visibility has a

@@ -110,6 +110,18 @@ pub struct CommonConfig {
     #[arg(long, env = "ANB_RETRY_DELAY", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub retry_delay: u64,
 
+    /// Keep this EC2 instance out of its Auto Scaling group's scale-in while
+    /// any of its jobs runs (set and cleared through the Auto Scaling API),
+    /// so that a scale-in never cuts a transcode. For the worker hosts of the
+    /// AWS stack; needs `autoscaling:SetInstanceProtection`.
+    #[arg(long, env = "ANB_SCALE_IN_PROTECTION", default_value_t = false, action = clap::ArgAction::Set)]
+    pub scale_in_protection: bool,
+
+    /// The instance `ANB_SCALE_IN_PROTECTION` protects, when not this one
+    /// (default: from the EC2 instance metadata service).
+    #[arg(long, env = "ANB_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+
     /// Where original and processed files live: `local` (the data directory,
     /// links served by anb-web) or `s3` (links are presigned S3 URLs).
     #[arg(long, env = "ANB_STORAGE", value_enum, default_value_t = StorageKind::Local)]
