@@ -59,6 +59,10 @@ impl DeadLetterSweeper {
                 Ok(()) => {
                     tracing::warn!(video_id = %job.video_id, task_id = %job.task_id, "dead-lettered job: video marked failed");
                     self.events.record(JobEvent::Failed);
+                    // Moved by the queue itself (every attempt cut short):
+                    // counted as dead-lettered here, where it is first seen
+                    // (the dead-letter alarm counts these).
+                    self.events.record(JobEvent::DeadLettered);
                     marked += 1;
                 }
                 // Deleted, or already final (a worker marked it): nothing to do.
@@ -115,6 +119,7 @@ mod tests {
             .returning(|_, _| Err(VideoRepositoryError::NotFound));
         let mut events = anb_domain::ports::MockJobEvents::new();
         events.expect_record().with(eq(JobEvent::Failed)).times(1).return_const(());
+        events.expect_record().with(eq(JobEvent::DeadLettered)).times(1).return_const(());
         let sweeper =
             DeadLetterSweeper::new(Arc::new(dead), Arc::new(videos), Arc::new(MockClock::new()), Arc::new(events), Duration::from_secs(30));
         assert_eq!(sweeper.sweep().await.unwrap(), 1);

@@ -360,7 +360,7 @@ def test_template_settings_the_emulator_does_not_apply():
     }
     assert res["JobQueue"]["Properties"]["QueueName"] == {"Fn::Sub": "${AWS::StackName}-videos"}
     tg = res["WebTargetGroup"]["Properties"]
-    assert {"Key": "deregistration_delay.timeout_seconds", "Value": "35"} in tg["TargetGroupAttributes"]
+    assert {"Key": "deregistration_delay.timeout_seconds", "Value": "3300"} in tg["TargetGroupAttributes"]
 
     # TLS-only bucket policy.
     policy = res["VideoBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
@@ -388,8 +388,9 @@ def test_template_settings_the_emulator_does_not_apply():
     assert res["DatabaseSecretAttachment"]["Properties"] == {
         "SecretId": {"Ref": "DatabaseSecret"}, "TargetId": {"Ref": "Database"}, "TargetType": "AWS::RDS::DBInstance",
     }
-    jwt = res["JwtSecret"]["Properties"]["GenerateSecretString"]
-    assert "SecretStringTemplate" not in jwt and jwt["PasswordLength"] >= 32
+    for key in ("JwtSecret", "KeyringSecret"):
+        generated = res[key]["Properties"]["GenerateSecretString"]
+        assert "SecretStringTemplate" not in generated and generated["PasswordLength"] >= 32
     db = res["Database"]["Properties"]
     assert db["MasterUserPassword"] == {
         "Fn::Sub": "{{resolve:secretsmanager:${DatabaseSecret}:SecretString:password}}"
@@ -442,15 +443,24 @@ def test_scaling_and_alarms_in_the_template():
     assert "GroupInServiceInstances" in collected
 
     alarms = {lid: r["Properties"] for lid, r in res.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
-    assert set(alarms) == {"DeadLetterQueueAlarm", "OldestJobAlarm", "Alb5xxRateAlarm", "UnhealthyHostAlarm",
+    assert set(alarms) == {"DeadLetterAlarm", "OldestJobAlarm", "Alb5xxRateAlarm", "UnhealthyHostAlarm",
+                           "NoHealthyHostAlarm", "AlbOwn5xxAlarm", "LatencyAlarm",
                            "DatabaseCpuAlarm", "DatabaseStorageAlarm"}
-    assert (alarms["DeadLetterQueueAlarm"]["Threshold"], alarms["DeadLetterQueueAlarm"]["ComparisonOperator"]) == (
-        0, "GreaterThanThreshold")
-    # Visible + in flight: the sweeper hides each dead job for 12 h within 30 s.
-    dead = {m["Id"]: m for m in alarms["DeadLetterQueueAlarm"]["Metrics"]}
-    assert dead["dead"]["Expression"] == "visible + hidden"
-    assert {dead[k]["MetricStat"]["Metric"]["MetricName"] for k in ("visible", "hidden")} == {
-        "ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesNotVisible"}
+    # Each new dead letter, as a rate: a period without one is OK again, so
+    # the next failure notifies anew (a depth alarm stayed in ALARM).
+    dead = alarms["DeadLetterAlarm"]
+    assert (dead["Namespace"], dead["MetricName"], dead["Statistic"]) == ("ANB/Worker", "jobs_dead_lettered", "Sum")
+    assert dead["Dimensions"] == [{"Name": "Service", "Value": "anb-worker"}]
+    assert (dead["Threshold"], dead["ComparisonOperator"], dead["TreatMissingData"]) == (0, "GreaterThanThreshold", "notBreaching")
+    assert "NumberOfMessagesSent" not in json.dumps(dead)
+    metrics_rs = (ROOT / "adapters" / "metrics" / "src" / "lib.rs").read_text()
+    assert 'JOBS_DEAD_LETTERED: &str = "jobs_dead_lettered"' in metrics_rs, "the alarm reads a metric the worker emits"
+    healthy = alarms["NoHealthyHostAlarm"]
+    assert (healthy["MetricName"], healthy["Statistic"], healthy["Threshold"], healthy["ComparisonOperator"],
+            healthy["TreatMissingData"]) == ("HealthyHostCount", "Minimum", 1, "LessThanThreshold", "breaching")
+    assert alarms["AlbOwn5xxAlarm"]["MetricName"] == "HTTPCode_ELB_5XX_Count"
+    latency = alarms["LatencyAlarm"]
+    assert (latency["MetricName"], latency["ExtendedStatistic"], latency["Threshold"]) == ("TargetResponseTime", "p95", 2)
     assert alarms["OldestJobAlarm"]["MetricName"] == "ApproximateAgeOfOldestMessage"
     assert alarms["OldestJobAlarm"]["Threshold"] == 900
     rate = {m["Id"]: m for m in alarms["Alb5xxRateAlarm"]["Metrics"]}
@@ -462,6 +472,38 @@ def test_scaling_and_alarms_in_the_template():
     assert alarms["DatabaseStorageAlarm"]["Threshold"] == 2 * 1024**3
     for props in alarms.values():
         assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+    # A group that cannot launch or terminate an instance tells on-call.
+    for group in ("WebGroup", "WorkerGroup"):
+        notes = res[group]["Properties"]["NotificationConfigurations"]
+        assert notes == [{"TopicARN": {"Ref": "AlarmTopic"}, "NotificationTypes": [
+            "autoscaling:EC2_INSTANCE_LAUNCH_ERROR", "autoscaling:EC2_INSTANCE_TERMINATE_ERROR"]}]
+
+
+def test_day_two_settings_in_the_template():
+    res = load_template()["Resources"]
+    # What a mistaken update or delete must not take: jobs, keys, logs.
+    for lid in ("JobQueue", "DeadLetterQueue", "DatabaseSecret", "JwtSecret", "KeyringSecret", "WebLogGroup", "WorkerLogGroup",
+                "VideoBucket"):
+        assert (res[lid].get("DeletionPolicy"), res[lid].get("UpdateReplacePolicy")) == ("Retain", "Retain"), lid
+    # A dead letter keeps its first enqueue time: the DLQ keeps it longer than the queue would.
+    queue = res["JobQueue"]["Properties"]["MessageRetentionPeriod"]
+    dlq = res["DeadLetterQueue"]["Properties"]["MessageRetentionPeriod"]
+    assert queue < dlq == 14 * 86400, (queue, dlq)
+    # Maintenance (which fails a Multi-AZ instance over) and backups at a set time, apart.
+    db = res["Database"]["Properties"]
+    assert re.fullmatch(r"[a-z]{3}:\d\d:\d\d-[a-z]{3}:\d\d:\d\d", db["PreferredMaintenanceWindow"])
+    assert re.fullmatch(r"\d\d:\d\d-\d\d:\d\d", db["PreferredBackupWindow"])
+    # The deregistration delay covers the largest upload at the slowest rate accepted, plus the drain.
+    attributes = {a["Key"]: a["Value"] for a in res["WebTargetGroup"]["Properties"]["TargetGroupAttributes"]}
+    web_env = re.search(r"ANB_UPLOAD_MIN_RATE=(\d+)", json.dumps(res["WebLaunchTemplate"]))
+    assert web_env, "the web servers' minimum upload rate is set"
+    slowest = 100 * 1024 * 1024 / int(web_env.group(1))
+    assert slowest + 30 <= int(attributes["deregistration_delay.timeout_seconds"]) <= 3600, attributes
+    # Units that never stay failed.
+    for unit in ("anb-web.service", "anb-worker.service"):
+        text = (ROOT / "deploy" / "systemd" / unit).read_text()
+        assert "StartLimitIntervalSec=0" in text.splitlines(), unit
 
 
 # ------------------------------------------------------------ moto server
@@ -629,6 +671,7 @@ def test_instance_roles_have_exactly_the_stated_permissions(stack, aws):
         QueueUrl=stack["outputs"]["DeadLetterQueueUrl"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     db_secret = placeholder("AWS::SecretsManager::Secret", "DatabaseSecret")
     jwt_secret = placeholder("AWS::SecretsManager::Secret", "JwtSecret")
+    keyring_secret = placeholder("AWS::SecretsManager::Secret", "KeyringSecret")
     package = f"arn:aws:s3:::{PARAMETERS['PackageBucket']}/{PARAMETERS['PackageKey']}"
     stack_id = aws("cloudformation").describe_stacks(StackName=STACK)["Stacks"][0]["StackId"]
     log_group = {
@@ -660,7 +703,7 @@ def test_instance_roles_have_exactly_the_stated_permissions(stack, aws):
             # Verification mail, as the configured sender only.
             ("ses:SendEmail", f"arn:aws:ses:{REGION}:{ACCOUNT}:identity/*",
              json.dumps({"StringEquals": {"ses:FromAddress": PARAMETERS["MailFrom"]}}, sort_keys=True)),
-            *common("web", "ANB/Backend", [db_secret, jwt_secret]),
+            *common("web", "ANB/Backend", [db_secret, jwt_secret, keyring_secret]),
         },
         "WorkerRole": {
             ("s3:GetObject", f"{bucket_arn}/uploaded/*", none),
@@ -671,6 +714,13 @@ def test_instance_roles_have_exactly_the_stated_permissions(stack, aws):
                                              "sqs:SendMessage")},
             *{(a, dlq_arn, none) for a in ("sqs:GetQueueUrl", "sqs:ReceiveMessage")},
             *common("worker", "ANB/Worker", [db_secret]),
+            # Scale-in protection of its own group while a job runs.
+            ("autoscaling:SetInstanceProtection",
+             f"arn:aws:autoscaling:{REGION}:{ACCOUNT}:autoScalingGroup:*:autoScalingGroupName/*",
+             json.dumps({"StringEquals": {"autoscaling:ResourceTag/aws:cloudformation:stack-name": STACK,
+                                          "autoscaling:ResourceTag/aws:cloudformation:logical-id": "WorkerGroup"}},
+                        sort_keys=True)),
+            ("autoscaling:DescribeAutoScalingInstances", "*", none),
         },
     }
     for logical, want in expected.items():
@@ -696,7 +746,7 @@ def test_instance_roles_have_exactly_the_stated_permissions(stack, aws):
     worker_actions = {a for a, _, _ in expected["WorkerRole"]}
     assert "sqs:ReceiveMessage" not in web_actions and "sqs:DeleteMessage" not in web_actions
     assert "sqs:SendMessage" in worker_actions  # the worker relays the outbox
-    assert not any(r == jwt_secret for _, r, _ in expected["WorkerRole"])  # the worker never signs tokens
+    assert not any(r in (jwt_secret, keyring_secret) for _, r, _ in expected["WorkerRole"])  # the worker never signs tokens
     assert not any(a.endswith(":*") or a == "*" for a in web_actions | worker_actions)
 
     for profile, role in (("WebInstanceProfile", "WebRole"), ("WorkerInstanceProfile", "WorkerRole")):
@@ -726,6 +776,8 @@ def test_user_data_installs_the_package_and_holds_no_secret(stack, aws):
         assert f"s3://{PARAMETERS['PackageBucket']}/{PARAMETERS['PackageKey']}" in script
         assert "apt-get install -y -q /tmp/anb.deb" in script
         assert f"systemctl enable {unit}" in script and f"systemctl restart {unit}" in script
+        # EMF in a file of its own (whole lines, never torn by a log line), shipped by the agent.
+        assert f'"file_path": "/var/log/anb/{unit.split(".")[0]}-metrics.log"' in script
         assert "${" not in script.replace("${!", ""), "an unresolved ${} left in user data"
         assert not re.search(r"(?i)password|BEGIN .*PRIVATE KEY|ANB_DATABASE_URL|ANB_JWT_SECRET=", script)
         env = env_file(script)
@@ -751,8 +803,11 @@ def test_user_data_installs_the_package_and_holds_no_secret(stack, aws):
                 "ANB_BEHIND_PROXY": "true",
                 "ANB_PUBLIC_BASE_URL": outputs["AlbUrl"],
                 "ANB_JWT_SECRET_ID": placeholder("AWS::SecretsManager::Secret", "JwtSecret"),
+                "ANB_KEYRING_SECRET_ID": placeholder("AWS::SecretsManager::Secret", "KeyringSecret"),
+                "ANB_EMF_FILE": "/var/log/anb/anb-web-metrics.log",
                 # Above the ALB's 60 s idle timeout.
                 "ANB_HEADER_TIMEOUT": "65",
+                "ANB_UPLOAD_MIN_RATE": "32768",
                 # Verification mail through SES; only verified addresses vote.
                 "ANB_MAIL": "ses",
                 "ANB_MAIL_FROM": f"ANB Rising Stars <{PARAMETERS['MailFrom']}>",
@@ -761,7 +816,7 @@ def test_user_data_installs_the_package_and_holds_no_secret(stack, aws):
                 "ANB_SIGNUP_PER_NETWORK": "50",
             }
         else:
-            assert env == common
+            assert env == {**common, "ANB_EMF_FILE": "/var/log/anb/anb-worker-metrics.log", "ANB_SCALE_IN_PROTECTION": "true"}
 
 
 def test_security_groups(stack, aws):
@@ -794,8 +849,8 @@ def test_load_balancer_health_check_and_drain(stack, aws):
         8080, "/api/health", 2, 2)
     attrs = {a["Key"]: a["Value"] for a in elb.describe_target_group_attributes(
         TargetGroupArn=tg["TargetGroupArn"])["Attributes"]}
-    if attrs["deregistration_delay.timeout_seconds"] != "35":
-        # moto ignores TargetGroupAttributes; the template test checks the 35 s.
+    if attrs["deregistration_delay.timeout_seconds"] != "3300":
+        # moto ignores TargetGroupAttributes; the template test checks the 3,300 s.
         assert ("AWS::ElasticLoadBalancingV2::TargetGroup", "TargetGroupAttributes") in EMULATOR_GAPS[
             "ignored_properties"]
 
@@ -1020,5 +1075,7 @@ def test_systemd_units_verify(tmp_path):
         for line in ("EnvironmentFile=/etc/anb/anb.env", "Restart=on-failure", "KillSignal=SIGTERM",
                      f"TimeoutStopSec={stop}", "Environment=MALLOC_ARENA_MAX=2", "User=anb", "StateDirectory=anb",
                      "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
-                     f"ExecStart=/usr/bin/{unit.split('.')[0]}"):
+                     f"ExecStart=/usr/bin/{unit.split('.')[0]}", "StartLimitIntervalSec=0", "RestartSec=5"):
             assert line in text.splitlines() or any(l.startswith(line + " ") for l in text.splitlines()), (unit, line)
+        # A unit that gives up restarting stays failed for good (issue 26).
+        assert "StartLimitBurst" not in text, unit
