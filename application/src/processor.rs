@@ -77,6 +77,19 @@ enum Outcome {
     Interrupted,
 }
 
+/// Longest wait between two reads of a job's video while the database
+/// cannot be reached.
+const UNREACHABLE_RETRY: Duration = Duration::from_secs(5);
+
+/// What reading a job's video came to.
+enum Read {
+    Video(Option<anb_domain::Video>),
+    /// The job's visibility was lost meanwhile.
+    Lost,
+    /// Shutdown came first.
+    Interrupted,
+}
+
 /// Processes jobs, one per call of [`Processor::process_next_job`].
 #[derive(Clone)]
 pub struct Processor {
@@ -186,8 +199,11 @@ impl Processor {
 
     async fn handle(&self, delivery: &Delivery, scratch: &ScratchDir, shutdown: Shutdown) -> Result<Outcome, WorkerError> {
         let id = delivery.job.video_id;
-        let Some(video) = self.videos.by_id(id).await.map_err(VideoRepositoryError::into_backend)? else {
-            return Ok(Outcome::Skipped("video deleted"));
+        let video = match self.read_video(delivery, &shutdown).await? {
+            Read::Video(Some(video)) => video,
+            Read::Video(None) => return Ok(Outcome::Skipped("video deleted")),
+            Read::Lost => return Ok(Outcome::Lost),
+            Read::Interrupted => return Ok(Outcome::Interrupted),
         };
         if matches!(video.status, VideoStatus::Processed | VideoStatus::Failed) {
             return Ok(Outcome::Skipped("video already final"));
@@ -266,6 +282,42 @@ impl Processor {
             }
             Err(VideoRepositoryError::InvalidTransition { .. }) => Ok(Outcome::Skipped("video finished by another worker")),
             Err(VideoRepositoryError::Backend(e)) => Err(e.into()),
+        }
+    }
+
+    /// The job's video, read while the job is kept: a database that cannot
+    /// be reached (a failover) is waited for, the job's visibility extended
+    /// meanwhile, so that a passing outage costs the job no attempt (handed
+    /// back, it would come again with one more receive counted).
+    async fn read_video(&self, delivery: &Delivery, shutdown: &Shutdown) -> Result<Read, WorkerError> {
+        let id = delivery.job.video_id;
+        let reading = async {
+            let (mut wait, mut tries) = (Duration::from_millis(500), 0u32);
+            loop {
+                match self.videos.by_id(id).await {
+                    Ok(video) => {
+                        if tries > 0 {
+                            tracing::info!(tries, "the database answers again; the job goes on");
+                        }
+                        return Ok(video);
+                    }
+                    Err(VideoRepositoryError::Backend(error)) if error.kind == anb_domain::BackendErrorKind::Unavailable => {
+                        if tries.is_multiple_of(10) {
+                            tracing::warn!(%error, tries, "database unreachable; keeping the job until it answers");
+                        }
+                        tries += 1;
+                        self.clock.sleep(wait).await;
+                        wait = (wait * 2).min(UNREACHABLE_RETRY);
+                    }
+                    Err(error) => return Err(WorkerError::from(error.into_backend())),
+                }
+            }
+        };
+        let keep_alive = pin!(self.keep_alive(&delivery.receipt));
+        match select(pin!(reading), select(keep_alive, shutdown.clone())).await {
+            Either::Left((result, _)) => result.map(Read::Video),
+            Either::Right((Either::Left(_), _)) => Ok(Read::Lost),
+            Either::Right((Either::Right(_), _)) => Ok(Read::Interrupted),
         }
     }
 
@@ -666,6 +718,29 @@ mod tests {
         m.videos.expect_mark_processing().returning(|_| Ok(()));
         m.storage.expect_get_to_file().returning(|_, _| Ok(()));
         m.transcoder.expect_transcode().returning(|_, _, _| Err(TranscodeError::InvalidInput("broken stream".into())));
+    }
+
+    #[tokio::test]
+    async fn a_job_met_with_the_database_away_is_kept_until_it_answers_and_costs_no_attempt() {
+        let mut m = Mocks::new();
+        let stored = video(5, 1, VideoStatus::Processed);
+        let job = Job { task_id: stored.task_id, video_id: VideoId(5) };
+        m.queue.expect_receive().times(1).returning(move |_| Ok(Some(Delivery { job, receipt: Receipt("r1".into()), receive_count: 1 })));
+        let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = reads.clone();
+        m.videos.expect_by_id().returning(move |_| {
+            if counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 3 {
+                Err(VideoRepositoryError::Backend(BackendError::unavailable("failover")))
+            } else {
+                Ok(Some(stored.clone()))
+            }
+        });
+        m.clock.expect_sleep().returning(|_| ());
+        m.videos.expect_mark_waiting().never();
+        m.queue.expect_release().never();
+        m.queue.expect_ack().times(1).returning(|_| Ok(()));
+        assert!(m.processor(&scratch_root()).process_next_job(never()).await.unwrap());
+        assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 4, "read again until the database answered");
     }
 
     #[tokio::test]
