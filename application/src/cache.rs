@@ -166,10 +166,13 @@ impl PageCache {
         if kept.get(key).is_some_and(|(built, _)| *built == generation && generation != u64::MAX) {
             return;
         }
-        if kept.len() >= MAX_LAST_GOOD
-            && !kept.contains_key(key)
-            && let Some(dropped) = kept.keys().next().cloned()
-        {
+        if kept.len() >= MAX_LAST_GOOD && !kept.contains_key(key) {
+            // Full: a first page (what most readers ask for) takes the place
+            // of a later one; a later page is not kept.
+            if !is_first_page(key) {
+                return;
+            }
+            let Some(dropped) = kept.keys().find(|k| !is_first_page(k)).or_else(|| kept.keys().next()).cloned() else { return };
             kept.remove(&dropped);
         }
         kept.insert(key.to_owned(), (generation, bytes));
@@ -286,6 +289,11 @@ impl Drop for FlightGuard {
 pub(crate) fn page_key(what: &str, city: &CityFilter, page: Page) -> Option<String> {
     let city = city.key().unwrap_or("");
     (city.len() <= MAX_CACHED_CITY).then(|| format!("{what}:{}:{}:{city}", page.limit, page.offset))
+}
+
+/// Whether `key` (see [`page_key`]) is the first page of what it lists.
+fn is_first_page(key: &str) -> bool {
+    key.split(':').nth(2) == Some("0")
 }
 
 /// A page as bytes: a small length-prefixed format, read defensively (an
@@ -591,6 +599,17 @@ mod tests {
             pages.fetch(key, build(&runs, 1, Duration::ZERO)).await.unwrap();
         }
         assert_eq!(pages.last_good.lock().unwrap().len(), MAX_LAST_GOOD);
+        // Full of later pages: first pages still get in, later ones do not.
+        for city in ["Cali", "Pasto"] {
+            let key = page_key("rankings", &CityFilter::city(city), Page { limit: 10, offset: 0 });
+            pages.fetch(key, build(&runs, 1, Duration::ZERO)).await.unwrap();
+        }
+        let late = page_key("rankings", &CityFilter::any(), Page { limit: 10, offset: 99_999 });
+        pages.fetch(late, build(&runs, 1, Duration::ZERO)).await.unwrap();
+        let kept = pages.last_good.lock().unwrap();
+        assert_eq!(kept.len(), MAX_LAST_GOOD);
+        assert!(kept.keys().any(|k| k.ends_with(":0:cali")) && kept.keys().any(|k| k.ends_with(":0:pasto")), "first pages kept");
+        assert!(!kept.keys().any(|k| k.contains(":99999:")), "a later page does not push one out");
     }
 
     #[tokio::test]

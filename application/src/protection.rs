@@ -80,20 +80,20 @@ impl HostProtection {
         Self { busy, port, clock, linger }
     }
 
-    /// Follows the job count until `shutdown` (the host is then going away:
-    /// its protection no longer matters). A failed call is tried again at
+    /// Follows the job count until `shutdown`, then lets the host go. At
+    /// start the protection is unknown (a process that died mid-job left it
+    /// on): an idle host is let go at once. A failed call is tried again at
     /// the next change or after `linger`.
     pub async fn run(&self, shutdown: Shutdown) {
-        let mut protected = false;
+        let mut protected: Option<bool> = None;
         let mut seen = 0;
         loop {
             let busy = self.busy.jobs() > 0;
-            let wait = if busy == protected {
-                None
-            } else if busy {
-                Some(Duration::ZERO)
-            } else {
-                Some(self.linger)
+            let wait = match protected {
+                Some(state) if state == busy => None,
+                // Unknown, or a job came: at once.
+                None | Some(false) => Some(Duration::ZERO),
+                Some(true) => Some(self.linger),
             };
             let woke = match wait {
                 // In step: wait for the count to change.
@@ -112,11 +112,11 @@ impl HostProtection {
                         let want = self.busy.jobs() > 0;
                         match self.port.protect(want).await {
                             Ok(()) => {
-                                protected = want;
-                                tracing::info!(protected, jobs = self.busy.jobs(), "scale-in protection changed");
+                                protected = Some(want);
+                                tracing::info!(protected = want, jobs = self.busy.jobs(), "scale-in protection set");
                             }
                             Err(error) => {
-                                tracing::warn!(%error, want, "could not change the scale-in protection; trying again");
+                                tracing::warn!(%error, want, "could not set the scale-in protection; trying again");
                                 self.clock.sleep(self.linger).await;
                             }
                         }
@@ -130,11 +130,24 @@ impl HostProtection {
             };
             match woke {
                 Some(version) => seen = version,
-                None => return,
+                None => break,
+            }
+        }
+        // Stopping (the jobs are handed back): a host that is only being
+        // restarted must not stay protected. Best effort, briefly.
+        if protected != Some(false) {
+            let release = pin!(self.port.protect(false));
+            match select(release, pin!(self.clock.sleep(SHUTDOWN_RELEASE))).await {
+                Either::Left((Ok(()), _)) => tracing::info!("scale-in protection released at shutdown"),
+                Either::Left((Err(error), _)) => tracing::warn!(%error, "could not release the scale-in protection at shutdown"),
+                Either::Right(_) => tracing::warn!("releasing the scale-in protection at shutdown took too long"),
             }
         }
     }
 }
+
+/// Longest a stopping process tries to release its protection.
+const SHUTDOWN_RELEASE: Duration = Duration::from_secs(3);
 
 #[cfg(test)]
 mod tests {
@@ -173,7 +186,7 @@ mod tests {
         Arc::new(TokioClock)
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn protected_while_a_job_runs_and_let_go_after_a_quiet_moment() {
         let (busy, port) = (Arc::new(Busy::default()), Arc::new(Recorder::default()));
         let protection = Arc::new(HostProtection::new(busy.clone(), port.clone(), clock(), Duration::from_millis(200)));
@@ -185,25 +198,31 @@ mod tests {
             let protection = protection.clone();
             async move { protection.run(shutdown).await }
         });
+        let asked = || port.0.lock().unwrap().clone();
         let settle = || tokio::time::sleep(Duration::from_millis(50));
         settle().await;
-        assert!(port.0.lock().unwrap().is_empty(), "idle at start: nothing to change");
+        assert_eq!(asked(), [false], "idle at start: let go, whatever a dead process left");
         let first = busy.enter();
         settle().await;
-        assert_eq!(*port.0.lock().unwrap(), [true], "protected at once");
+        assert_eq!(asked(), [false, true], "protected at once");
         let second = busy.enter();
         drop(first);
         settle().await;
-        assert_eq!(*port.0.lock().unwrap(), [true], "still a job");
+        assert_eq!(asked(), [false, true], "still a job");
         drop(second);
         let next = busy.enter();
         tokio::time::sleep(Duration::from_millis(100)).await;
         drop(next);
         settle().await;
-        assert_eq!(*port.0.lock().unwrap(), [true], "a job between two others does not let it go");
+        assert_eq!(asked(), [false, true], "a job between two others does not let it go");
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(*port.0.lock().unwrap(), [true, false], "let go after the quiet moment");
+        assert_eq!(asked(), [false, true, false], "let go after the quiet moment");
+        let last = busy.enter();
+        settle().await;
+        assert_eq!(asked(), [false, true, false, true]);
         stop.send(()).unwrap();
         task.await.unwrap();
+        assert_eq!(asked(), [false, true, false, true, false], "let go at shutdown");
+        drop(last);
     }
 }

@@ -33,8 +33,9 @@ impl TcpSwitch {
             let (target, generation) = (target.clone(), generation.clone());
             tokio::spawn(async move {
                 while let Ok((client, _)) = listener.accept().await {
-                    let to = *target.lock().unwrap_or_else(PoisonError::into_inner);
+                    // Subscribed first: a switch from here on cuts this one.
                     let mut changed = generation.subscribe();
+                    let to = *target.lock().unwrap_or_else(PoisonError::into_inner);
                     tokio::spawn(async move {
                         let Ok(mut server) = TcpStream::connect(to).await else { return };
                         let mut client = client;

@@ -74,3 +74,16 @@ async fn a_web_only_host_starts_and_serves_without_gstreamer_and_workers_say_wha
     assert!(!status.success(), "workers started without GStreamer elements");
     assert!(log.contains("x264enc (gstreamer1.0-plugins-ugly)"), "names what to install: {log}");
 }
+
+#[tokio::test]
+async fn a_database_that_does_not_exist_stops_start_up_at_once_instead_of_waiting() {
+    // Waiting fixes an unreachable database, not a wrong name (3D000) or
+    // refused credentials: those stop the start with the reason.
+    let url = anb_testkit::Postgres::shared().url_of("anb_no_such_database");
+    let started = std::time::Instant::now();
+    let (status, log) = start_once(&[("ANB_DATABASE_URL", &url), ("ANB_JWT_SECRET", "startup-test-secret-that-is-long-enough")]);
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("cannot start: database") && log.contains("does not exist"), "{log}");
+    assert!(!log.contains("trying again"), "{log}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+}

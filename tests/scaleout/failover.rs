@@ -197,7 +197,13 @@ async fn a_database_failover_under_load_loses_nothing_and_heals_within_30_s() {
     let accepted = accepted.load(std::sync::atomic::Ordering::SeqCst);
     let (_, list) = app.get("/api/videos", Some(&player)).await;
     let ids: Vec<i64> = list.as_array().unwrap().iter().map(|v| v["video_id"].as_i64().unwrap()).collect();
-    assert_eq!(ids.len(), accepted + 1, "every upload answered 201 has its video, and no other: {list}");
+    // An upload committed whose answer was lost (a 503 after the commit, a
+    // cut connection) may have its video too, as a vote may.
+    let unanswered = outcomes.iter().filter(|o| o.what == "upload" && o.failed()).count();
+    assert!(
+        (accepted + 1..=accepted + 1 + unanswered).contains(&ids.len()),
+        "every upload answered 201 has its video ({accepted} + the first), at most {unanswered} more: {list}"
+    );
     for id in ids {
         let video = app.wait_processed(&player, id, Duration::from_secs(240)).await;
         assert_eq!(video["status"], "processed", "{video}\n{}", app.log());

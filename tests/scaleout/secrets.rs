@@ -29,6 +29,8 @@ async fn a_web_server_reads_its_database_and_key_from_secrets_manager() {
     let mut env: Vec<(String, String)> = Moto::shared().aws_env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     env.push(("ANB_DATABASE_SECRET".into(), database_arn));
     env.push(("ANB_JWT_SECRET_ID".into(), key_arn));
+    let keyring_arn = create(format!("anb/keyring-{suffix}"), "a-keyring-key-read-from-secrets-manager-0123456789".to_owned()).await;
+    env.push(("ANB_KEYRING_SECRET_ID".into(), keyring_arn));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let app = TestApp::spawn(0, &env).await;
     assert_eq!(app.get("/api/health", None).await.0, 200, "{}", app.log());

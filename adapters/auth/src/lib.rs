@@ -147,40 +147,27 @@ impl KeySet {
 
 /// HS256 JWTs naming the user in `sub`, with the signing key's id in `kid`.
 pub struct JwtTokenIssuer {
-    keys: std::sync::RwLock<Arc<KeySet>>,
-    source: Option<Arc<dyn KeySource>>,
-    /// When the keys were last read from `source` (one read at a time).
-    last_read: tokio::sync::Mutex<Option<std::time::Instant>>,
+    keys: Arc<Keys>,
     lifetime: Duration,
 }
 
-impl std::fmt::Debug for JwtTokenIssuer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwtTokenIssuer").field("lifetime", &self.lifetime).finish_non_exhaustive()
-    }
+/// The keys now, and where they are read again from.
+struct Keys {
+    set: std::sync::RwLock<Arc<KeySet>>,
+    source: Option<Arc<dyn KeySource>>,
+    /// When the keys were last read from `source` (one read at a time).
+    last_read: tokio::sync::Mutex<Option<std::time::Instant>>,
+    /// A read started in the background is under way.
+    reading: std::sync::atomic::AtomicBool,
 }
 
-impl JwtTokenIssuer {
-    /// An issuer signing with `secret`, tokens valid for `lifetime`.
-    pub fn new(secret: &[u8], lifetime: Duration) -> Self {
-        Self::with_keys(&SigningKeys { current: secret.to_vec(), previous: None }, lifetime)
-    }
+/// Longest a request waits for the keys to be read again (on a token of a
+/// key it does not know); the read goes on without it.
+const READ_WAIT: Duration = Duration::from_secs(3);
 
-    /// An issuer signing with `keys.current` and accepting `keys.previous`
-    /// too.
-    pub fn with_keys(keys: &SigningKeys, lifetime: Duration) -> Self {
-        Self { keys: std::sync::RwLock::new(Arc::new(KeySet::new(keys))), source: None, last_read: tokio::sync::Mutex::new(None), lifetime }
-    }
-
-    /// This issuer reading its keys again from `source` (see [`KeySource`]).
-    #[must_use]
-    pub fn reading_again_from(mut self, source: Arc<dyn KeySource>) -> Self {
-        self.source = Some(source);
-        self
-    }
-
+impl Keys {
     fn current(&self) -> Arc<KeySet> {
-        self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.set.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Reads the keys again from the source, unless they were read less
@@ -198,9 +185,68 @@ impl JwtTokenIssuer {
                 if set.current != self.current().current {
                     tracing::info!(key_id = %set.current, "access tokens: signing with a new key");
                 }
-                *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(set);
+                *self.set.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(set);
             }
             Err(error) => tracing::warn!(%error, "access tokens: could not read the keys again; keeping the ones there are"),
+        }
+    }
+}
+
+impl std::fmt::Debug for JwtTokenIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtTokenIssuer").field("lifetime", &self.lifetime).finish_non_exhaustive()
+    }
+}
+
+impl JwtTokenIssuer {
+    /// An issuer signing with `secret`, tokens valid for `lifetime`.
+    pub fn new(secret: &[u8], lifetime: Duration) -> Self {
+        Self::with_keys(&SigningKeys { current: secret.to_vec(), previous: None }, lifetime)
+    }
+
+    /// An issuer signing with `keys.current` and accepting `keys.previous`
+    /// too.
+    pub fn with_keys(keys: &SigningKeys, lifetime: Duration) -> Self {
+        Self::build(keys, None, lifetime)
+    }
+
+    /// An issuer starting from `keys` and reading them again from `source`
+    /// (see [`KeySource`]).
+    pub fn reading_again_from(keys: &SigningKeys, source: Arc<dyn KeySource>, lifetime: Duration) -> Self {
+        Self::build(keys, Some(source), lifetime)
+    }
+
+    fn build(keys: &SigningKeys, source: Option<Arc<dyn KeySource>>, lifetime: Duration) -> Self {
+        let keys = Keys {
+            set: std::sync::RwLock::new(Arc::new(KeySet::new(keys))),
+            source,
+            last_read: tokio::sync::Mutex::new(None),
+            reading: std::sync::atomic::AtomicBool::new(false),
+        };
+        Self { keys: Arc::new(keys), lifetime }
+    }
+
+    /// Reads the keys again in a task of its own (a request that goes away
+    /// never cuts a read short), waiting for it up to [`READ_WAIT`] when
+    /// the request needs it, else not at all.
+    async fn read_again(&self, min_interval: Duration, wait: bool) {
+        use std::sync::atomic::Ordering;
+        if self.keys.source.is_none() {
+            return;
+        }
+        if !wait && self.keys.reading.swap(true, Ordering::AcqRel) {
+            // One read in the background at a time.
+            return;
+        }
+        let keys = self.keys.clone();
+        let read = tokio::spawn(async move {
+            keys.read_again(min_interval).await;
+            if !wait {
+                keys.reading.store(false, Ordering::Release);
+            }
+        });
+        if wait {
+            let _ = tokio::time::timeout(READ_WAIT, read).await;
         }
     }
 }
@@ -208,10 +254,11 @@ impl JwtTokenIssuer {
 #[async_trait]
 impl TokenIssuer for JwtTokenIssuer {
     async fn issue(&self, user: UserId) -> Result<AccessToken, BackendError> {
-        if self.current().read_at.elapsed() > KEYS_MAX_AGE {
-            self.read_again(KEYS_MAX_AGE).await;
+        let keys = self.keys.current();
+        if keys.read_at.elapsed() > KEYS_MAX_AGE {
+            // Signed with the keys there are; the next token with the new.
+            self.read_again(KEYS_MAX_AGE, false).await;
         }
-        let keys = self.current();
         let now = chrono::Utc::now().timestamp();
         let lifetime = i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX);
         let claims = Claims { sub: user.0.to_string(), iat: now, exp: now.saturating_add(lifetime) };
@@ -224,26 +271,28 @@ impl TokenIssuer for JwtTokenIssuer {
     async fn verify(&self, token: &str) -> Result<UserId, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         let kid = header.kid.as_deref();
-        if kid.is_some() && self.current().candidates(kid).is_empty() {
+        if kid.is_some() && self.keys.current().candidates(kid).is_empty() {
             // A key this server has not seen: perhaps a rotation.
-            self.read_again(MIN_READ_INTERVAL).await;
-        } else if self.current().read_at.elapsed() > KEYS_MAX_AGE {
+            self.read_again(MIN_READ_INTERVAL, true).await;
+        } else if self.keys.current().read_at.elapsed() > KEYS_MAX_AGE {
             // A key retired elsewhere (rotated twice after a leak) stops
-            // being accepted here within this age too.
-            self.read_again(KEYS_MAX_AGE).await;
+            // being accepted here within about this age too.
+            self.read_again(KEYS_MAX_AGE, false).await;
         }
-        let keys = self.current();
+        let keys = self.keys.current();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
         let mut outcome = Err(TokenError::Invalid);
         for key in keys.candidates(kid) {
-            outcome = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Invalid,
-            });
-            if outcome.is_ok() {
-                break;
+            match jsonwebtoken::decode::<Claims>(token, key, &validation) {
+                Ok(data) => {
+                    outcome = Ok(data);
+                    break;
+                }
+                // Signed by this key, but too old: that is the answer.
+                Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => outcome = Err(TokenError::Expired),
+                Err(_) => {}
             }
         }
         outcome?.claims.sub.parse().map(UserId).map_err(|_| TokenError::Invalid)
@@ -362,7 +411,7 @@ mod tests {
     #[tokio::test]
     async fn a_token_of_a_key_not_seen_yet_makes_the_server_read_its_keys_again() {
         let source = Arc::new(Rotating { keys: std::sync::Mutex::new(keys(b"k1", None)), reads: Default::default() });
-        let lagging = JwtTokenIssuer::new(b"k1", Duration::from_secs(3600)).reading_again_from(source.clone());
+        let lagging = JwtTokenIssuer::reading_again_from(&keys(b"k1", None), source.clone(), Duration::from_secs(3600));
         // The rotation: another server read the new keys first.
         *source.keys.lock().unwrap() = keys(b"k2", Some(b"k1"));
         let ahead = JwtTokenIssuer::with_keys(&keys(b"k2", Some(b"k1")), Duration::from_secs(3600));

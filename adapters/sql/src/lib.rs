@@ -213,6 +213,10 @@ impl anb_domain::ports::HealthCheck for Database {
 /// `Unavailable` (the caller may retry), anything else `Internal`.
 pub(crate) fn db_error(error: &DbErr) -> BackendError {
     match error {
+        // Opening a connection failed for a reason waiting does not fix: the
+        // credentials refused (28P01, 28000), no such database (3D000), a
+        // URL or option that does not parse.
+        DbErr::Conn(sea_orm::RuntimeErr::SqlxError(inner)) if !connection_trouble(inner) => BackendError::internal(error.to_string()),
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => BackendError::unavailable(error.to_string()),
         DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) | DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
             if matches!(
@@ -236,6 +240,18 @@ pub(crate) fn db_error(error: &DbErr) -> BackendError {
             BackendError::unavailable(error.to_string())
         }
         _ => BackendError::internal(error.to_string()),
+    }
+}
+
+/// Whether a failure to open a connection may pass by itself: the server
+/// not reached, not accepting connections yet or any more, out of
+/// connections, or read-only for now.
+fn connection_trouble(error: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error;
+    match error {
+        Error::Io(_) | Error::Tls(_) | Error::PoolTimedOut | Error::PoolClosed | Error::WorkerCrashed | Error::Protocol(_) => true,
+        Error::Database(e) => e.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300" || c == "25006"),
+        _ => false,
     }
 }
 

@@ -121,6 +121,10 @@ mod tests {
         assert!(refusal(&["--jwt-secret", "short"], WORKER).contains("at least 32"));
         assert!(refusal(&["--database-url", "postgres://h/db", "--database-secret", "s"], WORKER).contains("not both"));
         assert!(refusal(&["--emf-file", "/var/log/anb/m.log"], WORKER).contains("needs ANB_METRICS=emf"));
+        let keyring = "needs a keyring key of its own";
+        assert!(refusal(&["--jwt-secret-id", "arn:jwt"], WORKER).contains(keyring));
+        assert!(!refusal(&["--jwt-secret-id", "arn:jwt", "--keyring-secret-id", "arn:keyring"], WORKER).contains(keyring));
+        assert!(refusal(&["--jwt-previous-secret", "an-old-key-of-at-least-32-characters"], WORKER).contains("set both"));
     }
 
     #[test]

@@ -263,7 +263,7 @@ impl Shared {
                 users: users.clone(),
                 hasher: Arc::new(Argon2Hasher),
                 tokens: Arc::new(match keys.source {
-                    Some(source) => JwtTokenIssuer::with_keys(&keys.tokens, TOKEN_LIFETIME).reading_again_from(source),
+                    Some(source) => JwtTokenIssuer::reading_again_from(&keys.tokens, source, TOKEN_LIFETIME),
                     None => JwtTokenIssuer::with_keys(&keys.tokens, TOKEN_LIFETIME),
                 }),
                 clock: clock.clone(),

@@ -36,6 +36,15 @@ pub(crate) fn check(config: &CommonConfig) -> Result<(), StartupError> {
     if config.jwt_previous_secret.is_some() && config.jwt_secret.is_none() {
         return Err(StartupError::Config("ANB_JWT_PREVIOUS_SECRET is the key before ANB_JWT_SECRET: set both".into()));
     }
+    if config.jwt_secret_id.is_some() && config.keyring_secret.is_none() && config.keyring_secret_id.is_none() {
+        // The secret rotates whenever someone puts a new value: a keyring
+        // on it would change under servers started at different times.
+        return Err(StartupError::Config(
+            "ANB_JWT_SECRET_ID needs a keyring key of its own, never rotated with it: set ANB_KEYRING_SECRET_ID (or \
+             ANB_KEYRING_SECRET)"
+                .into(),
+        ));
+    }
     if config.keyring_secret_id.is_some() && config.keyring_secret.is_some() {
         return Err(StartupError::Config("set ANB_KEYRING_SECRET or ANB_KEYRING_SECRET_ID, not both".into()));
     }
