@@ -56,7 +56,7 @@ deps:
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
-## test-deps: PostgreSQL server binaries (without starting a cluster), rabbitmq-server and redis-server (without starting them) and python3-venv, if missing
+## test-deps: PostgreSQL server binaries (without starting a cluster), rabbitmq-server, haproxy and redis-server (without starting them) and python3-venv, if missing
 test-deps: deps
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then \
 		echo "installing PostgreSQL server binaries (no cluster is created or started)"; \
@@ -72,6 +72,15 @@ test-deps: deps
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq rabbitmq-server; status=$$?; \
 		if [ -n "$$made" ]; then $(SUDO) rm -f /usr/sbin/policy-rc.d; fi; \
 		$(SUDO) systemctl disable rabbitmq-server >/dev/null 2>&1 || true; \
+		exit $$status; \
+	fi
+	@if [ ! -x /usr/sbin/haproxy ]; then \
+		echo "installing haproxy (its service is neither started nor enabled: the rolling-deploy drill and make run-scaleout start their own)"; \
+		made=""; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null && $(SUDO) chmod 755 /usr/sbin/policy-rc.d && made=1; fi; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq haproxy; status=$$?; \
+		if [ -n "$$made" ]; then $(SUDO) rm -f /usr/sbin/policy-rc.d; fi; \
+		$(SUDO) systemctl disable haproxy >/dev/null 2>&1 || true; \
 		exit $$status; \
 	fi
 	@if ! command -v redis-server >/dev/null; then \

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make run-scaleout`: the AWS shape on this machine, for a person to try.
 # A throwaway PostgreSQL cluster, moto (S3 + SQS), `anb-worker provision`,
-# two anb-web (no embedded workers) on :8080 and :8081 and two anb-worker.
+# HAProxy on :8080 (as the ALB: health checks on /api/health, a failed
+# connection tried on the other server) over two anb-web (no embedded
+# workers) on :8081 and :8082, and two anb-worker.
 # Ctrl-C stops everything and removes the cluster and emulator state.
 set -euo pipefail
 # CARGO_TARGET_DIR, as cargo reads it, is relative to the caller's directory.
@@ -62,18 +64,49 @@ echo "queue       $ANB_SQS_QUEUE_URL"
 echo "dead letter $ANB_SQS_DEAD_LETTER_URL"
 
 for i in 1 2; do
-  port=$((8079 + i))
-  ANB_WORKERS=0 ANB_HTTP_ADDR="127.0.0.1:$port" ANB_DATA_DIR="$root/web$i" \
+  port=$((8080 + i))
+  ANB_WORKERS=0 ANB_HTTP_ADDR="127.0.0.1:$port" ANB_DATA_DIR="$root/web$i" ANB_BEHIND_PROXY=true \
+    ANB_PUBLIC_BASE_URL=http://127.0.0.1:8080 ANB_METRICS_ADDR="127.0.0.1:$((9463 + i))" \
     "$bin/anb-web" 2>"$root/web$i.log" &
   pids+=($!)
   ANB_DATA_DIR="$root/worker$i" "$bin/anb-worker" 2>"$root/worker$i.log" &
   pids+=($!)
 done
-for port in 8080 8081; do
+for port in 8081 8082; do
   for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$port/api/health" >/dev/null 2>&1 && break; sleep 0.2; done
-  echo "anb-web     http://127.0.0.1:$port (Swagger UI at /docs)"
+  echo "anb-web     http://127.0.0.1:$port"
 done
-echo "anb-worker  x2; logs: $root/{web,worker}{1,2}.log"
+# The load balancer, configured as tests/scaleout/rolling.rs drills it
+# (testkit/src/haproxy.rs): replace a server (SIGTERM, start it again on
+# its port) and no request fails.
+[ -x /usr/sbin/haproxy ] || { echo "haproxy not found: run 'make test-deps'" >&2; exit 1; }
+cat >"$root/haproxy.cfg" <<CFG
+global
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+  retries 3
+  option redispatch 1
+  retry-on conn-failure empty-response
+frontend web
+  bind 127.0.0.1:8080
+  default_backend anb
+backend anb
+  balance roundrobin
+  option httpchk GET /api/health
+  http-check expect status 200
+  default-server inter 500ms fall 2 rise 2
+  server web1 127.0.0.1:8081 check
+  server web2 127.0.0.1:8082 check
+CFG
+/usr/sbin/haproxy -db -f "$root/haproxy.cfg" 2>"$root/haproxy.log" &
+pids+=($!)
+for _ in $(seq 100); do curl -fsS "http://127.0.0.1:8080/api/health" >/dev/null 2>&1 && break; sleep 0.2; done
+echo "HAProxy     http://127.0.0.1:8080 (one address for both; Swagger UI at /docs)"
+echo "anb-worker  x2; logs: $root/{web,worker}{1,2}.log, $root/haproxy.log"
 echo "Ctrl-C stops everything."
 # Until Ctrl-C, or until one process exits (its log says why; stop() prints
 # where the logs were before removing them).

@@ -13,11 +13,13 @@
 //! `static` is never dropped, so this is the one place cleanup can live.
 
 pub mod contracts;
+pub mod haproxy;
 mod rabbitmq;
 mod redis;
 mod smtp;
 mod switch;
 
+pub use haproxy::Haproxy;
 pub use rabbitmq::{RabbitBroker, RabbitMq};
 pub use redis::{Redis, RedisServer};
 pub use smtp::SmtpServer;
@@ -389,7 +391,7 @@ fn reap_when_done(stop: &str, dir: &Path) {
         .expect("start the cleanup watcher");
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port").port()
 }
 

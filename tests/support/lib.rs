@@ -131,6 +131,19 @@ impl TestApp {
         self.start().await;
     }
 
+    /// Replaces the server as a rolling deploy does: SIGTERM, its drain
+    /// waited for (asserting a clean exit), then a new process on the same
+    /// data directory and settings (and so the same port, when the settings
+    /// name one); the earlier log is kept as `server.log.N`.
+    pub async fn replace(&mut self) {
+        let data = self.data.path().to_owned();
+        let status = tokio::task::block_in_place(|| self.terminate());
+        assert!(status.success(), "anb-web exited with {status} at SIGTERM:\n{}", self.log());
+        let n = (1..).find(|n| !data.join(format!("server.log.{n}")).exists()).unwrap();
+        std::fs::rename(data.join("server.log"), data.join(format!("server.log.{n}"))).unwrap();
+        self.start().await;
+    }
+
     /// Every log line of every start so far.
     pub fn all_logs(&self) -> String {
         let earlier: String = (1..)
