@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use anb_domain::ports::{Cache, CacheLookup};
@@ -63,7 +63,7 @@ pub struct PageCache {
     failures: AtomicU64,
     /// The last copy of each page seen, with the generation it was built
     /// at, served when the database is away.
-    last_good: Mutex<HashMap<String, LastCopy>>,
+    last_good: RwLock<HashMap<String, LastCopy>>,
     /// Pages served from `last_good` since the database went away.
     stale_served: AtomicU64,
 }
@@ -78,7 +78,7 @@ impl PageCache {
             serials: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
             failures: AtomicU64::new(0),
-            last_good: Mutex::default(),
+            last_good: RwLock::default(),
             stale_served: AtomicU64::new(0),
         }
     }
@@ -92,7 +92,7 @@ impl PageCache {
             serials: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
             failures: AtomicU64::new(0),
-            last_good: Mutex::default(),
+            last_good: RwLock::default(),
             stale_served: AtomicU64::new(0),
         }
     }
@@ -160,10 +160,16 @@ impl PageCache {
     }
 
     /// Keeps `bytes` as the last good copy of `key`, unless it has this
-    /// generation's already (the common case: one lock, no copy).
+    /// generation's already (the common case, on every cache hit: a shared
+    /// read lock, no copy).
     fn remember(&self, key: &str, generation: u64, bytes: Arc<[u8]>) {
-        let mut kept = self.last_good.lock().unwrap_or_else(PoisonError::into_inner);
-        if kept.get(key).is_some_and(|(built, _)| *built == generation && generation != u64::MAX) {
+        let known =
+            |kept: &HashMap<String, LastCopy>| kept.get(key).is_some_and(|(built, _)| *built == generation && generation != u64::MAX);
+        if known(&self.last_good.read().unwrap_or_else(PoisonError::into_inner)) {
+            return;
+        }
+        let mut kept = self.last_good.write().unwrap_or_else(PoisonError::into_inner);
+        if known(&kept) {
             return;
         }
         if kept.len() >= MAX_LAST_GOOD && !kept.contains_key(key) {
@@ -189,7 +195,7 @@ impl PageCache {
         if error.kind != BackendErrorKind::Unavailable {
             return Err(error);
         }
-        let bytes = self.last_good.lock().unwrap_or_else(PoisonError::into_inner).get(key).map(|(_, bytes)| bytes.clone());
+        let bytes = self.last_good.read().unwrap_or_else(PoisonError::into_inner).get(key).map(|(_, bytes)| bytes.clone());
         let Some(page) = bytes.and_then(|bytes| decode::<T>(&bytes, None)) else { return Err(error) };
         let served = self.stale_served.fetch_add(1, Ordering::Relaxed);
         if served.is_multiple_of(1000) {
@@ -598,7 +604,7 @@ mod tests {
             let key = page_key("rankings", &CityFilter::any(), Page { limit: 10, offset });
             pages.fetch(key, build(&runs, 1, Duration::ZERO)).await.unwrap();
         }
-        assert_eq!(pages.last_good.lock().unwrap().len(), MAX_LAST_GOOD);
+        assert_eq!(pages.last_good.read().unwrap().len(), MAX_LAST_GOOD);
         // Full of later pages: first pages still get in, later ones do not.
         for city in ["Cali", "Pasto"] {
             let key = page_key("rankings", &CityFilter::city(city), Page { limit: 10, offset: 0 });
@@ -606,7 +612,7 @@ mod tests {
         }
         let late = page_key("rankings", &CityFilter::any(), Page { limit: 10, offset: 99_999 });
         pages.fetch(late, build(&runs, 1, Duration::ZERO)).await.unwrap();
-        let kept = pages.last_good.lock().unwrap();
+        let kept = pages.last_good.read().unwrap();
         assert_eq!(kept.len(), MAX_LAST_GOOD);
         assert!(kept.keys().any(|k| k.ends_with(":0:cali")) && kept.keys().any(|k| k.ends_with(":0:pasto")), "first pages kept");
         assert!(!kept.keys().any(|k| k.contains(":99999:")), "a later page does not push one out");

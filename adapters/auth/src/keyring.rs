@@ -35,7 +35,7 @@ fn derive(secret: &[u8], purpose: &[u8]) -> Vec<u8> {
     mac(secret, &[purpose])
 }
 
-fn mac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+pub(crate) fn mac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
     for part in parts {
         mac.update(part);

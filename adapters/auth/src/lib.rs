@@ -113,10 +113,7 @@ const MIN_READ_INTERVAL: Duration = Duration::from_secs(2);
 /// The id of a key in a token's `kid`: 16 hex digits of an HMAC over a
 /// label, which tell keys apart and say nothing of them.
 pub fn key_id(key: &[u8]) -> String {
-    use hmac::Mac as _;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-    mac.update(b"anb access token key id v1");
-    hex::encode(&mac.finalize().into_bytes()[..8])
+    hex::encode(&keyring::mac(key, &[b"anb access token key id v1"])[..8])
 }
 
 /// The keys in the form the JWT library takes.

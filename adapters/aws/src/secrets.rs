@@ -19,18 +19,17 @@ pub async fn secret_string(config: &aws_config::SdkConfig, id: &str) -> Result<S
     output.secret_string.ok_or_else(|| BackendError::internal(format!("the secret {id} holds no text")))
 }
 
-/// The text of the version of secret `id` at `stage` (`AWSCURRENT`,
-/// `AWSPREVIOUS`); `None` when no version has that stage (a secret never
-/// rotated has no previous one).
+/// The text of the version of secret `id` before its last rotation
+/// (`AWSPREVIOUS`); `None` for a secret never rotated.
 ///
 /// # Errors
 /// When Secrets Manager cannot be reached, has no such secret, or the
 /// version holds no text.
-pub async fn secret_string_at(config: &aws_config::SdkConfig, id: &str, stage: &str) -> Result<Option<String>, BackendError> {
+pub async fn previous_secret_string(config: &aws_config::SdkConfig, id: &str) -> Result<Option<String>, BackendError> {
     let client = aws_sdk_secretsmanager::Client::new(config);
-    match client.get_secret_value().secret_id(id).version_stage(stage).send().await {
+    match client.get_secret_value().secret_id(id).version_stage("AWSPREVIOUS").send().await {
         Ok(output) => output.secret_string.map(Some).ok_or_else(|| BackendError::internal(format!("the secret {id} holds no text"))),
-        Err(error) if stage != "AWSCURRENT" && crate::service_code(&error) == Some("ResourceNotFoundException") => Ok(None),
+        Err(error) if crate::service_code(&error) == Some("ResourceNotFoundException") => Ok(None),
         Err(error) => Err(sdk_error("reading a secret", &error)),
     }
 }

@@ -63,7 +63,8 @@ enum Failure {
     /// Not reached, not accepting connections yet, or read-only for now (a
     /// standby being promoted): wait.
     Unreachable,
-    /// The credentials were refused (PostgreSQL `28P01`, `28000`).
+    /// The password was refused (PostgreSQL's `28P01`, whose message is all
+    /// a `BackendError` keeps).
     Refused,
     /// Anything else (a bad URL, a failed migration).
     Other,
@@ -72,8 +73,7 @@ enum Failure {
 fn classify(error: &BackendError) -> Failure {
     if error.kind == BackendErrorKind::Unavailable {
         Failure::Unreachable
-    } else if error.message.contains("28P01") || error.message.contains("28000") || error.message.contains("password authentication failed")
-    {
+    } else if error.message.contains("password authentication failed") {
         Failure::Refused
     } else {
         Failure::Other

@@ -133,10 +133,9 @@ struct SecretsManagerKeys {
 #[cfg(feature = "aws")]
 impl SecretsManagerKeys {
     async fn read(&self) -> Result<SigningKeys, StartupError> {
-        let stage = |stage| anb_aws::secrets::secret_string_at(&self.config, &self.id, stage);
-        let current = key_of(&stage("AWSCURRENT").await.map_err(StartupError::Secret)?.unwrap_or_default(), &self.id)?;
+        let current = key_of(&anb_aws::secrets::secret_string(&self.config, &self.id).await.map_err(StartupError::Secret)?, &self.id)?;
         // A secret never rotated has no previous version.
-        let previous = match stage("AWSPREVIOUS").await.map_err(StartupError::Secret)? {
+        let previous = match anb_aws::secrets::previous_secret_string(&self.config, &self.id).await.map_err(StartupError::Secret)? {
             Some(text) => Some(key_of(&text, &self.id)?),
             None => None,
         };
